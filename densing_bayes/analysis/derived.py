@@ -1,0 +1,157 @@
+"""Derived quantities of a fitted run: effective sizes, densities, doubling times, acceleration.
+
+Everything here is a function of posterior draws, computed after sampling (cheaper than
+deterministics inside the model, and the same code serves any spec variant).
+
+Intervals are equal-tailed with mass ``ci_prob`` (0.9 by default): equal-tailed intervals
+are invariant under monotone transforms, so the doubling time's interval is exactly ln 2 / the
+slope's interval, reversed. A slope whose interval reaches zero has no upper doubling time: the
+upper end is reported as null (unbounded), never as a negative or huge number.
+"""
+
+from __future__ import annotations
+
+import math
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from densing_bayes import laws
+from densing_bayes.model.inputs import ModelInputs
+from densing_bayes.model.spec import ModelSpec
+
+#: Mean Gregorian month in days, for doubling times in months (the paper's "3.3 months").
+DAYS_PER_MONTH = 30.436875
+
+#: The paper's reported point numbers (arXiv 2412.04315), shown beside every result.
+PAPER_REPORTED = {
+    "slope_per_day": 0.0073,
+    "slope_per_day_pre": 0.0048,
+    "doubling_time_days": 95.0,
+    "doubling_time_months": 3.3,
+    "r2": 0.912,
+    "acceleration_ratio": 0.0073 / 0.0048,
+}
+
+
+def interval(draws, ci_prob: float) -> dict[str, float]:
+    """Median and equal-tailed interval of the finite draws."""
+    values = np.asarray(draws, dtype=float).ravel()
+    values = values[np.isfinite(values)]
+    lo, med, hi = np.quantile(values, [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2])
+    return {"median": float(med), "lower": float(lo), "upper": float(hi)}
+
+
+def doubling_interval(slope_per_year, ci_prob: float, unit_days: float = 1.0) -> dict:
+    """Doubling time ln2 / slope (in days, or months with ``unit_days``) by quantile transform."""
+    q = interval(slope_per_year, ci_prob)
+
+    def to_time(s: float) -> float | None:
+        return None if s <= 0 else math.log(2.0) / s * laws.DAYS_PER_YEAR / unit_days
+
+    return {"median": to_time(q["median"]), "lower": to_time(q["upper"]),
+            "upper": to_time(q["lower"])}
+
+
+def slopes(idata: az.InferenceData, spec: ModelSpec) -> dict[str, xr.DataArray]:
+    """Frontier slopes (per year) after (``post``) and before (``pre``) the changepoint."""
+    post = idata.posterior
+    if spec.trend.changepoint == "none":
+        return {"post": post["slope"]}
+    return {"post": post["slope_post"], "pre": post["slope_pre"]}
+
+
+def add_derived(idata: az.InferenceData, spec: ModelSpec) -> az.InferenceData:
+    """Add effective params, densities, doubling times and the acceleration ratio to the posterior."""
+    post = idata.posterior
+    new = {}
+    if "log_density" in post:
+        new["density"] = np.exp(post["log_density"])
+        new["effective_params"] = np.exp(post["log_effective_params"])
+    if "trend_intercept" in post:
+        s = slopes(idata, spec)
+        new["doubling_time_days"] = xr.where(s["post"] > 0, math.log(2) / s["post"]
+                                             * laws.DAYS_PER_YEAR, np.nan)
+        if "pre" in s:
+            new["doubling_time_days_pre"] = xr.where(s["pre"] > 0, math.log(2) / s["pre"]
+                                                     * laws.DAYS_PER_YEAR, np.nan)
+            new["acceleration_ratio"] = s["post"] / s["pre"]
+    idata.posterior = post.assign(new)
+    return idata
+
+
+def trend_summary(idata: az.InferenceData, spec: ModelSpec) -> dict:
+    """The doubling-time part of summary.json (null where the spec has no changepoint)."""
+    ci = spec.ci_prob
+    s = slopes(idata, spec)
+    out = {
+        "doubling_time_days": doubling_interval(s["post"], ci),
+        "doubling_time_months": doubling_interval(s["post"], ci, DAYS_PER_MONTH),
+        "slope_per_day": {k: v / laws.DAYS_PER_YEAR for k, v in interval(s["post"], ci).items()},
+        "prob_growth": float((s["post"] > 0).mean()),
+        "doubling_time_days_pre": None,
+        "doubling_time_months_pre": None,
+        "slope_per_day_pre": None,
+        "acceleration_ratio": None,
+        "prob_acceleration": None,
+        "changepoint_shift_days": None,
+    }
+    if "pre" in s:
+        ratio = s["post"] / s["pre"]
+        out.update(
+            doubling_time_days_pre=doubling_interval(s["pre"], ci),
+            doubling_time_months_pre=doubling_interval(s["pre"], ci, DAYS_PER_MONTH),
+            slope_per_day_pre={k: v / laws.DAYS_PER_YEAR for k, v in interval(s["pre"], ci).items()},
+            acceleration_ratio=interval(ratio, ci),
+            # P(ratio > 1) as asked, and the sign-safe version: both slopes positive and faster after.
+            prob_acceleration=float((ratio > 1).mean()),
+            prob_faster_after=float(((s["post"] > s["pre"]) & (s["pre"] > 0)).mean()),
+        )
+    if "changepoint_shift" in idata.posterior:
+        out["changepoint_shift_days"] = {
+            k: v * laws.DAYS_PER_YEAR
+            for k, v in interval(idata.posterior["changepoint_shift"], ci).items()}
+    return out
+
+
+def model_summary(idata: az.InferenceData, inputs: ModelInputs, ci_prob: float) -> dict:
+    """Per evaluated model: effective params and density intervals, with the facts beside them."""
+    post = idata.posterior
+    out = {}
+    for i, name in enumerate(inputs.models):
+        out[name] = {
+            "params": float(np.exp(inputs.model_log_params[i])),
+            "release_date": str(inputs.model_release[i]),
+            "n_scores": int((inputs.score_model == i).sum()),
+            "effective_params": interval(post["effective_params"].sel(model=name), ci_prob),
+            "density": interval(post["density"].sel(model=name), ci_prob),
+        }
+    return out
+
+
+def benchmark_summary(idata: az.InferenceData, inputs: ModelInputs, ci_prob: float) -> dict:
+    """Per benchmark: the paper-scale parameters (a, alpha, b, beta, E, c, gamma, l, d)."""
+    natural = natural_parameters(idata, inputs)
+    return {b: {k: interval(v.sel(benchmark=b), ci_prob) for k, v in natural.items()}
+            for b in inputs.benchmarks}
+
+
+def natural_parameters(idata: az.InferenceData, inputs: ModelInputs) -> dict[str, xr.DataArray]:
+    """Posterior draws of the paper's a, alpha, b, beta, E, c, gamma, l, d per benchmark.
+
+    The model samples amplitudes at the design centre: A = a N_c^-alpha, so a = A e^{alpha c_N}.
+    """
+    post = idata.posterior
+    chance = xr.DataArray(inputs.chance, coords={"benchmark": inputs.benchmarks})
+    return {
+        "a": post["A"] * np.exp(post["alpha"] * inputs.centre_log_params),
+        "alpha": post["alpha"],
+        "b": post["B"] * np.exp(post["beta"] * inputs.centre_log_tokens),
+        "beta": post["beta"],
+        "E": post["E"],
+        "c": post["score_span"],
+        "gamma": post["gamma"],
+        "l": post["midpoint"],
+        "d": xr.zeros_like(post["gamma"]) + chance,
+    }

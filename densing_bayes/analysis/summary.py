@@ -1,0 +1,107 @@
+"""summary.json and summary.csv: the contract that scripts rely on (documented in README).
+
+Keys that are always present: ``ci_prob``, ``interval``, ``doubling_time_days``,
+``doubling_time_days_pre``, ``acceleration_ratio`` (each ``{median, lower, upper}``, or null
+without a changepoint), ``diagnostics``, ``models``, ``paper_baseline``, ``paper_reported``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from densing_bayes import __version__
+from densing_bayes.analysis import derived
+from densing_bayes.inference.diagnostics import Diagnostics
+from densing_bayes.model.inputs import ModelInputs
+from densing_bayes.model.spec import ModelSpec
+
+
+def _clean(obj):
+    """JSON-safe: NaN and infinities become null (JSON has no NaN), NumPy scalars become floats."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def baseline_summary(baseline) -> dict:
+    """The paper's least-squares pipeline on the same data: its point doubling time and densities."""
+    if baseline is None:
+        return None
+    eff = baseline.effective
+    models = {}
+    for name, row in eff.iterrows():
+        models[str(name)] = {"effective_params": row.get("effective_params"),
+                             "density": row.get("density")}
+    return {"trend": dict(baseline.trend), "models": models}
+
+
+def build_summary(idata: az.InferenceData, inputs: ModelInputs, spec: ModelSpec,
+                  diagnostics: Diagnostics, *, baseline=None, timing: dict | None = None,
+                  data_folder: str = "", data_hash: str = "") -> dict:
+    ci = spec.ci_prob
+    summary = {
+        "package_version": __version__,
+        "spec": spec.name,
+        "config_hash": spec.config_hash(),
+        "data_folder": data_folder,
+        "data_hash": data_hash,
+        "seed": spec.sampler.seed,
+        "sampler": spec.sampler.model_dump(),
+        "ci_prob": ci,
+        "interval": "equal-tailed",
+        "trend": spec.trend.model_dump(mode="json"),
+        "diagnostics": {**diagnostics.to_dict(),
+                        "passed": not diagnostics.failures(spec.diagnostics),
+                        "failures": diagnostics.failures(spec.diagnostics)},
+        "timing_seconds": timing or {},
+        "notes": list(inputs.notes),
+        "paper_reported": derived.PAPER_REPORTED,
+        "paper_baseline": baseline_summary(baseline),
+    }
+    if inputs.has_evaluated_models:
+        summary.update(derived.trend_summary(idata, spec))
+        summary["models"] = derived.model_summary(idata, inputs, ci)
+    else:
+        summary.update({k: None for k in ("doubling_time_days", "doubling_time_days_pre",
+                                          "acceleration_ratio")})
+        summary["models"] = {}
+    summary["benchmarks"] = derived.benchmark_summary(idata, inputs, ci)
+    return _clean(summary)
+
+
+def summary_table(summary: dict) -> pd.DataFrame:
+    """Flat view of summary.json: one row per quantity with median and interval."""
+    rows = []
+
+    def add(quantity, entry, model="", benchmark=""):
+        if isinstance(entry, dict) and "median" in entry:
+            rows.append({"quantity": quantity, "model": model, "benchmark": benchmark,
+                         "median": entry["median"], "lower": entry["lower"],
+                         "upper": entry["upper"]})
+
+    for key in ("doubling_time_days", "doubling_time_days_pre", "doubling_time_months",
+                "doubling_time_months_pre", "slope_per_day", "slope_per_day_pre",
+                "acceleration_ratio", "changepoint_shift_days"):
+        add(key, summary.get(key))
+    for name, entry in summary.get("models", {}).items():
+        add("effective_params", entry["effective_params"], model=name)
+        add("density", entry["density"], model=name)
+    for bench, params in summary.get("benchmarks", {}).items():
+        for key, entry in params.items():
+            add(key, entry, benchmark=bench)
+    table = pd.DataFrame(rows, columns=["quantity", "model", "benchmark", "median", "lower",
+                                        "upper"])
+    table.insert(3, "ci_prob", summary["ci_prob"])
+    return table

@@ -1,0 +1,80 @@
+"""MCMC diagnostics that never pass silently.
+
+ArviZ computes R-hat, bulk/tail ESS and E-BFMI; this module reduces them to the worst value over
+every *sampled* parameter (deterministics are functions of those and would only repeat them),
+compares them with the spec's thresholds and says, for each miss, what to try.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import arviz as az
+import numpy as np
+
+from densing_bayes.model.spec import Thresholds
+
+ADVICE = {
+    "divergences": "divergent transitions bias the posterior: raise [sampler] target_accept "
+                   "(e.g. 0.95-0.99) or check the priors of scale parameters near zero",
+    "max_rhat": "chains disagree: run more tune/draws, or look for multimodality in rank plots",
+    "min_ess_bulk": "too few effective draws for medians: raise [sampler] draws",
+    "min_ess_tail": "too few effective draws for interval ends: raise [sampler] draws",
+    "min_bfmi": "low E-BFMI: heavy-tailed energy, usually a funnel; consider tighter scale priors",
+}
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    divergences: int
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    min_bfmi: float
+    worst_rhat_parameter: str
+    worst_ess_parameter: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def failures(self, thresholds: Thresholds) -> list[str]:
+        """One human-readable line per missed threshold, with what to try."""
+        checks = [
+            ("divergences", self.divergences > thresholds.max_divergences,
+             f"{self.divergences} divergences (allowed {thresholds.max_divergences})"),
+            ("max_rhat", not self.max_rhat <= thresholds.max_rhat,
+             f"max R-hat {self.max_rhat:.4f} > {thresholds.max_rhat} "
+             f"({self.worst_rhat_parameter})"),
+            ("min_ess_bulk", not self.min_ess_bulk >= thresholds.min_ess,
+             f"min bulk ESS {self.min_ess_bulk:.0f} < {thresholds.min_ess:.0f} "
+             f"({self.worst_ess_parameter})"),
+            ("min_ess_tail", not self.min_ess_tail >= thresholds.min_ess,
+             f"min tail ESS {self.min_ess_tail:.0f} < {thresholds.min_ess:.0f}"),
+            ("min_bfmi", not self.min_bfmi >= thresholds.min_bfmi,
+             f"min E-BFMI {self.min_bfmi:.2f} < {thresholds.min_bfmi}"),
+        ]
+        return [f"{msg}: {ADVICE[key]}" for key, failed, msg in checks if failed]
+
+
+def sampled_variables(idata: az.InferenceData, free_names: list[str]) -> list[str]:
+    """Posterior variables that the sampler moved (free RVs in their constrained form)."""
+    return [v for v in free_names if v in idata.posterior.data_vars]
+
+
+def _worst(dataset, reducer) -> tuple[float, str]:
+    values = {name: float(reducer(da.values)) for name, da in dataset.data_vars.items()
+              if np.isfinite(da.values).any()}
+    name = (max if reducer is np.nanmax else min)(values, key=values.get)
+    return values[name], name
+
+
+def diagnose(idata: az.InferenceData, var_names: list[str]) -> Diagnostics:
+    """Worst-case diagnostics over ``var_names`` (the sampled parameters)."""
+    post = idata.posterior[var_names]
+    rhat, rhat_name = _worst(az.rhat(post), np.nanmax)
+    ess_bulk, ess_name = _worst(az.ess(post, method="bulk"), np.nanmin)
+    ess_tail, _ = _worst(az.ess(post, method="tail"), np.nanmin)
+    stats = idata.sample_stats
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    bfmi = float(np.min(az.bfmi(idata))) if "energy" in stats else float("nan")
+    return Diagnostics(divergences, rhat, ess_bulk, ess_tail, bfmi, rhat_name, ess_name)

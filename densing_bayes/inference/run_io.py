@@ -1,0 +1,139 @@
+"""A run folder: what one fit leaves on disk, written atomically and loaded back with checks.
+
+Layout of RUN/:
+    posterior.nc    InferenceData (prior, posterior, posterior_predictive, log_likelihood,
+                    sample_stats, observed_data, constant_data); attrs carry the package version,
+                    the config hash, the data hash and the resolved spec as JSON
+    summary.json    the documented contract (README "summary.json")
+    summary.csv     the same numbers as a flat table
+    spec.toml       the resolved spec (every default written out): refit with it to reproduce
+
+The folder is assembled in a temporary sibling and renamed into place, so a crash never leaves a
+half-written run, and an existing run is replaced only with ``force=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import arviz as az
+
+from densing_bayes import __version__
+from densing_bayes.model.spec import ModelSpec, load_spec
+
+POSTERIOR_FILE = "posterior.nc"
+SUMMARY_JSON = "summary.json"
+SUMMARY_CSV = "summary.csv"
+SPEC_FILE = "spec.toml"
+
+
+class RunFolderError(RuntimeError):
+    """A run folder that cannot be written or loaded as asked."""
+
+
+@dataclass(frozen=True)
+class FittedRun:
+    folder: Path
+    idata: az.InferenceData
+    spec: ModelSpec
+    summary: dict
+
+
+def data_hash(folder: Path) -> str:
+    """SHA-256 over the data folder's CSV files (names and bytes), in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.csv")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def check_writable(out: Path, force: bool) -> None:
+    """Refuse before any work is done if ``out`` holds something and ``force`` is off."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise RunFolderError(f"{out} already holds a run; pass --force to replace it")
+
+
+def write_folder_atomically(out: Path, writers: dict[str, Callable[[Path], None]],
+                            force: bool) -> None:
+    """Write every file into a temporary sibling, then swap it in for ``out``."""
+    out = Path(out)
+    check_writable(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for name, write in writers.items():
+            write(staging / name)
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            out.rename(backup)
+            staging.rename(out)
+            shutil.rmtree(backup)
+        else:
+            staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def stamp(idata: az.InferenceData, spec: ModelSpec, data_folder: Path) -> az.InferenceData:
+    """Attributes that make a run reproducible and checkable."""
+    resolved = spec.resolved()
+    attrs = {
+        "densing_bayes_version": __version__,
+        "config_hash": spec.config_hash(),
+        "data_hash": data_hash(data_folder),
+        "data_folder": str(data_folder),
+        "spec_json": json.dumps(resolved.to_dict(), sort_keys=True),
+        "seed": spec.sampler.seed,
+    }
+    for group in idata.groups():
+        idata[group].attrs.update(attrs)
+    return idata
+
+
+def save_run(out: Path, idata: az.InferenceData, spec: ModelSpec, summary: dict,
+             summary_rows, *, force: bool = False) -> Path:
+    """Write a complete run folder (see module docstring)."""
+    def write_json(path: Path) -> None:
+        path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+
+    write_folder_atomically(out, {
+        POSTERIOR_FILE: lambda p: idata.to_netcdf(str(p), engine="h5netcdf"),
+        SUMMARY_JSON: write_json,
+        SUMMARY_CSV: lambda p: summary_rows.to_csv(p, index=False),
+        SPEC_FILE: lambda p: p.write_text(spec.to_toml()),
+    }, force)
+    return Path(out)
+
+
+def load_run(folder: Path, *, expected_spec: ModelSpec | None = None) -> FittedRun:
+    """Load a run folder; refuse a version or configuration that does not match."""
+    folder = Path(folder)
+    missing = [n for n in (POSTERIOR_FILE, SUMMARY_JSON, SPEC_FILE) if not (folder / n).is_file()]
+    if missing:
+        raise RunFolderError(f"{folder} is not a complete run folder: missing {missing}")
+    idata = az.from_netcdf(str(folder / POSTERIOR_FILE), engine="h5netcdf")
+    attrs = idata.posterior.attrs
+    spec = load_spec(folder / SPEC_FILE)
+    if attrs.get("densing_bayes_version") != __version__:
+        raise RunFolderError(
+            f"{folder} was written by densing_bayes {attrs.get('densing_bayes_version')}, this is "
+            f"{__version__}: refit it (densing-bayes fit {folder / SPEC_FILE} ...) to use it")
+    if attrs.get("config_hash") != spec.config_hash():
+        raise RunFolderError(f"{folder}: {SPEC_FILE} does not match the configuration the "
+                             "posterior was sampled under (config hash differs)")
+    if expected_spec is not None and expected_spec.config_hash() != spec.config_hash():
+        raise RunFolderError(f"{folder} was fitted under another configuration than the spec "
+                             "given (config hash differs)")
+    summary = json.loads((folder / SUMMARY_JSON).read_text())
+    return FittedRun(folder, idata, spec, summary)

@@ -1,0 +1,176 @@
+"""The joint hierarchical model: loss law -> sigmoid -> latent effective sizes -> density trend.
+
+One PyMC model, sampled jointly (statistical brief: docs section 2; README "The model").
+
+Reference family, per benchmark b (x_N = log N - centre, x_D = log D - centre):
+    loss law     L = E_b + A_b exp(-alpha_b x_N) + B_b exp(-beta_b x_D)
+                 log L_obs ~ Normal(log L, sigma_loss_b)                       (law rows)
+    sigmoid      S(L) = d_b + c_b logistic(-gamma_b (L - l_b)),  d_b = chance_b,
+                 c_b = (1 - d_b) ceiling_b
+                 score_obs ~ Beta(mean S(L_obs), precision phi_ref_b)            (curve rows)
+Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e^{r_m} at D0):
+    L_mb = loss law at (N_hat_m, D0)
+    score_obs_mbk ~ Beta(mean d_b + c_b logistic(-gamma_b (L_mb - l_b) + delta_b + eta_k), phi_eval)
+    (delta_b: protocol offset of reported scores; eta_k: who reported it, sums to zero)
+Density trend (t = years since the changepoint date):
+    f(t) = B + slope_pre min(t - tau, 0) + slope_post max(t - tau, 0)     (continuous at tau)
+    frontier:  r_m = f(t_m) - u_m + v_m, u ~ HalfNormal(sigma_u), v ~ Normal(0, sigma_v),
+               with u marginalised: r_m ~ SkewNormal(f(t_m), sqrt(su^2 + sv^2), -su/sv)
+    mean:      r_m ~ Normal(f(t_m), sigma)
+
+Geometry (why it is written this way): log N and log D are centred at the reference design's
+centre and amplitudes live there (uncentred, log a and alpha are almost collinear); the loss
+law is sampled as (total loss at the centre, the N-term's share, irreducible fraction), the
+coordinates the data pin, with priors stated on those same coordinates; slopes are per year;
+scale parameters that can approach zero have boundary-avoiding priors; the frontier's
+inefficiency is integrated out analytically (the normal / half-normal convolution is the
+skew-normal), which removes one latent per model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from densing_bayes.model.inputs import ModelInputs
+from densing_bayes.model.spec import ModelSpec
+
+#: Sharpness (per year) of the smooth hinge used when the changepoint date is itself unknown:
+#: softplus(k s) / k is within ln2 / k = 13 days of max(s, 0), and differentiable for NUTS.
+UNKNOWN_CHANGEPOINT_SHARPNESS = 20.0
+
+#: Variables whose posterior a summary reports first: what the statistician asked about.
+KEY_PARAMETERS = (
+    "slope", "slope_pre", "slope_post", "trend_intercept", "changepoint_shift",
+    "frontier_inefficiency", "frontier_noise", "trend_noise", "alpha", "beta",
+    "sigmoid_ceiling", "score_precision_eval",
+)
+
+
+def loss_law_centred(x_params, x_tokens, E, A, B, alpha, beta):
+    """The loss law in centred coordinates, as a PyTensor expression."""
+    return E + A * pt.exp(-alpha * x_params) + B * pt.exp(-beta * x_tokens)
+
+
+def trend_mean(time, spec: ModelSpec, intercept, slope=None, slope_pre=None, slope_post=None,
+               shift=0.0):
+    """f(t): the frontier (or mean) log density at time ``t`` years after the changepoint."""
+    if spec.trend.changepoint == "none":
+        return intercept + slope * time
+    s = time - shift
+    if spec.trend.changepoint == "fixed":
+        return intercept + slope_pre * pt.minimum(s, 0.0) + slope_post * pt.maximum(s, 0.0)
+    k = UNKNOWN_CHANGEPOINT_SHARPNESS
+    return intercept + slope_pre * s + (slope_post - slope_pre) * pt.softplus(k * s) / k
+
+
+def _beta_obs(name, mean, precision, observed, dims):
+    return pm.Beta(name, alpha=mean * precision, beta=(1.0 - mean) * precision,
+                   observed=observed, dims=dims)
+
+
+def _loss_law_block(inputs: ModelInputs, spec: ModelSpec):
+    """Per-benchmark loss-law parameters and the likelihood of the loss-law rows."""
+    loss_scale = pt.as_tensor(inputs.loss_scale)
+    centre_ratio = spec.prior("loss_centre_log_ratio").create_variable("loss_centre_log_ratio")
+    loss_centre = pm.Deterministic("loss_centre", loss_scale * pt.exp(centre_ratio),
+                                   dims="benchmark")
+    share = spec.prior("loss_n_share").create_variable("loss_n_share")
+    if spec.loss_law.irreducible:
+        frac = spec.prior("loss_irreducible_frac").create_variable("loss_irreducible_frac")
+        E = pm.Deterministic("E", frac * loss_centre, dims="benchmark")
+    else:
+        E = pm.Deterministic("E", pt.zeros_like(loss_centre), dims="benchmark")
+    reducible = loss_centre - E
+    A = pm.Deterministic("A", share * reducible, dims="benchmark")
+    B = pm.Deterministic("B", (1.0 - share) * reducible, dims="benchmark")
+    alpha = pm.Deterministic("alpha", pt.exp(spec.prior("loss_log_alpha")
+                                             .create_variable("loss_log_alpha")), dims="benchmark")
+    beta = pm.Deterministic("beta", pt.exp(spec.prior("loss_log_beta")
+                                           .create_variable("loss_log_beta")), dims="benchmark")
+    sigma = spec.prior("loss_noise").create_variable("loss_noise")
+
+    b = pm.Data("law_benchmark", inputs.law_benchmark, dims="law_row")
+    x_n = pm.Data("law_x_params", inputs.law_x_params, dims="law_row")
+    x_d = pm.Data("law_x_tokens", inputs.law_x_tokens, dims="law_row")
+    mu = loss_law_centred(x_n, x_d, E[b], A[b], B[b], alpha[b], beta[b])
+    pm.Normal("log_loss_obs", mu=pt.log(mu), sigma=sigma[b],
+              observed=np.log(inputs.law_loss), dims="law_row")
+    return E, A, B, alpha, beta
+
+
+def _sigmoid_block(inputs: ModelInputs, spec: ModelSpec):
+    """Per-benchmark loss -> score sigmoid and the likelihood of the curve rows."""
+    loss_scale = pt.as_tensor(inputs.loss_scale)
+    gamma = pm.Deterministic(
+        "gamma", pt.exp(spec.prior("sigmoid_log_slope").create_variable("sigmoid_log_slope"))
+        / loss_scale, dims="benchmark")
+    midpoint = pm.Deterministic(
+        "midpoint", loss_scale * pt.exp(spec.prior("sigmoid_log_midpoint")
+                                        .create_variable("sigmoid_log_midpoint")), dims="benchmark")
+    ceiling = spec.prior("sigmoid_ceiling").create_variable("sigmoid_ceiling")
+    chance = pt.as_tensor(inputs.chance)
+    span = pm.Deterministic("score_span", (1.0 - chance) * ceiling, dims="benchmark")
+    phi = spec.prior("score_precision_ref").create_variable("score_precision_ref")
+
+    b = pm.Data("curve_benchmark", inputs.curve_benchmark, dims="curve_row")
+    loss = pm.Data("curve_loss", inputs.curve_loss, dims="curve_row")
+    mean = chance[b] + span[b] * pm.math.sigmoid(-gamma[b] * (loss - midpoint[b]))
+    _beta_obs("curve_score_obs", mean, phi[b], inputs.curve_score, "curve_row")
+    return gamma, midpoint, span, chance
+
+
+def _trend_block(inputs: ModelInputs, spec: ModelSpec):
+    """Frontier (or mean) trend over release time; returns the latent log density per model."""
+    time = pm.Data("model_time", inputs.model_time, dims="model")
+    intercept = spec.prior("trend_intercept").create_variable("trend_intercept")
+    if spec.trend.changepoint == "none":
+        f = trend_mean(time, spec, intercept, slope=spec.prior("slope").create_variable("slope"))
+    else:
+        shift = (spec.prior("changepoint_shift").create_variable("changepoint_shift")
+                 if spec.trend.changepoint == "unknown" else 0.0)
+        f = trend_mean(time, spec, intercept,
+                       slope_pre=spec.prior("slope_pre").create_variable("slope_pre"),
+                       slope_post=spec.prior("slope_post").create_variable("slope_post"),
+                       shift=shift)
+    # Non-centred: r_m = f(t_m) + scale * z_m. Scores pin densities *relative to each other*
+    # far better than their common level (which trades off against the protocol offsets), so
+    # the common level should move through f alone, not through every latent at once.
+    if spec.trend.kind == "frontier":
+        sigma_u = spec.prior("frontier_inefficiency").create_variable("frontier_inefficiency")
+        sigma_v = spec.prior("frontier_noise").create_variable("frontier_noise")
+        scale = pt.sqrt(sigma_u**2 + sigma_v**2)
+        z = pm.SkewNormal("log_density_std", mu=0.0, sigma=1.0, alpha=-sigma_u / sigma_v,
+                          dims="model")
+    else:
+        scale = spec.prior("trend_noise").create_variable("trend_noise")
+        z = pm.Normal("log_density_std", mu=0.0, sigma=1.0, dims="model")
+    return pm.Deterministic("log_density", f + scale * z, dims="model")
+
+
+def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
+    """The PyMC model for ``inputs`` under ``spec`` (no sampling happens here)."""
+    with pm.Model(coords=inputs.coords()) as model:
+        E, A, B, alpha, beta = _loss_law_block(inputs, spec)
+        gamma, midpoint, span, chance = _sigmoid_block(inputs, spec)
+        if not inputs.has_evaluated_models:
+            return model
+
+        log_density = _trend_block(inputs, spec)
+        log_params = pm.Data("model_log_params", inputs.model_log_params, dims="model")
+        log_eff = pm.Deterministic("log_effective_params", log_params + log_density, dims="model")
+
+        m = pm.Data("score_model", inputs.score_model, dims="score_row")
+        b = pm.Data("score_benchmark", inputs.score_benchmark, dims="score_row")
+        k = pm.Data("score_source", inputs.score_source, dims="score_row")
+        x_n = log_eff[m] - inputs.centre_log_params
+        loss = loss_law_centred(x_n, inputs.log_d0_centred, E[b], A[b], B[b], alpha[b], beta[b])
+        logit = -gamma[b] * (loss - midpoint[b])
+        logit = logit + spec.prior("protocol_offset").create_variable("protocol_offset")[b]
+        if len(inputs.source_kinds) > 1:
+            logit = logit + spec.prior("source_offset").create_variable("source_offset")[k]
+        mean = chance[b] + span[b] * pm.math.sigmoid(logit)
+        phi = spec.prior("score_precision_eval").create_variable("score_precision_eval")
+        _beta_obs("score_obs", mean, phi, inputs.score_value, "score_row")
+    return model

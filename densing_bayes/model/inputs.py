@@ -1,0 +1,223 @@
+"""From a validated data folder to the arrays the joint model consumes.
+
+This is where every modelling decision about *which rows enter the likelihood* is made, once,
+and each row left out is counted in a note (never silently dropped):
+
+* benchmarks: those with both loss-law rows (params, tokens, loss) and curve rows (loss,
+  score) in the reference family; a spec may restrict them further;
+* evaluated models: those with a release date, not excluded by flag, with at least one score on
+  a modelled benchmark;
+* scores: every reported row (repeated measurements), or the preferred row per pair.
+
+It also fixes the data-derived constants the priors are scaled by (documented in README):
+``centre_log_params`` / ``centre_log_tokens`` (mean log N and log D over loss-law rows: the
+reference design's centre) and ``loss_scale`` (median loss-law loss per benchmark).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from densing_bayes import laws
+from densing_bayes.data.schema import DensingData
+from densing_bayes.model.spec import ModelSpec
+
+#: Item count used to squeeze scores of 0 or 1 into the open interval the Beta likelihood
+#: needs, y' = (y (n - 1) + 0.5) / n (Smithson & Verkuilen 2006), when n_items is unknown.
+DEFAULT_SQUEEZE_ITEMS = 1000.0
+
+TRUE_STRINGS = {"true", "1", "yes"}
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    benchmarks: list[str]
+    chance: np.ndarray  # (benchmark,)
+    loss_scale: np.ndarray  # (benchmark,) median loss-law loss
+    centre_log_params: float
+    centre_log_tokens: float
+    log_d0_centred: float  # log D0 - centre_log_tokens
+    # loss-law rows
+    law_benchmark: np.ndarray
+    law_x_params: np.ndarray  # log N - centre
+    law_x_tokens: np.ndarray  # log D - centre
+    law_loss: np.ndarray
+    law_run: list[str]
+    # curve rows
+    curve_benchmark: np.ndarray
+    curve_loss: np.ndarray
+    curve_score: np.ndarray  # squeezed into (0, 1)
+    # evaluated models
+    models: list[str] = field(default_factory=list)
+    model_log_params: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    model_time: np.ndarray = field(default_factory=lambda: np.zeros(0))  # years since changepoint
+    model_release: np.ndarray = field(default_factory=lambda: np.zeros(0, "datetime64[D]"))
+    score_model: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    score_benchmark: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    score_source: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    score_value: np.ndarray = field(default_factory=lambda: np.zeros(0))  # squeezed
+    score_raw: np.ndarray = field(default_factory=lambda: np.zeros(0))  # as reported
+    source_kinds: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def has_evaluated_models(self) -> bool:
+        return len(self.models) > 0
+
+    def coords(self) -> dict[str, list]:
+        coords: dict[str, list] = {
+            "benchmark": list(self.benchmarks),
+            "law_row": list(range(len(self.law_loss))),
+            "curve_row": list(range(len(self.curve_loss))),
+        }
+        if self.has_evaluated_models:
+            coords["model"] = list(self.models)
+            coords["score_obs"] = list(range(len(self.score_value)))
+            coords["source_kind"] = list(self.source_kinds)
+        return coords
+
+
+def squeeze_scores(score: np.ndarray, n_items: np.ndarray | None = None) -> np.ndarray:
+    """Map [0, 1] into (0, 1) by the Smithson-Verkuilen rule; values inside barely move."""
+    n = np.full(score.shape, DEFAULT_SQUEEZE_ITEMS) if n_items is None else np.asarray(n_items)
+    n = np.where(np.isfinite(n) & (n > 1), n, DEFAULT_SQUEEZE_ITEMS)
+    return (score * (n - 1.0) + 0.5) / n
+
+
+def _truthy(column: pd.Series) -> pd.Series:
+    if column.dtype == bool:
+        return column
+    return column.astype(str).str.strip().str.lower().isin(TRUE_STRINGS)
+
+
+def _reference_rows(data: DensingData, spec: ModelSpec, notes: list[str]):
+    runs = data.reference_runs
+    if spec.data.exclude_holdout and "holdout" in runs:
+        held = _truthy(runs["holdout"])
+        if held.any():
+            notes.append(f"reference_runs.csv: {int(held.sum())} hold-out rows "
+                         f"({runs.loc[held, 'run_id'].nunique()} runs) kept out of the fit")
+        runs = runs[~held]
+    law = runs[runs["params"].notna() & runs["tokens"].notna() & runs["loss"].notna()]
+    curve = runs[runs["loss"].notna() & runs["score"].notna()]
+    return law, curve
+
+
+def _choose_benchmarks(law, curve, data, spec, notes) -> list[str]:
+    usable = sorted(set(law["benchmark"]) & set(curve["benchmark"]))
+    for name, frame in (("loss-law", law), ("curve", curve)):
+        missing = sorted((set(law["benchmark"]) | set(curve["benchmark"])) - set(frame["benchmark"]))
+        if missing:
+            notes.append(f"benchmarks without {name} rows are not modelled: {missing}")
+    if spec.data.benchmarks:
+        unknown = sorted(set(spec.data.benchmarks) - set(usable))
+        if unknown:
+            raise ValueError(f"spec asks for benchmarks {unknown} that have no reference loss-law "
+                             f"and curve rows in {data.folder}; usable: {usable}")
+        usable = [b for b in usable if b in spec.data.benchmarks]
+    if not usable:
+        raise ValueError(f"{data.folder}: no benchmark has both loss-law rows (params, tokens, "
+                         "loss) and curve rows (loss, score); nothing to fit")
+    return usable
+
+
+def _chance(benchmarks: list[str], data: DensingData, curve: pd.DataFrame, notes) -> np.ndarray:
+    """Chance level per benchmark from benchmarks.csv; without it, 0 (no floor), with a note."""
+    if data.benchmarks is not None:
+        table = data.benchmarks.set_index("benchmark")["chance"]
+        return np.array([float(table.get(b, 0.0)) for b in benchmarks])
+    notes.append("no benchmarks.csv: sigmoid floors set to 0 (chance unknown)")
+    return np.zeros(len(benchmarks))
+
+
+def _evaluated(data, spec, benchmarks, notes):
+    models = data.models.copy()
+    scores = data.scores.copy()
+    if spec.data.exclude_flags and "flags" in models:
+        flagged = models["flags"].fillna("").astype(str).apply(
+            lambda s: bool(set(s.split(";")) & set(spec.data.exclude_flags)))
+        if flagged.any():
+            notes.append(f"models excluded by flags {list(spec.data.exclude_flags)}: "
+                         f"{sorted(models.loc[flagged, 'model'])}")
+        models = models[~flagged]
+    undated = models["release_date"].isna()
+    if undated.any():
+        notes.append(f"models without a release date are not fitted: "
+                     f"{sorted(models.loc[undated, 'model'])}")
+        models = models[~undated]
+    off_benchmark = ~scores["benchmark"].isin(benchmarks)
+    if off_benchmark.any():
+        notes.append(f"scores.csv: {int(off_benchmark.sum())} rows on benchmarks without a "
+                     f"reference curve are not used ({sorted(scores.loc[off_benchmark, 'benchmark'].unique())})")
+    scores = scores[~off_benchmark & scores["model"].isin(models["model"])]
+    if spec.data.score_rows == "preferred":
+        if "preferred" in scores:
+            scores = scores[_truthy(scores["preferred"])]
+        else:
+            notes.append("scores.csv has no 'preferred' column: the first row per pair is used")
+            scores = scores.drop_duplicates(["model", "benchmark"], keep="first")
+    scored = models["model"].isin(scores["model"])
+    if (~scored).any():
+        notes.append(f"{int((~scored).sum())} models have no score on a modelled benchmark and "
+                     "are not fitted")
+    return models[scored].sort_values(["release_date", "model"]), scores
+
+
+def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
+    """All arrays, index maps, centring constants and notes for ``build_model``."""
+    notes: list[str] = list(data.notes)
+    law, curve = _reference_rows(data, spec, notes)
+    benchmarks = _choose_benchmarks(law, curve, data, spec, notes)
+    bidx = {b: i for i, b in enumerate(benchmarks)}
+    law = law[law["benchmark"].isin(benchmarks)]
+    curve = curve[curve["benchmark"].isin(benchmarks)]
+
+    log_n, log_d = np.log(law["params"].to_numpy(float)), np.log(law["tokens"].to_numpy(float))
+    centre_n, centre_d = float(log_n.mean()), float(log_d.mean())
+    loss_scale = law.groupby("benchmark")["loss"].median().reindex(benchmarks).to_numpy(float)
+    common = dict(
+        benchmarks=benchmarks,
+        chance=_chance(benchmarks, data, curve, notes),
+        loss_scale=loss_scale,
+        centre_log_params=centre_n,
+        centre_log_tokens=centre_d,
+        log_d0_centred=float(np.log(spec.data.d0_tokens) - centre_d),
+        law_benchmark=law["benchmark"].map(bidx).to_numpy(int),
+        law_x_params=log_n - centre_n,
+        law_x_tokens=log_d - centre_d,
+        law_loss=law["loss"].to_numpy(float),
+        law_run=law["run_id"].astype(str).tolist(),
+        curve_benchmark=curve["benchmark"].map(bidx).to_numpy(int),
+        curve_loss=curve["loss"].to_numpy(float),
+        curve_score=squeeze_scores(curve["score"].to_numpy(float)),
+    )
+    if not data.has_evaluated_models:
+        return ModelInputs(**common, notes=tuple(notes))
+
+    models, scores = _evaluated(data, spec, benchmarks, notes)
+    if models.empty:
+        notes.append("no evaluated model can be fitted: the two-step chain is fitted alone")
+        return ModelInputs(**common, notes=tuple(notes))
+    midx = {m: i for i, m in enumerate(models["model"])}
+    kinds = (scores["source_kind"].fillna("").astype(str).replace("", "unknown")
+             if "source_kind" in scores else pd.Series("unknown", index=scores.index))
+    source_kinds = sorted(kinds.unique())
+    n_items = scores["n_items"].to_numpy(float) if "n_items" in scores else None
+    release = models["release_date"].to_numpy("datetime64[D]")
+    return ModelInputs(
+        **common,
+        models=models["model"].astype(str).tolist(),
+        model_log_params=np.log(models["params"].to_numpy(float)),
+        model_time=laws.years_since(release, np.datetime64(spec.trend.changepoint_date, "D")),
+        model_release=release,
+        score_model=scores["model"].map(midx).to_numpy(int),
+        score_benchmark=scores["benchmark"].map(bidx).to_numpy(int),
+        score_source=kinds.map({k: i for i, k in enumerate(source_kinds)}).to_numpy(int),
+        score_value=squeeze_scores(scores["score"].to_numpy(float), n_items),
+        score_raw=scores["score"].to_numpy(float),
+        source_kinds=source_kinds,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,164 @@
+"""Every prior of the joint model: its name, its default and why.
+
+Priors are pymc-extras ``Prior`` objects, so a spec overrides one by writing its dict form
+(``dist`` / ``kwargs`` / ``dims`` / ``centered``) and a sensitivity analysis is "swap these
+dicts and refit". All default priors are on *dimensionless* quantities (ratios to a data scale,
+exponents, logits, slopes in e-folds per year), which is what lets one spec fit any valid data
+folder without editing: the data scale enters only through the documented constants of
+``densing_bayes.model.inputs`` (median loss per benchmark, centre of log N and log D).
+
+Scale parameters that may approach zero (hyper-SDs across 5-10 benchmarks, the frontier's noise
+and inefficiency scales) get boundary-avoiding Gamma priors: half-normal priors on them created
+funnels and divergences in every sampler we tried (docs: densing-law-method.md, section 4).
+The sensitivity analysis swaps them for the half-normal/exponential alternatives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pymc_extras.prior import Prior
+
+
+@dataclass(frozen=True)
+class PriorDoc:
+    """A named prior with the sentence a statistician needs to judge it."""
+
+    prior: Prior
+    doc: str
+    unit: str = ""
+
+
+def _hier(mu: float, mu_sd: float, tau_alpha: float, tau_beta: float,
+          centered: bool) -> Prior:
+    """Partially pooled benchmark effect, centred: each benchmark's own reference runs (dozens
+    of loss-law rows, hundreds of curve rows) pin it, and the non-centred form mixed 2-3x
+    worse on the simulated paper design."""
+    return Prior(
+        "Normal",
+        mu=Prior("Normal", mu=mu, sigma=mu_sd),
+        sigma=Prior("Gamma", alpha=tau_alpha, beta=tau_beta),
+        dims="benchmark",
+        centered=centered,
+    )
+
+
+DEFAULT_PRIORS: dict[str, PriorDoc] = {
+    # ---- loss law: L = E + A exp(-alpha x_N) + B exp(-beta x_D), x centred at the design centre
+    "loss_centre_log_ratio": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=0.5, dims="benchmark"),
+        "log of (reducible + irreducible loss at the reference design's centre) / (median "
+        "observed loss-law loss of the benchmark): the data pin it; the prior only sets the scale.",
+    ),
+    "loss_n_share": PriorDoc(
+        Prior("Beta", alpha=2.0, beta=2.0, dims="benchmark"),
+        "share of the reducible loss at the design centre carried by the parameter term "
+        "A / (A + B); the data pin the total far better than the split (corr ~ -0.99), so the "
+        "prior keeps the split away from 0 and 1.",
+    ),
+    "loss_irreducible_frac": PriorDoc(
+        Prior("Beta", alpha=2.0, beta=2.0, dims="benchmark"),
+        "irreducible loss E as a fraction of the total loss at the design centre (only with "
+        "[loss_law] irreducible = true). Task bits-per-byte do not go to zero with scale.",
+    ),
+    "loss_log_alpha": PriorDoc(
+        _hier(mu=math.log(0.3), mu_sd=0.5, tau_alpha=4.0, tau_beta=10.0, centered=True),
+        "log of the parameter exponent alpha, partially pooled across benchmarks; centred on "
+        "alpha = 0.3 (Chinchilla-like), 1 SD spans 0.18-0.49.",
+    ),
+    "loss_log_beta": PriorDoc(
+        _hier(mu=math.log(0.3), mu_sd=0.5, tau_alpha=4.0, tau_beta=10.0, centered=True),
+        "log of the data exponent beta, partially pooled across benchmarks (as alpha).",
+    ),
+    "loss_noise": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=40.0, dims="benchmark"),
+        "SD of log(observed loss) around the law, per benchmark; mean 0.05 (5% loss noise and "
+        "misfit); Gamma keeps it off zero.",
+    ),
+    # ---- sigmoid: S = d + c * logistic(-gamma (L - l)), d = chance, c = (1 - d) * ceiling
+    "sigmoid_log_slope": PriorDoc(
+        _hier(mu=math.log(5.0), mu_sd=1.0, tau_alpha=4.0, tau_beta=8.0, centered=True),
+        "log of the dimensionless slope gamma * L_c (L_c: the benchmark's loss scale), partially "
+        "pooled; gamma > 0 fixes the orientation (score falls as loss rises).",
+    ),
+    "sigmoid_log_midpoint": PriorDoc(
+        _hier(mu=0.0, mu_sd=0.5, tau_alpha=4.0, tau_beta=8.0, centered=True),
+        "log of the midpoint l / L_c, partially pooled: the loss at which a benchmark is half "
+        "way between floor and ceiling, relative to its loss scale.",
+    ),
+    "sigmoid_ceiling": PriorDoc(
+        Prior("Beta", alpha=6.0, beta=1.5, dims="benchmark"),
+        "ceiling as a fraction of the room above chance (c + d <= 1); mean 0.8: label noise "
+        "and ambiguous items keep real benchmarks below 100%.",
+    ),
+    "score_precision_ref": PriorDoc(
+        Prior("LogNormal", mu=math.log(200.0), sigma=1.0, dims="benchmark"),
+        "Beta precision of reference-family scores around the sigmoid (200 ~ SD 0.035 at 0.5).",
+    ),
+    "score_precision_eval": PriorDoc(
+        Prior("LogNormal", mu=math.log(100.0), sigma=1.0),
+        "Beta precision of reported scores of evaluated models around the chain's prediction; "
+        "absorbs protocol noise between reports.",
+    ),
+    "protocol_offset": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=1.0, dims="benchmark"),
+        "logit-scale offset between the reference family's evaluation protocol and reported "
+        "scores, per benchmark (e.g. cloze vs multiple-choice MMLU). Bounded by its prior: "
+        "effective sizes are relative to the reference protocol up to this offset.",
+    ),
+    "source_offset": PriorDoc(
+        Prior("ZeroSumNormal", sigma=0.25, dims="source_kind"),
+        "logit-scale effect of who reported a score (own report, other developer, aggregator, "
+        "harness, third party); sums to zero so it cannot move the overall level.",
+    ),
+    # ---- density trend: log rho = f(t) - u + v, t in years since the changepoint
+    "trend_intercept": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=2.0),
+        "frontier log density at the changepoint date (0 = the reference family's density).",
+        "log density",
+    ),
+    "slope": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=2.5),
+        "frontier slope without a changepoint; 2.5 e-folds per year ~ doubling every 101 days, "
+        "centred at no growth.",
+        "1/year",
+    ),
+    "slope_pre": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=2.5),
+        "frontier slope before the changepoint (as `slope`).",
+        "1/year",
+    ),
+    "slope_post": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=2.5),
+        "frontier slope after the changepoint (as `slope`).",
+        "1/year",
+    ),
+    "changepoint_shift": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=0.25),
+        "with changepoint = 'unknown': the changepoint's offset from the configured date; "
+        "SD 3 months.",
+        "years",
+    ),
+    "frontier_inefficiency": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=2.0),
+        "scale sigma_u of the half-normal inefficiency u >= 0 (distance below the frontier); "
+        "mean 1 e-fold.",
+        "log density",
+    ),
+    "frontier_noise": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=8.0),
+        "SD sigma_v of the symmetric noise v around the frontier; mean 0.25.",
+        "log density",
+    ),
+    "trend_noise": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=2.0),
+        "with trend kind 'mean': SD of log density around the mean trend; mean 1 e-fold.",
+        "log density",
+    ),
+}
+
+
+def default_priors() -> dict[str, Prior]:
+    """A fresh copy of the default priors, keyed by name."""
+    return {name: Prior.from_dict(entry.prior.to_dict()) for name, entry in DEFAULT_PRIORS.items()}

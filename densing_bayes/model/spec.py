@@ -1,0 +1,217 @@
+"""Model specifications: the TOML files in ``models/`` that say what to fit and how.
+
+A spec is everything a statistician needs to reproduce a fit besides the data: structural
+choices (irreducible loss, frontier vs mean trend, changepoint variant), every prior, the
+sampler and its seed, and named prior variants for the sensitivity analysis. It is validated
+with pydantic (all problems reported at once), resolved against the defaults, saved beside every
+run and hashed, so that a run folder can refuse to load under a different configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pymc_extras.prior import Prior
+
+from densing_bayes import resources
+from densing_bayes.model.priors import DEFAULT_PRIORS
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be used, with every problem in the message."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSettings(_Section):
+    folder: str = Field("default", description="bundled data folder name or a path")
+    d0_tokens: float = Field(1.0e12, gt=0, description="data budget D0 of effective sizes")
+    exclude_holdout: bool = True
+    score_rows: Literal["all", "preferred"] = Field(
+        "all", description="'all': every reported row is a repeated measurement; "
+        "'preferred': one row per (model, benchmark) by the documented selection rule")
+    exclude_flags: tuple[str, ...] = Field(
+        (), description="drop evaluated models carrying any of these flags (e.g. chat_only)")
+    benchmarks: tuple[str, ...] = Field(
+        (), description="restrict to these benchmarks (empty: all with reference curves)")
+
+
+class LossLawSettings(_Section):
+    irreducible: bool = Field(True, description="add an irreducible loss E per benchmark")
+
+
+class TrendSettings(_Section):
+    kind: Literal["frontier", "mean"] = "frontier"
+    changepoint: Literal["none", "fixed", "unknown"] = "fixed"
+    changepoint_date: dt.date = dt.date(2022, 11, 30)
+
+
+class SamplerSettings(_Section):
+    backend: Literal["nutpie", "pymc"] = "nutpie"
+    draws: int = Field(1000, gt=0)
+    tune: int = Field(1000, gt=0)
+    chains: int = Field(4, gt=0)
+    target_accept: float = Field(0.9, gt=0, lt=1)
+    seed: int = Field(20241205, ge=0)
+
+
+class Thresholds(_Section):
+    """Diagnostic thresholds a fit must meet (issue: geometry is a requirement)."""
+
+    max_rhat: float = 1.01
+    min_ess: float = 400.0
+    max_divergences: int = 0
+    min_bfmi: float = 0.3
+
+
+class ModelSpec(_Section):
+    name: str
+    description: str = ""
+    data: DataSettings = DataSettings()
+    loss_law: LossLawSettings = LossLawSettings()
+    trend: TrendSettings = TrendSettings()
+    sampler: SamplerSettings = SamplerSettings()
+    diagnostics: Thresholds = Thresholds()
+    ci_prob: float = Field(0.9, gt=0, lt=1, description="mass of every reported interval")
+    priors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="named overrides for the sensitivity analysis")
+
+    @field_validator("priors")
+    @classmethod
+    def _known_priors(cls, priors: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        unknown = sorted(set(priors) - set(DEFAULT_PRIORS))
+        if unknown:
+            raise ValueError(f"unknown prior(s) {unknown}; known: {sorted(DEFAULT_PRIORS)}")
+        for name, entry in priors.items():
+            try:
+                Prior.from_dict(_prior_dict(entry))
+            except Exception as exc:  # pymc-extras raises several types
+                raise ValueError(f"prior '{name}': {exc}") from exc
+        return priors
+
+    # ---------------------------------------------------------------- resolved views
+    def prior(self, name: str) -> Prior:
+        """The prior in force for ``name``: the spec's override, else the default."""
+        if name in self.priors:
+            return Prior.from_dict(_prior_dict(self.priors[name]))
+        return Prior.from_dict(DEFAULT_PRIORS[name].prior.to_dict())
+
+    def resolved(self) -> ModelSpec:
+        """The same spec with every default written out (what is saved beside a run)."""
+        priors = {name: _jsonable(self.prior(name).to_dict()) for name in DEFAULT_PRIORS}
+        return self.model_copy(update={"priors": priors})
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def config_hash(self) -> str:
+        """SHA-256 of the resolved spec, canonical JSON: same hash <=> same configuration."""
+        text = json.dumps(self.resolved().to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(_drop_none(self.resolved().to_dict()))
+
+    def with_overrides(self, overrides: dict[str, Any], name: str | None = None) -> ModelSpec:
+        """A new spec with nested overrides merged in (used by variants and CLI flags)."""
+        merged = _deep_merge(self.to_dict(), overrides)
+        if name is not None:
+            merged["name"] = name
+        return parse_spec(merged, origin=f"{self.name} + overrides")
+
+    def variant(self, variant_name: str) -> ModelSpec:
+        if variant_name not in self.variants:
+            raise SpecError(f"spec '{self.name}' has no variant '{variant_name}'; "
+                            f"available: {sorted(self.variants)}")
+        return self.with_overrides(self.variants[variant_name],
+                                   name=f"{self.name}:{variant_name}")
+
+
+def _prior_dict(entry: dict[str, Any]) -> dict[str, Any]:
+    """TOML has no tuples: normalise ``dims`` and accept 'kwargs' omitted."""
+    entry = copy.deepcopy(entry)
+    entry.setdefault("kwargs", {})
+    if isinstance(entry.get("dims"), list):
+        entry["dims"] = tuple(entry["dims"])
+    return entry
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item"):
+        return obj.item()
+    return obj
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_drop_none(v) for v in obj]
+    return obj
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if key == "priors" or not (isinstance(value, dict) and isinstance(out.get(key), dict)):
+            if key == "priors":
+                out.setdefault("priors", {}).update(copy.deepcopy(value))
+            else:
+                out[key] = copy.deepcopy(value)
+        else:
+            out[key] = _deep_merge(out[key], value)
+    return out
+
+
+def parse_spec(raw: dict[str, Any], *, origin: str = "<dict>") -> ModelSpec:
+    """Validate a spec dict; every problem is listed in one SpecError."""
+    try:
+        return ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{origin}: {'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}"
+                 for err in exc.errors()]
+        raise SpecError("\n".join(lines)) from None
+
+
+def bundled_spec_names() -> list[str]:
+    return sorted(p.stem for p in resources.specs_dir().glob("*.toml"))
+
+
+def spec_path(name_or_path: str | Path) -> Path:
+    """A TOML path as given, else the bundled spec of that name (``default``, ...)."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise SpecError(f"spec file {path} does not exist")
+        return path
+    bundled = resources.specs_dir() / f"{name_or_path}.toml"
+    if not bundled.is_file():
+        raise SpecError(f"no spec file '{name_or_path}' and no bundled spec of that name; "
+                        f"bundled: {bundled_spec_names()}")
+    return bundled
+
+
+def load_spec(name_or_path: str | Path = "default") -> ModelSpec:
+    """Read and validate a spec (a path, or the name of a bundled spec)."""
+    path = spec_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    raw.setdefault("name", path.stem)
+    return parse_spec(raw, origin=str(path))

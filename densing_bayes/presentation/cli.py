@@ -1,0 +1,239 @@
+"""The ``densing-bayes`` command.
+
+Every subcommand is a thin layer over a Python function (so everything here can be scripted),
+turns known failures (bad data, a bad spec, an occupied output folder) into one line per problem
+and exit status 2, never a traceback, and logs progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from densing_bayes import __version__, resources
+
+EXIT_OK, EXIT_FAILED_CHECKS, EXIT_BAD_INPUT = 0, 1, 2
+
+log = logging.getLogger("densing_bayes")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+# ------------------------------------------------------------------------------ data
+def cmd_data_check(args) -> int:
+    from densing_bayes.data.load import load_data
+
+    data = load_data(resources.resolve_data_folder(args.folder))
+    counts = [f"{len(data.reference_runs)} reference rows"]
+    if data.has_evaluated_models:
+        counts += [f"{len(data.models)} models", f"{len(data.scores)} scores"]
+    if data.benchmarks is not None:
+        counts.append(f"{len(data.benchmarks)} benchmarks")
+    print(f"{data.folder}: OK ({', '.join(counts)})")
+    for note in data.notes:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
+def cmd_data_derive(args) -> int:
+    from densing_bayes.data.derive import derive_all
+
+    written = derive_all(Path(args.datasets), Path(args.out))
+    for path in written.values():
+        print(path)
+    return EXIT_OK
+
+
+def cmd_simulate(args) -> int:
+    from densing_bayes.data.simulate import simulate_design, write_simulation
+
+    sim = simulate_design(args.design, seed=args.seed, n_models=args.n_models,
+                          n_benchmarks=args.n_benchmarks)
+    try:
+        write_simulation(sim, Path(args.out), force=args.force)
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
+    tr = sim.truth["trend"]
+    print(f"wrote {args.out}: {len(sim.models)} models, {len(sim.scores)} scores, "
+          f"{len(sim.reference_runs)} reference rows; true doubling time "
+          f"{tr['doubling_time_days_post']:.1f} days (pre {tr['doubling_time_days_pre']:.1f})")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------ fitting
+def _spec_with_flags(args):
+    from densing_bayes.model.spec import load_spec
+
+    spec = load_spec(args.spec)
+    sampler = {k: getattr(args, k) for k in ("seed", "draws", "tune", "chains", "backend")
+               if getattr(args, k, None) is not None}
+    overrides = {"sampler": sampler} if sampler else {}
+    if getattr(args, "data", None):
+        overrides["data"] = {"folder": str(args.data)}
+    return spec.with_overrides(overrides) if overrides else spec
+
+
+def _report_fit(result, spec, out: Path, strict: bool) -> int:
+    s = result.summary
+    print(f"run written to {out}")
+    dt = s.get("doubling_time_days")
+    if dt:
+        def fmt(e):
+            if e is None:
+                return "n/a"
+            up = "unbounded" if e["upper"] is None else f"{e['upper']:.0f}"
+            med = "n/a" if e["median"] is None else f"{e['median']:.0f}"
+            low = "n/a" if e["lower"] is None else f"{e['lower']:.0f}"
+            return f"{med} days ({s['ci_prob']:.0%} CI {low}-{up})"
+        print(f"doubling time after the changepoint: {fmt(dt)}; paper: 95 days")
+        if s.get("doubling_time_days_pre"):
+            print(f"doubling time before: {fmt(s['doubling_time_days_pre'])}")
+    failures = s["diagnostics"]["failures"]
+    d = s["diagnostics"]
+    print(f"diagnostics: {d['divergences']} divergences, max R-hat {d['max_rhat']:.3f}, "
+          f"min ESS bulk/tail {d['min_ess_bulk']:.0f}/{d['min_ess_tail']:.0f}, "
+          f"min E-BFMI {d['min_bfmi']:.2f}")
+    for line in failures:
+        print(f"WARNING: {line}", file=sys.stderr)
+    if failures and strict:
+        return EXIT_FAILED_CHECKS
+    return EXIT_OK
+
+
+def cmd_fit(args) -> int:
+    from densing_bayes.workflow import fit_to_folder
+
+    spec = _spec_with_flags(args)
+    out = Path(args.out)
+    result = fit_to_folder(spec, out, force=args.force, progress=not args.quiet)
+    return _report_fit(result, spec, out, args.strict)
+
+
+def cmd_run(args) -> int:
+    from densing_bayes.workflow import fit_to_folder
+
+    spec = _spec_with_flags(args)
+    out = Path(args.out) if args.out else Path("reports") / spec.name
+    result = fit_to_folder(spec, out, force=args.force, progress=not args.quiet)
+    code = _report_fit(result, spec, out, args.strict)
+    return code
+
+
+def cmd_predict(args) -> int:
+    from densing_bayes.analysis.predict import predict_scores
+    from densing_bayes.inference.run_io import load_run
+
+    run = load_run(Path(args.run))
+    table = predict_scores(run.idata, params=args.params, tokens=args.tokens,
+                           ci_prob=run.spec.ci_prob, seed=run.spec.sampler.seed)
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not args.force:
+            raise UserError(f"{out} exists; pass --force to overwrite it")
+        table.to_csv(out, index=False)
+        print(f"wrote {out}")
+    else:
+        print(table.to_csv(index=False), end="")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------ parser
+def _sampler_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, help="random seed (default: the spec's)")
+    p.add_argument("--draws", type=int, help="posterior draws per chain")
+    p.add_argument("--tune", type=int, help="tuning steps per chain")
+    p.add_argument("--chains", type=int, help="number of chains")
+    p.add_argument("--backend", choices=["nutpie", "pymc"], help="NUTS implementation")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="densing-bayes",
+        description="Bayesian Densing Law: how fast does LLM capability density grow?")
+    parser.add_argument("--version", action="version", version=f"densing_bayes {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="fit a spec on the bundled data into reports/<spec>/")
+    p.add_argument("spec", nargs="?", default="default", help="bundled spec name or TOML path")
+    p.add_argument("--out", help="run folder (default reports/<spec name>)")
+    p.add_argument("--data", help="data folder (default: the spec's)")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    p.add_argument("--strict", action="store_true", help="exit 1 if a diagnostic fails")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _sampler_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("fit", help="fit a spec to a data folder into a run folder")
+    p.add_argument("spec", nargs="?", default="default", help="bundled spec name or TOML path")
+    p.add_argument("--data", help="data folder or bundled data name (default: the spec's)")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    p.add_argument("--strict", action="store_true", help="exit 1 if a diagnostic fails")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _sampler_flags(p)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("predict", help="posterior predictive scores of a new reference model")
+    p.add_argument("run", help="a run folder written by fit or run")
+    p.add_argument("--params", type=float, required=True, help="parameter count N")
+    p.add_argument("--tokens", type=float, required=True, help="training tokens D")
+    p.add_argument("--out", help="CSV file to write (default: print)")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("simulate", help="write a simulated data folder with its truth")
+    p.add_argument("--design", default="paper", choices=["paper"])
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-models", type=int, default=None, help="scale up the evaluated models")
+    p.add_argument("--n-benchmarks", type=int, default=5)
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("data", help="check or derive data folders")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("check", help="validate a data folder (a path or bundled name)")
+    q.add_argument("folder")
+    q.set_defaults(func=cmd_data_check)
+    q = data_sub.add_parser("derive", help="re-derive the bundled tables from ../shared/datasets")
+    q.add_argument("--datasets", default="../shared/datasets")
+    q.add_argument("--out", default="data")
+    q.set_defaults(func=cmd_data_derive)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from densing_bayes.data.schema import DataValidationError
+    from densing_bayes.model.spec import SpecError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="densing-bayes: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except DataValidationError as err:
+        from densing_bayes.data.load import format_problems
+
+        print(format_problems(err), file=sys.stderr)
+        print(f"{len(err.problems)} problem(s) found; nothing was written.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (SpecError, UserError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as err:  # noqa: BLE001 - run-folder and other known errors
+        from densing_bayes.inference.run_io import RunFolderError
+
+        if isinstance(err, RunFolderError):
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

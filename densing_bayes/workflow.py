@@ -1,0 +1,78 @@
+"""One fit, end to end: data folder + spec -> validated inputs -> PyMC model -> draws ->
+diagnostics -> derived quantities and the paper's baseline -> a run folder.
+
+This is the only module that touches every layer; the CLI and the batch jobs call it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import arviz as az
+import pymc as pm
+
+from densing_bayes import resources
+from densing_bayes.analysis import derived
+from densing_bayes.analysis.baseline import run_baseline
+from densing_bayes.analysis.predict import attach_constants
+from densing_bayes.analysis.summary import build_summary, summary_table
+from densing_bayes.data.load import load_data
+from densing_bayes.data.schema import DensingData
+from densing_bayes.inference.diagnostics import Diagnostics, diagnose
+from densing_bayes.inference.run_io import check_writable, data_hash, save_run, stamp
+from densing_bayes.inference.sample import sample_model
+from densing_bayes.model.build import build_model
+from densing_bayes.model.inputs import ModelInputs, prepare_inputs
+from densing_bayes.model.spec import ModelSpec
+
+log = logging.getLogger("densing_bayes")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    idata: az.InferenceData
+    inputs: ModelInputs
+    model: pm.Model
+    diagnostics: Diagnostics
+    summary: dict
+
+
+def fit_data(data: DensingData, spec: ModelSpec, *, progress: bool = True,
+             predictive: bool = True, baseline: bool = True) -> FitResult:
+    """Fit ``spec`` to an already validated data set (used by the CLI, tests and batches)."""
+    start = time.perf_counter()
+    inputs = prepare_inputs(data, spec)
+    for note in inputs.notes:
+        log.info("note: %s", note)
+    model = build_model(inputs, spec)
+    log.info("sampling %d chains x %d draws with %s (seed %d)", spec.sampler.chains,
+             spec.sampler.draws, spec.sampler.backend, spec.sampler.seed)
+    idata, times = sample_model(model, spec.sampler, progress=progress, predictive=predictive)
+    diagnostics = diagnose(idata, [v.name for v in model.free_RVs])
+    attach_constants(idata, inputs)
+    derived.add_derived(idata, spec)
+    base = None
+    if baseline and data.has_evaluated_models:
+        base = run_baseline(data, d0_tokens=spec.data.d0_tokens,
+                            irreducible=spec.loss_law.irreducible,
+                            exclude_holdout=spec.data.exclude_holdout)
+    timing = {"compile": times.compile_seconds, "sample": times.sample_seconds,
+              "predictive": times.predictive_seconds, "total": time.perf_counter() - start}
+    summary = build_summary(idata, inputs, spec, diagnostics, baseline=base, timing=timing,
+                            data_folder=str(data.folder), data_hash=data_hash(data.folder))
+    return FitResult(idata, inputs, model, diagnostics, summary)
+
+
+def fit_to_folder(spec: ModelSpec, out: Path, *, data_folder: str | Path | None = None,
+                  force: bool = False, progress: bool = True) -> FitResult:
+    """Validate the data, refuse an occupied ``out`` before sampling, fit, write the run."""
+    folder = resources.resolve_data_folder(data_folder or spec.data.folder)
+    data = load_data(folder)  # raises DataValidationError before anything is written
+    check_writable(Path(out), force)
+    result = fit_data(data, spec, progress=progress)
+    stamp(result.idata, spec, folder)
+    save_run(out, result.idata, spec, result.summary, summary_table(result.summary), force=force)
+    return result

@@ -35,7 +35,8 @@ def mean_score(posterior, chance, params: float, tokens: float) -> xr.DataArray:
     loss = (posterior["E"] + posterior["A"] * np.exp(-posterior["alpha"] * x_n)
             + posterior["B"] * np.exp(-posterior["beta"] * x_d))
     logit = -posterior["gamma"] * (loss - posterior["midpoint"])
-    return chance + posterior["score_span"] / (1.0 + np.exp(-logit))
+    score = chance + posterior["score_span"] / (1.0 + np.exp(-logit))
+    return score.transpose(*posterior["gamma"].dims)
 
 
 def predict_scores(idata, *, params: float, tokens: float, ci_prob: float = 0.9,

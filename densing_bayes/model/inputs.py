@@ -124,6 +124,28 @@ def _choose_benchmarks(law, curve, data, spec, notes) -> list[str]:
     return usable
 
 
+def thin_curve_rows(curve: pd.DataFrame, max_rows: int, notes: list[str]) -> pd.DataFrame:
+    """At most ``max_rows`` curve rows per benchmark, evenly spaced in loss order.
+
+    Deterministic (no random subsample, so fits stay reproducible) and range-preserving: the
+    lowest and highest losses are always kept, so the sigmoid sees its whole observed span.
+    """
+    if max_rows <= 0:
+        return curve
+    kept = []
+    for _, rows in curve.groupby("benchmark", sort=False):
+        if len(rows) > max_rows:
+            order = rows.sort_values(["loss", "run_id"], kind="stable")
+            picks = np.unique(np.round(np.linspace(0, len(order) - 1, max_rows)).astype(int))
+            rows = order.iloc[picks]
+        kept.append(rows)
+    thinned = pd.concat(kept).sort_index()
+    if len(thinned) < len(curve):
+        notes.append(f"curve rows thinned to at most {max_rows} per benchmark, evenly spaced in "
+                     f"loss: {len(thinned)} of {len(curve)} used ([data] max_curve_rows)")
+    return thinned
+
+
 def _chance(benchmarks: list[str], data: DensingData, curve: pd.DataFrame, notes) -> np.ndarray:
     """Chance level per benchmark from benchmarks.csv; without it, 0 (no floor), with a note."""
     if data.benchmarks is not None:
@@ -149,9 +171,11 @@ def _evaluated(data, spec, benchmarks, notes):
                      f"{sorted(models.loc[undated, 'model'])}")
         models = models[~undated]
     off_benchmark = ~scores["benchmark"].isin(benchmarks)
-    if off_benchmark.any():
-        notes.append(f"scores.csv: {int(off_benchmark.sum())} rows on benchmarks without a "
-                     f"reference curve are not used ({sorted(scores.loc[off_benchmark, 'benchmark'].unique())})")
+    # Benchmarks absent from reference_runs.csv are already reported by the loader.
+    unmodelled = off_benchmark & scores["benchmark"].isin(data.reference_runs["benchmark"])
+    if unmodelled.any():
+        notes.append(f"scores.csv: {int(unmodelled.sum())} rows on benchmarks the model leaves "
+                     f"out are not used ({sorted(scores.loc[unmodelled, 'benchmark'].unique())})")
     scores = scores[~off_benchmark & scores["model"].isin(models["model"])]
     if spec.data.score_rows == "preferred":
         if "preferred" in scores:
@@ -161,8 +185,8 @@ def _evaluated(data, spec, benchmarks, notes):
             scores = scores.drop_duplicates(["model", "benchmark"], keep="first")
     scored = models["model"].isin(scores["model"])
     if (~scored).any():
-        notes.append(f"{int((~scored).sum())} models have no score on a modelled benchmark and "
-                     "are not fitted")
+        notes.append(f"models without a score on a modelled benchmark are not fitted: "
+                     f"{sorted(models.loc[~scored, 'model'])}")
     return models[scored].sort_values(["release_date", "model"]), scores
 
 
@@ -173,7 +197,8 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
     benchmarks = _choose_benchmarks(law, curve, data, spec, notes)
     bidx = {b: i for i, b in enumerate(benchmarks)}
     law = law[law["benchmark"].isin(benchmarks)]
-    curve = curve[curve["benchmark"].isin(benchmarks)]
+    curve = thin_curve_rows(curve[curve["benchmark"].isin(benchmarks)],
+                            spec.data.max_curve_rows, notes)
 
     log_n, log_d = np.log(law["params"].to_numpy(float)), np.log(law["tokens"].to_numpy(float))
     centre_n, centre_d = float(log_n.mean()), float(log_d.mean())

@@ -44,6 +44,11 @@ class DataSettings(_Section):
         (), description="drop evaluated models carrying any of these flags (e.g. chat_only)")
     benchmarks: tuple[str, ...] = Field(
         (), description="restrict to these benchmarks (empty: all with reference curves)")
+    max_curve_rows: int = Field(
+        300, ge=0, description="at most this many loss/score rows per benchmark enter the "
+        "sigmoid's likelihood, evenly spaced in loss order (0: all). Intermediate checkpoints "
+        "of one run are strongly autocorrelated; thousands of them would act as independent "
+        "evidence and dominate the fit (and its cost)")
 
 
 class LossLawSettings(_Section):

@@ -1,0 +1,45 @@
+"""Predict held-out reference runs (e.g. the OLMo 7B) from a fit that never saw them.
+
+The OLMo ladder paper's own test: fit the chain on small models, predict a larger one. For every
+hold-out run's final checkpoint (params, tokens and score present) this gives the posterior
+predictive interval of its score and where the actual score falls in it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from densing_bayes.analysis.predict import predict_scores
+from densing_bayes.data.schema import DensingData
+
+
+def holdout_rows(data: DensingData) -> pd.DataFrame:
+    """Final hold-out checkpoints with params, tokens and score, one row per benchmark."""
+    runs = data.reference_runs
+    if "holdout" not in runs:
+        return runs.iloc[0:0]
+    held = runs[runs["holdout"].astype(bool) & runs["params"].notna() & runs["tokens"].notna()
+                & runs["score"].notna()]
+    return held
+
+
+def validate_holdout(idata, data: DensingData, *, ci_prob: float = 0.9,
+                     seed: int = 0) -> pd.DataFrame:
+    """Actual vs predicted score of every hold-out checkpoint: interval, coverage, PIT-like rank."""
+    rows = []
+    held = holdout_rows(data)
+    modelled = set(idata.posterior["benchmark"].values)
+    for (run_id, params, tokens), group in held.groupby(["run_id", "params", "tokens"]):
+        table = predict_scores(idata, params=params, tokens=tokens, ci_prob=ci_prob, seed=seed)
+        merged = table.merge(group[["benchmark", "score"]], on="benchmark")
+        for _, r in merged[merged["benchmark"].isin(modelled)].iterrows():
+            rows.append({"run_id": run_id, "params": params, "tokens": tokens,
+                         "benchmark": r["benchmark"], "actual": r["score"],
+                         "median": r["median"], "lower": r["lower"], "upper": r["upper"],
+                         "inside": bool(r["lower"] <= r["score"] <= r["upper"]),
+                         "error": r["score"] - r["median"]})
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["abs_error"] = np.abs(out["error"])
+    return out

@@ -1,0 +1,111 @@
+"""The PyMC model's structure, and agreement of its centred laws with the paper's equations."""
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import pytest
+
+from densing_bayes import laws
+from densing_bayes.analysis.derived import natural_parameters
+from densing_bayes.analysis.predict import attach_constants, mean_score
+from densing_bayes.model.build import build_model, loss_law_centred
+from densing_bayes.model.inputs import prepare_inputs
+
+
+@pytest.fixture(scope="module")
+def built(paper_data, paper_spec):
+    inputs = prepare_inputs(paper_data, paper_spec)
+    return inputs, build_model(inputs, paper_spec)
+
+
+@pytest.fixture(scope="module")
+def prior_draws(built):
+    inputs, model = built
+    idata = pm.sample_prior_predictive(draws=50, model=model, random_seed=3)
+    fake = az.InferenceData(posterior=idata.prior)
+    attach_constants(fake, inputs)
+    return fake, idata
+
+
+def test_inputs_follow_the_design(built, paper_sim):
+    inputs, _ = built
+    assert inputs.benchmarks == sorted(["mmlu", "bbh", "math", "humaneval", "mbpp"])
+    assert len(inputs.law_loss) == 6 * 6 * 5  # Table 1 sizes x multipliers x benchmarks
+    assert len(inputs.models) == len(paper_sim.models)
+    assert abs(inputs.law_x_params.mean()) < 1e-12  # centred at the design centre
+    assert np.all((inputs.score_value > 0) & (inputs.score_value < 1))
+    assert any("hold-out" in n for n in inputs.notes)
+
+
+def test_every_variable_has_dims(built):
+    _, model = built
+    for var in model.free_RVs + model.deterministics + model.observed_RVs:
+        if var.ndim > 0:
+            assert model.named_vars_to_dims.get(var.name), var.name
+    assert list(model.coords["benchmark"]) == built[0].benchmarks
+
+
+def test_centred_law_is_the_papers_law(built, prior_draws):
+    inputs, _ = built
+    fake, _ = prior_draws
+    nat = natural_parameters(fake, inputs)
+    post = fake.posterior
+    n, d = 3.3e8, 6.6e9
+    centred = loss_law_centred(np.log(n) - inputs.centre_log_params,
+                               np.log(d) - inputs.centre_log_tokens,
+                               post["E"].values, post["A"].values, post["B"].values,
+                               post["alpha"].values, post["beta"].values).eval()
+    paper = laws.loss_law(n, d, nat["a"].values, nat["alpha"].values, nat["b"].values,
+                          nat["beta"].values, nat["E"].values)
+    np.testing.assert_allclose(centred, paper, rtol=1e-9)
+
+
+def test_forward_prediction_is_the_papers_chain(built, prior_draws):
+    inputs, _ = built
+    fake, _ = prior_draws
+    nat = {k: v.values for k, v in natural_parameters(fake, inputs).items()}
+    n, d = 2e9, 4e11
+    expected = laws.score_from_loss(
+        laws.loss_law(n, d, nat["a"], nat["alpha"], nat["b"], nat["beta"], nat["E"]),
+        nat["c"], nat["gamma"], nat["l"], nat["d"])
+    got = mean_score(fake.posterior, fake.constant_data["chance"], n, d).values
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+def test_prior_predictive_respects_the_score_scale(prior_draws):
+    _, idata = prior_draws
+    scores = idata.prior_predictive["score_obs"].values
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert idata.prior["sigmoid_ceiling"].values.max() <= 1
+
+
+@pytest.mark.parametrize("changepoint,kind,present,absent", [
+    ("none", "frontier", {"slope"}, {"slope_pre", "slope_post", "changepoint_shift"}),
+    ("fixed", "frontier", {"slope_pre", "slope_post"}, {"slope", "changepoint_shift"}),
+    ("unknown", "frontier", {"changepoint_shift"}, {"slope"}),
+    ("fixed", "mean", {"trend_noise"}, {"frontier_inefficiency"}),
+])
+def test_trend_variants(paper_data, paper_spec, changepoint, kind, present, absent):
+    spec = paper_spec.with_overrides({"trend": {"changepoint": changepoint, "kind": kind}})
+    model = build_model(prepare_inputs(paper_data, spec), spec)
+    names = set(model.named_vars)
+    assert present <= names
+    assert not (absent & names)
+
+
+def test_reference_only_folder_builds_the_chain_alone(paper_data, paper_spec):
+    from densing_bayes.data.schema import DensingData
+
+    ref_only = DensingData(folder=paper_data.folder, reference_runs=paper_data.reference_runs,
+                           benchmarks=paper_data.benchmarks)
+    model = build_model(prepare_inputs(ref_only, paper_spec), paper_spec)
+    assert "log_density" not in model.named_vars
+    assert "curve_score_obs" in model.named_vars
+
+
+def test_spec_can_restrict_benchmarks(paper_data, paper_spec):
+    spec = paper_spec.with_overrides({"data": {"benchmarks": ["mmlu", "bbh"]}})
+    assert prepare_inputs(paper_data, spec).benchmarks == ["bbh", "mmlu"]
+    bad = paper_spec.with_overrides({"data": {"benchmarks": ["hellaswag"]}})
+    with pytest.raises(ValueError, match="hellaswag"):
+        prepare_inputs(paper_data, bad)

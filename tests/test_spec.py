@@ -1,0 +1,65 @@
+"""Specs: bundled ones load, problems are reported together, the hash survives a round trip."""
+
+import pytest
+
+from densing_bayes.model.priors import DEFAULT_PRIORS
+from densing_bayes.model.spec import SpecError, bundled_spec_names, load_spec, parse_spec
+
+BUNDLED = ["default", "paper_design", "no_changepoint", "unknown_changepoint", "mean_trend"]
+
+
+def test_bundled_specs_are_listed_and_load():
+    assert set(BUNDLED) <= set(bundled_spec_names())
+    for name in BUNDLED:
+        spec = load_spec(name)
+        assert spec.name == name
+
+
+def test_variants_of_default_cover_the_sensitivity_issue():
+    spec = load_spec("default")
+    assert {"wide_slopes", "narrow_slopes", "exponential_inefficiency", "low_ceilings"} <= set(
+        spec.variants)
+    wide = spec.variant("wide_slopes")
+    assert wide.prior("slope_post").parameters["sigma"] == 5.0
+    assert wide.config_hash() != spec.config_hash()
+
+
+def test_resolved_spec_round_trips_through_toml_with_the_same_hash(tmp_path):
+    spec = load_spec("default")
+    path = tmp_path / "spec.toml"
+    path.write_text(spec.to_toml())
+    again = load_spec(path)
+    assert again.config_hash() == spec.config_hash()
+    assert set(again.priors) == set(DEFAULT_PRIORS)
+
+
+def test_hash_changes_with_seed_and_prior():
+    spec = load_spec("default")
+    assert spec.with_overrides({"sampler": {"seed": 1}}).config_hash() != spec.config_hash()
+    other = spec.with_overrides(
+        {"priors": {"slope_pre": {"dist": "Normal", "kwargs": {"mu": 0.0, "sigma": 1.0}}}})
+    assert other.config_hash() != spec.config_hash()
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(SpecError) as err:
+        parse_spec({"name": "x", "trend": {"changepoint": "sometimes"},
+                    "sampler": {"draws": -5}, "surprise": 1}, origin="bad.toml")
+    text = str(err.value)
+    assert "trend.changepoint" in text and "sampler.draws" in text and "surprise" in text
+    assert text.count("bad.toml") == 3
+
+
+def test_unknown_prior_name_is_refused():
+    with pytest.raises(SpecError, match="unknown prior"):
+        parse_spec({"name": "x", "priors": {"slop": {"dist": "Normal"}}})
+
+
+def test_missing_spec_names_the_bundled_ones():
+    with pytest.raises(SpecError, match="bundled"):
+        load_spec("no_such_spec")
+
+
+def test_every_default_prior_is_documented():
+    for name, entry in DEFAULT_PRIORS.items():
+        assert len(entry.doc) > 20, name

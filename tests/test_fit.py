@@ -126,3 +126,18 @@ def test_refit_refuses_an_occupied_folder(run, paper_spec, paper_folder):
     out, _ = run
     with pytest.raises(RunFolderError, match="--force"):
         fit_to_folder(paper_spec, out, data_folder=paper_folder, progress=False)
+
+
+def test_refit_from_the_saved_spec_reproduces_the_draws(run, paper_folder):
+    """Same data + the run folder's resolved spec and seed -> the same posterior draws."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.workflow import fit_data
+
+    out, result = run
+    saved = load_spec(out / "spec.toml")
+    again = fit_data(load_data(paper_folder), saved, progress=False, predictive=False,
+                     baseline=False)
+    for name in ("slope_post", "log_density_std", "loss_log_alpha"):
+        np.testing.assert_array_equal(again.idata.posterior[name].values,
+                                      result.idata.posterior[name].values)

@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from densing_bayes import laws
-from densing_bayes.data.schema import DensingData
+from densing_bayes.data.schema import DensingData, truthy
 
 #: Llama-1's release: the paper measures time in days since this date.
 LLAMA1_RELEASE = np.datetime64("2023-02-24")
@@ -45,7 +45,6 @@ NO_FIT = "no reference fit"
 OUTSIDE_RANGE = (BELOW_FLOOR, ABOVE_CEILING, BELOW_ASYMPTOTE)
 
 #: Cell texts read as true in bool-ish columns that may arrive as text ('preferred', 'holdout').
-_TRUE_STRINGS = {"true", "1", "yes"}
 
 #: Wide guards on the scale-free exponents and slopes searched by the least-squares fits. They keep
 #: exp() finite during the search; a fit that ends on one is flagged (``at_bound``), not trusted.
@@ -338,7 +337,7 @@ def _select_scores(scores: pd.DataFrame, score_rows: str, notes: list[str]) -> p
     if "preferred" not in scores:
         notes.append("scores.csv has no 'preferred' column: the first row per pair is used")
         return scores.drop_duplicates(pairs, keep="first")[pairs + ["score"]]
-    preferred = scores[_truthy(scores["preferred"])]
+    preferred = scores[truthy(scores["preferred"])]
     unpreferred = len(scores.drop_duplicates(pairs)) - len(preferred.drop_duplicates(pairs))
     if unpreferred:
         notes.append(f"scores.csv: {unpreferred} (model, benchmark) pairs have no preferred row "
@@ -496,7 +495,7 @@ def _line_fit(t: np.ndarray, y: np.ndarray, suffix: str = "") -> dict:
 def _reference_runs(runs: pd.DataFrame, exclude_holdout: bool, notes: list[str]) -> pd.DataFrame:
     if not exclude_holdout or "holdout" not in runs:
         return runs
-    held = _truthy(runs["holdout"])
+    held = truthy(runs["holdout"])
     if held.any():
         notes.append(f"reference_runs.csv: {int(held.sum())} hold-out rows kept out of the fits")
     return runs[~held]
@@ -510,10 +509,3 @@ def _scores_of_known_models(scores: pd.DataFrame, models: pd.DataFrame,
         notes.append(f"scores.csv: {int((~known).sum())} rows of models absent from models.csv "
                      "are not used")
     return scores[known]
-
-
-def _truthy(column: pd.Series) -> pd.Series:
-    """A bool-ish column as bool: already bool, or text such as 'true'/'false' (empty = false)."""
-    if column.dtype == bool:
-        return column
-    return column.astype(str).str.strip().str.lower().isin(_TRUE_STRINGS)

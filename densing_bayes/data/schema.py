@@ -152,3 +152,16 @@ class DensingData:
     @property
     def has_evaluated_models(self) -> bool:
         return self.models is not None and self.scores is not None
+
+
+#: Spellings of "true" accepted in boolean-ish columns that are not parsed by the loader
+#: (extra columns such as ``preferred``, or frames built in code).
+TRUE_STRINGS = frozenset({"true", "1", "yes"})
+
+
+def truthy(column: pd.Series) -> pd.Series:
+    """A boolean view of a bool or text column ('true'/'1'/'yes', any case, are True)."""
+    if column.dtype == bool:
+        return column
+    return column.astype(str).str.strip().str.lower().isin(TRUE_STRINGS)
+

@@ -29,6 +29,17 @@ class SamplingTimes:
     predictive_seconds: float
 
 
+def loo_variable(model: pm.Model) -> str:
+    """The observation LOO compares models on: evaluated scores, or the curve rows without them.
+
+    Changepoint variants differ only in how they explain evaluated scores, so their pointwise
+    log-likelihood is what PSIS-LOO needs; storing it for the thousands of reference rows too
+    would only inflate the run folder.
+    """
+    names = [v.name for v in model.observed_RVs]
+    return "score_obs" if "score_obs" in names else "curve_score_obs"
+
+
 def _seeds(seed: int) -> dict[str, int]:
     """Independent child seeds for each random step, from one user-facing seed."""
     children = np.random.SeedSequence(seed).spawn(4)
@@ -70,11 +81,12 @@ def sample_model(model: pm.Model, sampler: SamplerSettings, *, progress: bool = 
     idata, compile_s, sample_s = sample(model, sampler, seeds["posterior"], progress)
     start = time.perf_counter()
     if predictive:
-        observed = [v.name for v in model.observed_RVs]
         with model:
             idata.extend(pm.sample_prior_predictive(draws=PRIOR_DRAWS,
                                                     random_seed=seeds["prior"]))
             pm.sample_posterior_predictive(idata, random_seed=seeds["posterior_predictive"],
                                            extend_inferencedata=True, progressbar=False)
-            pm.compute_log_likelihood(idata, var_names=observed, progressbar=False)
+            pm.compute_log_likelihood(idata, var_names=[loo_variable(model)], progressbar=False)
+        # Predictive draws are for plots and checks: float32 halves the run folder's size.
+        idata.posterior_predictive = idata.posterior_predictive.astype("float32")
     return idata, SamplingTimes(compile_s, sample_s, time.perf_counter() - start)

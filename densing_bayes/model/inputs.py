@@ -22,14 +22,17 @@ import numpy as np
 import pandas as pd
 
 from densing_bayes import laws
-from densing_bayes.data.schema import DensingData
+from densing_bayes.data.schema import DensingData, truthy
 from densing_bayes.model.spec import ModelSpec
 
 #: Item count used to squeeze scores of 0 or 1 into the open interval the Beta likelihood
 #: needs, y' = (y (n - 1) + 0.5) / n (Smithson & Verkuilen 2006), when n_items is unknown.
 DEFAULT_SQUEEZE_ITEMS = 1000.0
 
-TRUE_STRINGS = {"true", "1", "yes"}
+
+
+class ModelInputError(ValueError):
+    """Data and spec that cannot make a model (e.g. no benchmark with reference curves)."""
 
 
 @dataclass(frozen=True)
@@ -87,16 +90,10 @@ def squeeze_scores(score: np.ndarray, n_items: np.ndarray | None = None) -> np.n
     return (score * (n - 1.0) + 0.5) / n
 
 
-def _truthy(column: pd.Series) -> pd.Series:
-    if column.dtype == bool:
-        return column
-    return column.astype(str).str.strip().str.lower().isin(TRUE_STRINGS)
-
-
 def _reference_rows(data: DensingData, spec: ModelSpec, notes: list[str]):
     runs = data.reference_runs
     if spec.data.exclude_holdout and "holdout" in runs:
-        held = _truthy(runs["holdout"])
+        held = truthy(runs["holdout"])
         if held.any():
             notes.append(f"reference_runs.csv: {int(held.sum())} hold-out rows "
                          f"({runs.loc[held, 'run_id'].nunique()} runs) kept out of the fit")
@@ -115,11 +112,11 @@ def _choose_benchmarks(law, curve, data, spec, notes) -> list[str]:
     if spec.data.benchmarks:
         unknown = sorted(set(spec.data.benchmarks) - set(usable))
         if unknown:
-            raise ValueError(f"spec asks for benchmarks {unknown} that have no reference loss-law "
+            raise ModelInputError(f"spec asks for benchmarks {unknown} that have no reference loss-law "
                              f"and curve rows in {data.folder}; usable: {usable}")
         usable = [b for b in usable if b in spec.data.benchmarks]
     if not usable:
-        raise ValueError(f"{data.folder}: no benchmark has both loss-law rows (params, tokens, "
+        raise ModelInputError(f"{data.folder}: no benchmark has both loss-law rows (params, tokens, "
                          "loss) and curve rows (loss, score); nothing to fit")
     return usable
 
@@ -179,7 +176,7 @@ def _evaluated(data, spec, benchmarks, notes):
     scores = scores[~off_benchmark & scores["model"].isin(models["model"])]
     if spec.data.score_rows == "preferred":
         if "preferred" in scores:
-            scores = scores[_truthy(scores["preferred"])]
+            scores = scores[truthy(scores["preferred"])]
         else:
             notes.append("scores.csv has no 'preferred' column: the first row per pair is used")
             scores = scores.drop_duplicates(["model", "benchmark"], keep="first")

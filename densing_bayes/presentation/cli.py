@@ -121,7 +121,17 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else Path("reports") / spec.name
     result = fit_to_folder(spec, out, force=args.force, progress=not args.quiet)
     code = _report_fit(result, spec, out, args.strict)
+    from densing_bayes.presentation.report import write_report
+
+    print(f"report written to {write_report(out)}")
     return code
+
+
+def cmd_report(args) -> int:
+    from densing_bayes.presentation.report import write_report
+
+    print(f"report written to {write_report(Path(args.run), compare=args.compare)}")
+    return EXIT_OK
 
 
 def cmd_predict(args) -> int:
@@ -142,7 +152,46 @@ def cmd_predict(args) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------ benchmark
+def cmd_bench(args) -> int:
+    from densing_bayes.inference import bench
+
+    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    unknown = sorted(set(samplers) - set(bench.SAMPLERS))
+    if unknown:
+        raise UserError(f"unknown sampler(s) {unknown}; known: {list(bench.SAMPLERS)}")
+    if args.out and Path(args.out).exists() and not args.force:
+        raise UserError(f"{args.out} exists; pass --force to overwrite it")
+    if args.quick:
+        cases = bench.quick_cases()
+    else:
+        cases = bench.full_cases(**{k: getattr(args, k) for k in ("draws", "tune", "chains")
+                                    if getattr(args, k) is not None})
+    try:
+        cases = bench.select_cases(cases, args.cases.split(",") if args.cases else None)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    repeats = 1 if args.quick and args.repeats is None else (args.repeats or 3)
+    report = bench.run_bench(cases, samplers, repeats=repeats, cache=args.cache,
+                             timeout=args.timeout, quick=args.quick, log=log.info)
+    if args.out:
+        bench.write_report(report, Path(args.out))
+        log.info("wrote %s", args.out)
+    print(bench.format_table(report))
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------ parser
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive count")
+    return value
+
+
 def _sampler_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (default: the spec's)")
     p.add_argument("--draws", type=int, help="posterior draws per chain")
@@ -181,11 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="posterior predictive scores of a new reference model")
     p.add_argument("run", help="a run folder written by fit or run")
-    p.add_argument("--params", type=float, required=True, help="parameter count N")
-    p.add_argument("--tokens", type=float, required=True, help="training tokens D")
+    p.add_argument("--params", type=_positive_float, required=True, help="parameter count N")
+    p.add_argument("--tokens", type=_positive_float, required=True, help="training tokens D")
     p.add_argument("--out", help="CSV file to write (default: print)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="write RUN/report.html and RUN/figures/ for a run folder")
+    p.add_argument("run", help="a run folder written by fit or run")
+    p.add_argument("--compare", nargs="+", default=[], metavar="RUN",
+                   help="other runs on the same data (e.g. changepoint variants) for LOO")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("simulate", help="write a simulated data folder with its truth")
     p.add_argument("--design", default="paper", choices=["paper"])
@@ -195,6 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-benchmarks", type=int, default=5)
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("bench", help="time PyMC, nutpie and NumPyro side by side on the model")
+    p.add_argument("--out", help="JSON report to write (the table goes to stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--quick", action="store_true", help="one tiny case, tiny draws (CI)")
+    p.add_argument("--repeats", type=int, help="runs per case and sampler (default 3; quick 1)")
+    p.add_argument("--samplers", default="pymc,nutpie,numpyro",
+                   help="comma-separated, run alternately; absent ones are reported as skipped")
+    p.add_argument("--cases", help="comma-separated case names (default: all; e.g. bundled,"
+                   "sim_36x5,sim_1000x10)")
+    p.add_argument("--cache", choices=["warm", "cold"], default="warm",
+                   help="warm: share the on-disk compile caches; cold: fresh caches per fit")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per fit")
+    p.add_argument("--draws", type=int, help="posterior draws per chain (default 1000)")
+    p.add_argument("--tune", type=int, help="tuning steps per chain (default 1000)")
+    p.add_argument("--chains", type=int, help="number of chains (default 4)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("data", help="check or derive data folders")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -210,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from densing_bayes.data.schema import DataValidationError
+    from densing_bayes.inference.run_io import RunFolderError
+    from densing_bayes.model.inputs import ModelInputError
     from densing_bayes.model.spec import SpecError
 
     args = build_parser().parse_args(argv)
@@ -223,16 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_problems(err), file=sys.stderr)
         print(f"{len(err.problems)} problem(s) found; nothing was written.", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (SpecError, UserError, FileNotFoundError, ValueError) as err:
+    except (SpecError, UserError, FileNotFoundError, ModelInputError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception as err:  # noqa: BLE001 - run-folder and other known errors
-        from densing_bayes.inference.run_io import RunFolderError
-
-        if isinstance(err, RunFolderError):
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        raise
 
 
 if __name__ == "__main__":

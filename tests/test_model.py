@@ -109,3 +109,23 @@ def test_spec_can_restrict_benchmarks(paper_data, paper_spec):
     bad = paper_spec.with_overrides({"data": {"benchmarks": ["hellaswag"]}})
     with pytest.raises(ValueError, match="hellaswag"):
         prepare_inputs(paper_data, bad)
+
+
+@pytest.mark.parametrize("inefficiency,mean_u", [
+    ("half_normal", lambda s: s * np.sqrt(2 / np.pi)),
+    ("exponential", lambda s: s),
+])
+def test_models_sit_mean_u_below_the_frontier(paper_data, paper_spec, inefficiency, mean_u):
+    """Prior check of the marginalised frontier: E[f(t) - r] = E[u] for either distribution."""
+    spec = paper_spec.with_overrides({"trend": {"inefficiency": inefficiency}})
+    inputs = prepare_inputs(paper_data, spec)
+    model = build_model(inputs, spec)
+    prior = pm.sample_prior_predictive(draws=2000, model=model, random_seed=5).prior
+    t = inputs.model_time
+    f = (prior["frontier_intercept"].values[..., None]
+         + prior["slope_pre"].values[..., None] * np.minimum(t, 0)
+         + prior["slope_post"].values[..., None] * np.maximum(t, 0))
+    gap = f - prior["log_density"].values
+    expected = mean_u(prior["frontier_inefficiency"].values)[..., None]
+    assert np.mean(gap - expected) == pytest.approx(0.0, abs=0.05)
+    assert np.mean(gap) > 0

@@ -17,6 +17,7 @@ Density trend (t = years since the changepoint date):
                B = trend_intercept + sigma_u sqrt(2/pi)  (prior on the mean level, which data pin)
     frontier:  r_m = f(t_m) - u_m + v_m, u ~ HalfNormal(sigma_u), v ~ Normal(0, sigma_v),
                with u marginalised: r_m ~ SkewNormal(f(t_m), sqrt(su^2 + sv^2), -su/sv)
+               (or u ~ Exponential(mean sigma_u): f(t_m) - r_m ~ ExGaussian(0, sv, su))
     mean:      r_m ~ Normal(f(t_m), sigma)
 
 Geometry (why it is written this way): log N and log D are centred at the reference design's
@@ -140,7 +141,9 @@ def _trend_block(inputs: ModelInputs, spec: ModelSpec):
     if spec.trend.kind == "frontier":
         sigma_u = spec.prior("frontier_inefficiency").create_variable("frontier_inefficiency")
         sigma_v = spec.prior("frontier_noise").create_variable("frontier_noise")
-        intercept = mean_intercept + sigma_u * np.sqrt(2.0 / np.pi)
+        mean_u = (sigma_u * np.sqrt(2.0 / np.pi) if spec.trend.inefficiency == "half_normal"
+                  else sigma_u)
+        intercept = mean_intercept + mean_u
     else:
         intercept = mean_intercept
     pm.Deterministic("frontier_intercept", intercept)
@@ -156,9 +159,15 @@ def _trend_block(inputs: ModelInputs, spec: ModelSpec):
     # Non-centred: r_m = f(t_m) + scale * z_m. Scores pin densities *relative to each other*
     # far better than their common level (which trades off against the protocol offsets), so
     # the common level should move through f alone, not through every latent at once.
-    if spec.trend.kind == "frontier":
+    if spec.trend.kind == "frontier" and spec.trend.inefficiency == "half_normal":
+        # v - u with u half-normal is skew-normal(0, sqrt(su^2 + sv^2), -su/sv).
         scale = pt.sqrt(sigma_u**2 + sigma_v**2)
         z = pm.SkewNormal("log_density_std", mu=0.0, sigma=1.0, alpha=-sigma_u / sigma_v,
+                          dims="model")
+    elif spec.trend.kind == "frontier":
+        # u - v with u exponential (mean su) is exponentially modified Gaussian(0, sv, su).
+        scale = -sigma_v
+        z = pm.ExGaussian("log_density_std", mu=0.0, sigma=1.0, nu=sigma_u / sigma_v,
                           dims="model")
     else:
         scale = spec.prior("trend_noise").create_variable("trend_noise")

@@ -144,8 +144,8 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
     ),
     "frontier_inefficiency": PriorDoc(
         Prior("Gamma", alpha=2.0, beta=2.0),
-        "scale sigma_u of the half-normal inefficiency u >= 0 (distance below the frontier); "
-        "mean 1 e-fold.",
+        "scale sigma_u of the inefficiency u >= 0 (distance below the frontier: the "
+        "half-normal's scale, or the exponential's mean); mean 1 e-fold.",
         "log density",
     ),
     "frontier_noise": PriorDoc(

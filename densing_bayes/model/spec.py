@@ -57,6 +57,9 @@ class LossLawSettings(_Section):
 
 class TrendSettings(_Section):
     kind: Literal["frontier", "mean"] = "frontier"
+    inefficiency: Literal["half_normal", "exponential"] = Field(
+        "half_normal", description="distribution of the frontier's inefficiency u >= 0 (the "
+        "stochastic-frontier literature's two classic choices; both integrate out in closed form)")
     changepoint: Literal["none", "fixed", "unknown"] = "fixed"
     changepoint_date: dt.date = dt.date(2022, 11, 30)
 

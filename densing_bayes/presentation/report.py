@@ -1,0 +1,733 @@
+"""``densing-bayes report RUN``: one self-contained HTML report of a fitted run.
+
+Writes ``RUN/report.html`` (figures embedded as base64 PNG; no external URL, stylesheet or
+script, so it opens offline and prints) and every figure as PNG and SVG in ``RUN/figures/``.
+Everything comes from the run folder: ``posterior.nc`` (draws, observed and constant data),
+``summary.json`` (dates, sizes, the paper baseline, diagnostics, reproducibility facts),
+``spec.toml`` and, when present, ``sensitivity/sensitivity.json``. Per-row covariates are read
+from the posterior's ``constant_data`` group; only when a run lacks them is the data folder named
+in summary.json re-read (:func:`plot_inputs`).
+
+Python API: :func:`write_report` (the whole report), :func:`plot_inputs` (the covariates every
+plot function in :mod:`densing_bayes.presentation.plots` takes as ``inputs``), and the table
+builders used by the report (:func:`paper_comparison`, :func:`diagnostics_table`,
+:func:`loo_tables`, :func:`sensitivity_tables`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import logging
+import math
+import platform
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources as importlib_resources
+from pathlib import Path
+
+import arviz as az
+import matplotlib
+import numpy as np
+
+from densing_bayes import __version__
+from densing_bayes.analysis.derived import PAPER_REPORTED
+from densing_bayes.inference.run_io import FittedRun, RunFolderError, data_hash, load_run
+from densing_bayes.model.build import KEY_PARAMETERS
+from densing_bayes.model.inputs import ModelInputs
+from densing_bayes.presentation import plots
+
+log = logging.getLogger("densing_bayes")
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+SENSITIVITY_FILE = Path("sensitivity") / "sensitivity.json"
+TEMPLATE = "report.html.j2"
+
+#: Resolution of the PNGs (embedded and on disk): 10-inch figures are 1100 px wide.
+PNG_DPI = 110
+
+#: The report's sections, in order: (anchor id, heading). Tests check that every one is present.
+SECTIONS = (
+    ("density-law", "1. The Densing Law with uncertainty"),
+    ("doubling-time", "2. Doubling time and acceleration"),
+    ("effective-size", "3. Effective size and density per model"),
+    ("loss-law", "4. Loss law per benchmark"),
+    ("loss-score", "5. Loss to score per benchmark"),
+    ("checks", "6. Model checks"),
+    ("diagnostics", "7. Sampler diagnostics"),
+    ("paper-comparison", "8. The paper beside this fit"),
+    ("sensitivity", "9. Prior sensitivity"),
+    ("reproducibility", "10. Reproducibility"),
+)
+
+
+# ============================================================================== plot inputs
+_LAW_VARS = ("law_benchmark", "law_x_params", "law_x_tokens")
+_CURVE_VARS = ("curve_benchmark", "curve_loss")
+_MODEL_VARS = ("model_log_params", "model_time", "score_model", "score_benchmark")
+
+
+def plot_inputs(run: FittedRun) -> ModelInputs:
+    """The per-row covariates the plots need, as a :class:`ModelInputs`.
+
+    Read from the run's ``constant_data`` and ``observed_data`` (what the model was fitted
+    to); only if those lack a variable, the data folder named in summary.json is re-read and
+    passed through ``prepare_inputs`` under the run's spec (with a warning if its data hash no
+    longer matches the run's).
+    """
+    idata = run.idata
+    groups = set(idata.groups())
+    cd = idata.constant_data if "constant_data" in groups else None
+    obs = idata.observed_data if "observed_data" in groups else None
+    attrs = idata.posterior.attrs
+    has_models = "model" in idata.posterior.coords and bool(run.summary.get("models"))
+    needed = _LAW_VARS + _CURVE_VARS + ("chance",) + (_MODEL_VARS if has_models else ())
+    if (cd is not None and obs is not None and all(v in cd for v in needed)
+            and all(k in attrs for k in ("centre_log_params", "centre_log_tokens"))
+            and all(v in obs for v in ("log_loss_obs", "curve_score_obs"))
+            and (not has_models or "score_obs" in obs)):
+        return _inputs_from_run(run)
+    return _inputs_from_data_folder(run)
+
+
+def _inputs_from_run(run: FittedRun) -> ModelInputs:
+    idata, spec = run.idata, run.spec
+    cd, obs, post = idata.constant_data, idata.observed_data, idata.posterior
+    benchmarks = [str(b) for b in post.coords["benchmark"].values]
+    law_benchmark = cd["law_benchmark"].values.astype(int)
+    law_loss = np.exp(obs["log_loss_obs"].values.astype(float))
+    loss_scale = np.array([np.median(law_loss[law_benchmark == i]) if (law_benchmark == i).any()
+                           else np.nan for i in range(len(benchmarks))])
+    centre_n = float(post.attrs["centre_log_params"])
+    centre_d = float(post.attrs["centre_log_tokens"])
+    common = dict(
+        benchmarks=benchmarks,
+        chance=np.asarray(cd["chance"].sel(benchmark=benchmarks).values, float),
+        loss_scale=loss_scale,
+        centre_log_params=centre_n,
+        centre_log_tokens=centre_d,
+        log_d0_centred=float(np.log(spec.data.d0_tokens) - centre_d),
+        law_benchmark=law_benchmark,
+        law_x_params=cd["law_x_params"].values.astype(float),
+        law_x_tokens=cd["law_x_tokens"].values.astype(float),
+        law_loss=law_loss,
+        law_run=[""] * len(law_loss),
+        curve_benchmark=cd["curve_benchmark"].values.astype(int),
+        curve_loss=cd["curve_loss"].values.astype(float),
+        curve_score=obs["curve_score_obs"].values.astype(float),
+    )
+    if "model" not in post.coords or "score_obs" not in obs:
+        return ModelInputs(**common)
+    models = [str(m) for m in post.coords["model"].values]
+    entries = run.summary.get("models") or {}
+    origin = np.datetime64(spec.trend.changepoint_date, "D")
+    time = cd["model_time"].values.astype(float)
+    release = np.array([np.datetime64(entries[m]["release_date"], "D") if m in entries
+                        else origin + np.timedelta64(int(round(t * 365.25)), "D")
+                        for m, t in zip(models, time)], "datetime64[D]")
+    kinds = ([str(k) for k in post.coords["source_kind"].values]
+             if "source_kind" in post.coords else ["unknown"])
+    score = obs["score_obs"].values.astype(float)
+    return ModelInputs(
+        **common,
+        models=models,
+        model_log_params=cd["model_log_params"].values.astype(float),
+        model_time=time,
+        model_release=release,
+        score_model=cd["score_model"].values.astype(int),
+        score_benchmark=cd["score_benchmark"].values.astype(int),
+        score_source=(cd["score_source"].values.astype(int) if "score_source" in cd
+                      else np.zeros(len(score), int)),
+        score_value=score,
+        score_raw=score,  # the run stores the squeezed value; it differs only at 0 and 1
+        source_kinds=kinds,
+        notes=tuple(run.summary.get("notes") or ()),
+    )
+
+
+def _inputs_from_data_folder(run: FittedRun) -> ModelInputs:
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.inputs import prepare_inputs
+
+    folder = Path(run.summary.get("data_folder")
+                  or run.idata.posterior.attrs.get("data_folder", ""))
+    if not folder.is_dir():
+        raise RunFolderError(f"{run.folder}: the posterior lacks the covariates the plots need "
+                             f"and the data folder '{folder}' named in summary.json is gone")
+    log.info("report: re-reading covariates from the data folder %s", folder)
+    if run.summary.get("data_hash") and data_hash(folder) != run.summary["data_hash"]:
+        log.warning("report: %s changed since the fit (data hash differs); plots of the data "
+                    "may not match the posterior", folder)
+    return prepare_inputs(load_data(folder), run.spec)
+
+
+# ============================================================================== formatting
+def _num(x, digits: int = 3) -> str:
+    """A number for a table: significant digits, thousands separators, '-' for missing."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    x = float(x)
+    if x == 0:
+        return "0"
+    if abs(x) >= 1e6 or abs(x) < 1e-3:
+        return f"{x:.{digits - 1}e}"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def _count(x) -> str:
+    return plots.format_count(float(x)) if x is not None else "-"
+
+
+def format_interval(entry: dict | None, ci_prob: float, fmt: Callable = _num,
+                    unbounded: str = "unbounded") -> str:
+    """'median [lower, upper]' of a summary.json interval; a null end is 'unbounded'."""
+    if not entry or entry.get("median") is None:
+        return "-"
+    lo = fmt(entry["lower"]) if entry.get("lower") is not None else unbounded
+    hi = fmt(entry["upper"]) if entry.get("upper") is not None else unbounded
+    return f"{fmt(entry['median'])} [{lo}, {hi}]"
+
+
+# ============================================================================== tables
+def paper_comparison(summary: dict) -> list[dict[str, str]]:
+    """The paper's published numbers beside the paper's method on this data (point) and this
+    fit's posterior (median [equal-tailed interval])."""
+    ci = summary.get("ci_prob", plots.CI_PROB)
+    base = summary.get("paper_baseline") or {}
+    trend = base.get("trend") or {}
+    has_cp = summary.get("doubling_time_days_pre") is not None
+    after = "after the changepoint" if has_cp else "(whole period, no changepoint)"
+    rows = [
+        {"quantity": f"doubling time {after} (days)", "paper": "95 (3.3 months)",
+         "baseline": _num(trend.get("doubling_time_days_post" if has_cp else
+                                    "doubling_time_days")),
+         "posterior": format_interval(summary.get("doubling_time_days"), ci)},
+        {"quantity": f"slope of ln density {after} (per day)", "paper": "0.0073",
+         "baseline": _num(trend.get("slope_per_day_post" if has_cp else "slope_per_day")),
+         "posterior": format_interval(summary.get("slope_per_day"), ci)},
+        {"quantity": "slope of ln density before the changepoint (per day)",
+         "paper": "0.0048 (MMLU, with pre-ChatGPT models)",
+         "baseline": _num(trend.get("slope_per_day_pre")),
+         "posterior": format_interval(summary.get("slope_per_day_pre"), ci)
+         if has_cp else "no changepoint in this spec"},
+        {"quantity": "doubling time before the changepoint (days)",
+         "paper": f"{math.log(2) / PAPER_REPORTED['slope_per_day_pre']:.0f} (ln 2 / 0.0048)",
+         "baseline": _num(trend.get("doubling_time_days_pre")),
+         "posterior": format_interval(summary.get("doubling_time_days_pre"), ci)
+         if has_cp else "no changepoint in this spec"},
+        {"quantity": "acceleration ratio (slope after / before)",
+         "paper": f"{PAPER_REPORTED['acceleration_ratio']:.2f} ('about 50%')",
+         "baseline": _num(trend.get("acceleration_ratio")),
+         "posterior": (format_interval(summary.get("acceleration_ratio"), ci)
+                       + f"; P(ratio > 1) = {summary['prob_acceleration']:.3f}")
+         if has_cp and summary.get("prob_acceleration") is not None
+         else "no changepoint in this spec"},
+    ]
+    models = summary.get("models") or {}
+    base_models = base.get("models") or {}
+    for wanted, paper in (("Llama-1-7B", "< 0.1"), ("Gemma2-9B", "about 3"),
+                          ("MiniCPM-3-4B", "about 3")):
+        name = plots.find_model(models, wanted)
+        if name is None:
+            rows.append({"quantity": f"density of {wanted}", "paper": paper,
+                         "baseline": "not in this data", "posterior": "not in this data"})
+            continue
+        b = (base_models.get(name) or {}).get("density")
+        rows.append({"quantity": f"density of {name}", "paper": paper,
+                     "baseline": _num(b) if b is not None else "no finite inverse",
+                     "posterior": format_interval(models[name].get("density"), ci)})
+    return rows
+
+
+def diagnostics_table(run: FittedRun) -> list[dict[str, object]]:
+    """R-hat, bulk and tail ESS and MCSE of the key parameters, with median and interval;
+    ``fails`` marks a row that misses the spec's thresholds."""
+    post = run.idata.posterior
+    names = [n for n in KEY_PARAMETERS if n in post]
+    if not names:
+        return []
+    ci = run.summary.get("ci_prob", plots.CI_PROB)
+    table = az.summary(run.idata, var_names=names, kind="diagnostics", round_to="none")
+    th = run.spec.diagnostics
+    rows = []
+    for label, row in table.iterrows():
+        name, _, index = str(label).partition("[")
+        da = post[name]
+        if index:
+            other = [d for d in da.dims if d not in ("chain", "draw")]
+            keys = index.rstrip("]").split(", ")
+            da = da.sel(dict(zip(other, keys)))
+        q = np.quantile(da.values.ravel(), [(1 - ci) / 2, 0.5, (1 + ci) / 2])
+        fails = {"r_hat": not row["r_hat"] <= th.max_rhat,
+                 "ess_bulk": not row["ess_bulk"] >= th.min_ess,
+                 "ess_tail": not row["ess_tail"] >= th.min_ess}
+        rows.append({"parameter": str(label), "median": _num(q[1]),
+                     "interval": f"[{_num(q[0])}, {_num(q[2])}]",
+                     "r_hat": f"{row['r_hat']:.3f}", "ess_bulk": f"{row['ess_bulk']:.0f}",
+                     "ess_tail": f"{row['ess_tail']:.0f}", "mcse_mean": _num(row["mcse_mean"]),
+                     "mcse_sd": _num(row["mcse_sd"]), "fails": any(fails.values()),
+                     "failed": [k for k, v in fails.items() if v]})
+    return rows
+
+
+@dataclass
+class LooTables:
+    single: list[dict[str, str]] = field(default_factory=list)
+    compare: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    k_threshold: str = "0.70"
+
+
+def _run_label(run: FittedRun) -> str:
+    trend = run.summary.get("trend") or {}
+    return (f"{run.folder.name} ({run.summary.get('spec', run.spec.name)}, "
+            f"changepoint {trend.get('changepoint', '?')})")
+
+
+def loo_tables(run: FittedRun, others: Sequence[FittedRun] = (),
+               var_name: str = "score_obs") -> LooTables:
+    """PSIS-LOO of ``var_name`` for this run and, with other runs fitted to the same
+    observations, an ``az.compare`` table."""
+    out = LooTables()
+    if "log_likelihood" not in run.idata.groups() or var_name not in run.idata.log_likelihood:
+        out.notes.append(f"this run has no pointwise log-likelihood of {var_name}: no LOO")
+        return out
+    loo = az.loo(run.idata, var_name=var_name, pointwise=True)
+    k = np.asarray(loo.pareto_k)
+    good_k = float(getattr(loo, "good_k", 0.7))  # ArviZ: min(1 - 1/log10(S), 0.7)
+    out.k_threshold = f"{good_k:.2f}"
+    out.single.append({"elpd_loo": _num(loo.elpd_loo, 5), "se": _num(loo.se),
+                       "p_loo": _num(loo.p_loo), "n": str(k.size),
+                       "k_high": f"{int((k > good_k).sum())} ({(k > good_k).mean():.1%})"})
+    if not others:
+        out.notes.append("one run only: pass other changepoint variants fitted to the same data "
+                         "(densing-bayes report RUN --compare RUN2 RUN3) for a comparison")
+        return out
+    observed = run.idata.observed_data[var_name].values
+    compared = {_run_label(run): run.idata}
+    for other in others:
+        idata = other.idata
+        if ("log_likelihood" not in idata.groups() or var_name not in idata.log_likelihood):
+            out.notes.append(f"{other.folder}: no log-likelihood of {var_name}; left out")
+            continue
+        obs = idata.observed_data[var_name].values
+        if obs.shape != observed.shape or not np.allclose(obs, observed):
+            out.notes.append(f"{other.folder}: fitted to other {var_name} observations "
+                             f"({obs.size} vs {observed.size}); LOO is not comparable, left out")
+            continue
+        compared[_run_label(other)] = idata
+    if len(compared) < 2:
+        return out
+    table = az.compare(compared, var_name=var_name)
+    for name, row in table.iterrows():
+        out.compare.append({"run": str(name), "rank": str(int(row["rank"])),
+                            "elpd_loo": _num(row["elpd_loo"], 5), "p_loo": _num(row["p_loo"]),
+                            "elpd_diff": _num(row["elpd_diff"]), "dse": _num(row["dse"]),
+                            "weight": f"{row['weight']:.2f}",
+                            "warning": "yes" if row["warning"] else "no"})
+    return out
+
+
+def _cell(value, ci: float = plots.CI_PROB) -> str:
+    if isinstance(value, dict) and "median" in value:
+        return format_interval(value, ci)
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v, ci) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_cell(v, ci)}" for k, v in value.items())
+    return "-" if value is None else str(value)
+
+
+def _diagnostics_cell(diag) -> str:
+    if not isinstance(diag, dict):
+        return "-"
+    parts = ["passed" if diag.get("passed") else "FAILED"]
+    if diag.get("divergences") is not None:
+        parts.append(f"{diag['divergences']} div.")
+    if diag.get("max_rhat") is not None:
+        parts.append(f"R-hat {diag['max_rhat']:.3f}")
+    if diag.get("min_ess_bulk") is not None:
+        parts.append(f"ESS {diag['min_ess_bulk']:.0f}")
+    return ", ".join(parts)
+
+
+def sensitivity_tables(run: FittedRun) -> dict | None:
+    """The sensitivity analysis stored beside the run (``RUN/sensitivity/sensitivity.json``,
+    written by ``densing-bayes sensitivity``) as tables; None when it was not run."""
+    path = run.folder / SENSITIVITY_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    ci = float(data.get("ci_prob", run.summary.get("ci_prob", plots.CI_PROB)))
+    out = {"path": str(SENSITIVITY_FILE), "raw": data, "ci": f"{ci:.0%}", "tables": []}
+    ps = data.get("power_scaling")
+    if isinstance(ps, dict) and ps:
+        rows = []
+        for quantity, entry in ps.items():
+            entry = entry if isinstance(entry, dict) else {"value": entry}
+            flag = entry.get("flag", entry.get("diagnosis", "-"))
+            rows.append([str(quantity), _cell(entry.get("prior")),
+                         _cell(entry.get("likelihood")), _cell(flag)])
+        threshold = data.get("psens_threshold")
+        out["tables"].append({
+            "title": "Power-scaling sensitivity (no refits)",
+            "columns": ["quantity", "prior", "likelihood", "diagnosis"], "rows": rows,
+            "note": "ArviZ psens: how far each posterior moves when the prior, or the "
+                    "likelihood, is raised to a power near 1"
+                    + (f"; above {threshold} a quantity counts as sensitive."
+                       if threshold is not None else ".")})
+    variants = data.get("prior_variants")
+    if isinstance(variants, list) and variants:
+        rows = []
+        for v in variants:
+            v = v if isinstance(v, dict) else {}
+            status = str(v.get("status", "ok"))
+            if v.get("error"):
+                status += f": {v['error']}"
+            rows.append([str(v.get("name", "?")), str(v.get("kind", "")),
+                         str(v.get("description", "")),
+                         _cell(v.get("doubling_time_days"), ci),
+                         _cell(v.get("doubling_time_days_pre"), ci),
+                         _cell(v.get("acceleration_ratio"), ci),
+                         _diagnostics_cell(v.get("diagnostics")), status])
+        out["tables"].append({
+            "title": "Refits under prior and data variants",
+            "columns": ["variant", "kind", "what changes", "doubling time after (days)",
+                        "doubling time before (days)", "acceleration ratio", "diagnostics",
+                        "status"],
+            "rows": rows,
+            "note": f"Median [{ci:.0%} equal-tailed interval] of each refit; 'unbounded': the "
+                    "slope's interval reaches 0."})
+    return out
+
+
+# ============================================================================== figures
+@dataclass
+class FigureOut:
+    key: str
+    title: str
+    caption: str
+    png_base64: str = ""
+    error: str = ""
+
+
+def _save_figure(fig, key: str, folder: Path) -> str:
+    """Write ``key``.png and ``key``.svg into ``folder``; return the PNG as base64."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    png = buf.getvalue()
+    (folder / f"{key}.png").write_bytes(png)
+    if fig.get_layout_engine() is not None:  # the layout is settled: don't solve it again
+        fig.set_layout_engine("none")
+    fig.savefig(folder / f"{key}.svg", format="svg", metadata={"Date": None})
+    return base64.b64encode(png).decode("ascii")
+
+
+def _draw(figures: dict[str, FigureOut], key: str, title: str, caption: str,
+          build: Callable, folder: Path) -> None:
+    log.info("report: drawing %s", key)
+    out = FigureOut(key, title, caption)
+    try:
+        fig = build()
+        out.png_base64 = _save_figure(fig, key, folder)
+    except Exception as exc:  # noqa: BLE001 - a failed figure is reported, not fatal
+        log.warning("report: figure %s failed: %s", key, exc)
+        out.error = f"{type(exc).__name__}: {exc}"
+    figures[key] = out
+
+
+def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, str]:
+    p = f"{ci:.0%}"
+    trend = run.summary.get("trend") or {}
+    kind = trend.get("kind", "frontier")
+    cp = trend.get("changepoint", "fixed")
+    cp_text = {
+        "fixed": f"The dotted vertical line is the changepoint, fixed at "
+                 f"{trend.get('changepoint_date')}.",
+        "unknown": f"The changepoint's date is uncertain: the solid vertical line is its "
+                   f"posterior median and the shaded span its {p} equal-tailed credible "
+                   f"interval (its prior is centred on {trend.get('changepoint_date')}, dotted).",
+        "none": "This spec has no changepoint; the dotted line only marks ChatGPT's release.",
+    }[cp]
+    curve = ("the posterior frontier exp f(t) (the density an efficient model reaches at "
+             "release date t)" if kind == "frontier" else "the posterior mean trend exp f(t)")
+    return {
+        "density_trend": (
+            f"Capability density (effective / actual parameters, log scale) of each evaluated "
+            f"model against its release date. Dots: posterior medians; grey bars: {p} "
+            f"equal-tailed credible intervals (parameter uncertainty of each model's density). "
+            f"Blue line: {curve}, with 50% and {p} equal-tailed credible bands of f(t) (parameter "
+            f"uncertainty of the curve, not a predictive interval for new models). {cp_text} "
+            f"Hollow green squares: point densities of the paper's least-squares pipeline run on "
+            f"the same data. Dashed black: the paper's published slope (0.0073 per day, doubling "
+            f"in 95 days). Its intercept is not comparable (the paper's reference family is not "
+            f"public), so the line is anchored, by us, to pass through the posterior median "
+            f"frontier at Llama-1's release (2023-02-24): only its slope carries the paper's "
+            f"information. Labels: the models the paper names, then those on the running maximum "
+            f"of posterior medians, as many as fit without overlapping."),
+        "doubling_time": (
+            f"Left: posterior densities (Gaussian kernel estimates of the draws) of the frontier's "
+            f"doubling time ln 2 / slope, in days (months on the top axis); shaded: the {p} "
+            f"equal-tailed credible interval, dashed coloured line: the median. Draws with a "
+            f"non-positive slope have no doubling time and are left out (their share is given "
+            f"when not zero); the x axis is cut at the 99.5th percentile. Vertical dashed lines: "
+            f"the paper's values. Right: the acceleration ratio slope after / slope before the "
+            f"changepoint, with its {p} equal-tailed credible interval shaded and the posterior "
+            f"probability that it exceeds 1 (faster growth after ChatGPT's release)."),
+        "effective_size": (
+            f"Per model, newest at the top (release month in brackets). Left: effective parameter "
+            f"size (the size a reference-family model trained on D0 tokens needs to match the "
+            f"model's scores), with the actual size as a red cross. Right: density = effective / "
+            f"actual size; the dashed line is density 1 (the reference family). Thin bars: {p}, "
+            f"thick bars: 50% equal-tailed credible intervals (parameter uncertainty); dots: "
+            f"posterior medians; hollow squares: the paper's pipeline (point estimates, absent "
+            f"where a score had no finite inverse). Log x axes."),
+        "loss_law": (
+            f"Each reference run's loss against its training compute "
+            f"6ND (log-log axes), one colour per model size N. Lines: posterior median of the "
+            f"expected loss along each size's range of training tokens; bands: {p} equal-tailed "
+            f"credible bands of the expected loss (parameter uncertainty only: the observation "
+            f"noise is checked in section 6)."),
+        "loss_score": (
+            f"Grey: the reference family's (loss, score) rows that entered the fit. Blue: "
+            f"posterior median of the fitted sigmoid with its {p} equal-tailed credible band "
+            f"(parameter uncertainty of the expected score). Dotted: chance."
+            + (" Orange dots: each reported score of an evaluated model, placed at the "
+               "posterior median loss the loss law gives the model at its effective size and D0 "
+               "tokens. Reported scores follow other protocols than the reference family's "
+               "evaluation; the model absorbs this as a per-benchmark protocol offset, and the "
+               "red dashed curve is the sigmoid with that offset (posterior median): the orange "
+               "dots should scatter around it, not around the blue curve." if has_models
+               else "")),
+        "prior_posterior": (
+            "Prior (grey) against posterior (blue) of the key scalar parameters: kernel density "
+            "estimates of prior draws and posterior draws, each scaled to its own maximum so both "
+            "shapes are visible (the areas are not comparable). 'sd post/prior' is the ratio of "
+            "posterior to prior standard deviation: near 1 means the data say little about that "
+            "parameter. Exponents and the sigmoid slope are shown through their pooled means "
+            "(e^mu)."),
+        "ppc": (
+            f"Posterior predictive checks of the three likelihood terms. Top: the observed "
+            f"distribution (black) against 50 replicated data sets drawn from the posterior "
+            f"predictive distribution (blue) and their mean (orange dashed). Bottom: each "
+            f"observation against its posterior predictive median, with its {p} equal-tailed "
+            f"posterior predictive interval (includes observation noise); the text gives the "
+            f"share of observations inside their interval (about {p} if calibrated)."),
+        "loo_pit": (
+            f"LOO-PIT of the evaluated models' scores: for each score, the probability that a "
+            f"replicate from its leave-one-out posterior predictive distribution falls below the "
+            f"observed value. If the model is calibrated these values are uniform, and the curve "
+            f"(their ECDF minus the uniform CDF) stays near 0. Shaded: the pointwise {p} central "
+            f"interval of the ECDF of as many uniform values (Beta quantiles; pointwise, so brief "
+            f"excursions are expected). Over-confident predictions (too many observations in the "
+            f"tails of their predictive distributions: a U-shaped PIT histogram) give a curve "
+            f"above zero at small values and below zero at large ones; under-confident ones the "
+            f"reverse; a curve mostly on one side of zero means predictions biased up or down."),
+        "rank": (
+            "Rank plots of the trend parameters: the ranks of all draws pooled over chains, "
+            "histogrammed per chain. With good mixing every chain's bars are uniform (inside the "
+            "dashed band); a chain that sits high or low did not explore the same region."),
+        "energy": (
+            "Energy plot: the marginal energy distribution and the distribution of energy changes "
+            "between successive draws (centred). If the transition distribution is much narrower "
+            "than the marginal one the sampler explores heavy tails poorly; E-BFMI per chain "
+            "(legend) below 0.3 is a warning."),
+        "sensitivity": (
+            f"Doubling time of the frontier density after (blue circles) and before (orange "
+            f"squares) the changepoint under each variant of the sensitivity analysis (other "
+            f"priors; a benchmark or a source of scores left out), beside this fit (top): "
+            f"posterior medians with equal-tailed credible intervals as stored by the analysis "
+            f"({p} for this fit; an arrow: unbounded above, the slope's interval reaches 0). Log "
+            f"x axis. The dashed line is the paper's 95 days. Refits use the sensitivity "
+            f"analysis' own sampler settings."),
+    }
+
+
+def _headline(summary: dict) -> list[tuple[str, str]]:
+    ci = summary.get("ci_prob", plots.CI_PROB)
+    if summary.get("doubling_time_days") is None:
+        return [("doubling time", "not estimated: this run has no evaluated models")]
+    has_cp = summary.get("doubling_time_days_pre") is not None
+
+    def days(key):
+        return format_interval(summary.get(key), ci, lambda v: f"{v:.0f}")
+
+    months = format_interval(summary.get("doubling_time_months"), ci, lambda v: f"{v:.1f}")
+    rows = [("doubling time after the changepoint" if has_cp else "doubling time",
+             f"{days('doubling_time_days')} days = {months} months "
+             "(paper: 95 days, 3.3 months)")]
+    if has_cp:
+        rows.append(("doubling time before the changepoint",
+                     f"{days('doubling_time_days_pre')} days"))
+        if summary.get("acceleration_ratio"):
+            ratio = format_interval(summary["acceleration_ratio"], ci, lambda v: f"{v:.2f}")
+            prob = summary.get("prob_acceleration")
+            rows.append(("acceleration ratio (slope after / before)",
+                         f"{ratio}; P(ratio > 1) = {_num(prob)}"))
+    if summary.get("prob_growth") is not None:
+        rows.append(("P(density grows after the changepoint)" if has_cp
+                     else "P(density grows)", f"{summary['prob_growth']:.3f}"))
+    if summary.get("changepoint_shift_days"):
+        rows.append(("changepoint shift from its prior centre",
+                     f"{days('changepoint_shift_days')} days"))
+    return rows
+
+
+def _reproducibility(run: FittedRun) -> list[tuple[str, str]]:
+    s = run.summary
+    sampler = s.get("sampler") or {}
+    timing = s.get("timing_seconds") or {}
+    sampler_text = ", ".join(f"{k} {v}" for k, v in sampler.items()) or "-"
+    timing_text = ", ".join(f"{k} {float(v):.1f} s" for k, v in timing.items()
+                            if v is not None) or "-"
+    attrs = run.idata.posterior.attrs
+    return [
+        ("densing_bayes version (fit / report)",
+         f"{s.get('package_version', '-')} / {__version__}"),
+        ("spec", str(s.get("spec", run.spec.name))),
+        ("config hash", str(s.get("config_hash", "-"))),
+        ("data folder", str(s.get("data_folder", "-"))),
+        ("data hash", str(s.get("data_hash", "-"))),
+        ("seed", str(s.get("seed", "-"))),
+        ("sampler", sampler_text),
+        ("run time", timing_text),
+        ("ArviZ (fit)", str(attrs.get("arviz_version", "-"))),
+        ("posterior created", str(attrs.get("created_at", "-"))),
+        ("report written", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("report environment", f"Python {platform.python_version()}, matplotlib "
+                               f"{matplotlib.__version__}, ArviZ {az.__version__}"),
+        ("refit with", f"densing-bayes fit {run.folder / 'spec.toml'} --data "
+                       f"{s.get('data_folder', 'DATA')} --out NEW_RUN"),
+    ]
+
+
+def _template():
+    import jinja2
+
+    text = (importlib_resources.files("densing_bayes.presentation") / "templates" / TEMPLATE
+            ).read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(text)
+
+
+def _use_agg() -> None:
+    """Headless: use Agg unless the caller already chose a backend through pyplot."""
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+
+
+# ============================================================================== the report
+def write_report(run_folder: Path, *, force: bool = True,
+                 compare: Sequence[Path] = ()) -> Path:
+    """Write ``run_folder/report.html`` and ``run_folder/figures/*.png|svg``; return the HTML path.
+
+    ``compare``: other run folders (changepoint variants fitted to the same data) for the LOO
+    comparison. With ``force=False`` an existing report is not replaced.
+    """
+    _use_agg()
+    run_folder = Path(run_folder)
+    out = run_folder / REPORT_FILE
+    if out.exists() and not force:
+        raise RunFolderError(f"{out} exists; pass --force to replace it")
+    log.info("report: loading %s", run_folder)
+    run = load_run(run_folder)
+    others = []
+    compare_notes = []
+    for folder in compare:
+        try:
+            others.append(load_run(Path(folder)))
+        except (RunFolderError, OSError, ValueError) as exc:
+            compare_notes.append(f"{folder}: not compared ({exc})")
+    html = render_report(run, others=others, extra_notes=compare_notes,
+                         figures_folder=run_folder / FIGURES_DIR)
+    tmp = out.with_name(f".{REPORT_FILE}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
+    log.info("report: wrote %s", out)
+    return out
+
+
+def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
+                  extra_notes: Sequence[str] = (), figures_folder: Path) -> str:
+    """The report's HTML for ``run``; figures are also written into ``figures_folder``."""
+    summary, idata = run.summary, run.idata
+    ci = float(summary.get("ci_prob", plots.CI_PROB))
+    if figures_folder.exists():
+        shutil.rmtree(figures_folder)
+    figures_folder.mkdir(parents=True)
+    inputs = plot_inputs(run)
+    has_models = inputs.has_evaluated_models and "log_density" in idata.posterior
+    captions = _captions(run, ci, has_models)
+    figs: dict[str, FigureOut] = {}
+    draw = lambda key, title, build: _draw(figs, key, title, captions[key], build,  # noqa: E731
+                                           figures_folder)
+    if has_models:
+        draw("density_trend", "Density against release date",
+             lambda: plots.plot_density_trend(idata=idata, summary=summary, ci_prob=ci))
+        draw("doubling_time", "Doubling time and acceleration",
+             lambda: plots.plot_doubling_time(idata=idata, ci_prob=ci))
+        draw("effective_size", "Effective size and density per model",
+             lambda: plots.plot_effective_size(idata=idata, summary=summary, ci_prob=ci))
+    draw("loss_law", "Loss law per benchmark",
+         lambda: plots.plot_loss_law(idata=idata, inputs=inputs, ci_prob=ci))
+    draw("loss_score", "Loss to score per benchmark",
+         lambda: plots.plot_loss_score(idata=idata, inputs=inputs, ci_prob=ci))
+    draw("prior_posterior", "Prior against posterior",
+         lambda: plots.plot_prior_posterior(idata=idata))
+    draw("ppc", "Posterior predictive checks",
+         lambda: plots.plot_ppc(idata=idata, ci_prob=ci, seed=run.spec.sampler.seed))
+    if has_models:
+        draw("loo_pit", "LOO-PIT of evaluated-model scores",
+             lambda: plots.plot_loo_pit(idata=idata, var_name="score_obs", ci_prob=ci))
+    draw("rank", "Rank plots of the trend parameters" if has_models else "Rank plots",
+         lambda: plots.plot_rank(idata=idata, var_names=plots.trend_parameters(idata.posterior)
+                                 or ["alpha", "beta"]))
+    draw("energy", "Energy and E-BFMI", lambda: plots.plot_energy(idata=idata))
+
+    log.info("report: tables")
+    loo = loo_tables(run, others) if has_models else LooTables(
+        notes=["no evaluated models: no LOO of score_obs"])
+    loo.notes.extend(extra_notes)
+    sens = sensitivity_tables(run)
+    if sens is not None and has_models:
+        draw("sensitivity", "Sensitivity of the doubling time to priors and data",
+             lambda: plots.plot_sensitivity(sensitivity=sens["raw"], summary=summary))
+    diag = summary.get("diagnostics") or {}
+    bfmi = (np.atleast_1d(az.bfmi(idata)).tolist()
+            if "energy" in idata.sample_stats else [])
+    context = {
+        "title": f"Densing Law, Bayesian: {summary.get('spec', run.spec.name)}",
+        "run_folder": str(run.folder),
+        "spec_description": run.spec.description,
+        "sections": SECTIONS,
+        "ci": f"{ci:.0%}",
+        "headline": _headline(summary),
+        "has_models": has_models,
+        "n_models": len(summary.get("models") or {}),
+        "n_benchmarks": len(inputs.benchmarks),
+        "n_scores": int(len(inputs.score_value)),
+        "figures": figs,
+        "diagnostics": diag,
+        "diag_passed": bool(diag.get("passed", True)),
+        "diag_failures": diag.get("failures") or [],
+        "bfmi": [f"{b:.2f}" for b in bfmi],
+        "diag_table": diagnostics_table(run),
+        "thresholds": run.spec.diagnostics.model_dump(),
+        "paper_rows": paper_comparison(summary),
+        "loo": loo,
+        "sensitivity": sens,
+        "notes": summary.get("notes") or [],
+        "repro": _reproducibility(run),
+        "baseline_trend": (summary.get("paper_baseline") or {}).get("trend") or {},
+    }
+    return _template().render(**context)

@@ -1,0 +1,383 @@
+"""The HTML report and its figures.
+
+Fast tests draw every plot function from a synthetic InferenceData (no sampling); one small real
+fit of the simulated paper design (module scope, 2 chains x 100 draws) is turned into a report
+through the CLI, which is then checked as a reader and a browser would see it: every section,
+every image a real PNG, nothing fetched from the network, every figure also on disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+
+import arviz as az
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Annotation, Text
+from PIL import Image
+
+from densing_bayes import laws
+from densing_bayes.inference.run_io import RunFolderError, load_run
+from densing_bayes.model.inputs import ModelInputs
+from densing_bayes.model.spec import parse_spec
+from densing_bayes.presentation import plots, report
+from densing_bayes.presentation.cli import main
+from densing_bayes.workflow import fit_to_folder
+
+pytestmark = pytest.mark.integration
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ================================================================ a synthetic fitted run
+def synthetic_run(*, changepoint: str = "fixed", n_models: int = 24, seed: int = 0):
+    """(idata, summary, inputs) shaped like a real run, with draws from known values."""
+    rng = np.random.default_rng(seed)
+    chains, n_draws = 2, 60
+    benchmarks = ["mmlu", "bbh", "math"]
+    n_bench = len(benchmarks)
+    sizes = np.array([5e6, 3e7, 1e8, 2.5e8, 5e8, 8e8])
+    mult = np.array([10.0, 20.0, 40.0])
+    law_n = np.repeat(sizes, len(mult))
+    law_d = law_n * np.tile(mult, len(sizes))
+    centre_n, centre_d = float(np.log(law_n).mean()), float(np.log(law_d).mean())
+    law_b = np.repeat(np.arange(n_bench), len(law_n))
+    law_n, law_d = np.tile(law_n, n_bench), np.tile(law_d, n_bench)
+    xn, xd = np.log(law_n) - centre_n, np.log(law_d) - centre_d
+    A, B, alpha, beta = 1.0, 0.6, 0.3, 0.28
+    law_loss = (A * np.exp(-alpha * xn) + B * np.exp(-beta * xd)) * np.exp(
+        rng.normal(0, 0.01, xn.size))
+    curve_b = np.repeat(np.arange(n_bench), 20)
+    curve_loss = rng.uniform(0.8, 3.0, curve_b.size)
+    chance = np.array([0.25, 0.0, 0.0])
+    curve_score = chance[curve_b] + (1 - chance[curve_b]) / (1 + np.exp(4 * (curve_loss - 1.8)))
+
+    models = [f"Model-{i}" for i in range(n_models)]
+    models[0], models[5], models[-1] = "Llama-1-7B", "gemma-2-9b", "MiniCPM-3-4B"
+    release = (np.datetime64("2021-06-01") + np.sort(rng.integers(0, 1200, n_models))
+               .astype("timedelta64[D]"))
+    params = 10 ** rng.uniform(9, 11, n_models)
+    t = laws.years_since(release)
+    shape = (chains, n_draws)
+
+    def scalar(mu, sd):
+        return rng.normal(mu, sd, shape)
+
+    def per(mu, sd, n):
+        return rng.normal(mu, sd, shape + (n,))
+
+    post = {"trend_intercept": scalar(-2.0, 0.1), "frontier_inefficiency": np.abs(scalar(0.6, 0.1)),
+            "frontier_noise": np.abs(scalar(0.2, 0.05)), "loss_log_alpha_mu": scalar(-1.2, 0.1),
+            "score_precision_eval": np.abs(scalar(150, 10))}
+    if changepoint == "none":
+        post["slope"] = scalar(2.2, 0.2)
+        f = post["trend_intercept"][..., None] + post["slope"][..., None] * t
+    else:
+        post["slope_pre"], post["slope_post"] = scalar(1.5, 0.3), scalar(2.6, 0.2)
+        f = (post["trend_intercept"][..., None] + post["slope_pre"][..., None] * np.minimum(t, 0)
+             + post["slope_post"][..., None] * np.maximum(t, 0))
+    log_density = (f - np.abs(rng.normal(0, 0.6, (n_models,)))
+                   + rng.normal(0, 0.1, shape + (n_models,)))
+    post.update(log_density=log_density, density=np.exp(log_density),
+                log_effective_params=log_density + np.log(params),
+                effective_params=np.exp(log_density) * params,
+                E=np.zeros(shape + (n_bench,)), A=per(A, 0.02, n_bench), B=per(B, 0.02, n_bench),
+                alpha=per(alpha, 0.01, n_bench), beta=per(beta, 0.01, n_bench),
+                gamma=per(4.0, 0.2, n_bench), midpoint=per(1.8, 0.05, n_bench),
+                score_span=1 - chance + per(0, 0.01, n_bench),
+                protocol_offset=per(0.3, 0.1, n_bench))
+    prior = {k: rng.normal(0, 2.5, (1, 200)) for k in ("trend_intercept", "slope", "slope_pre",
+                                                       "slope_post", "loss_log_alpha_mu")
+             if k in post}
+    prior.update(frontier_inefficiency=rng.gamma(2, 0.5, (1, 200)),
+                 frontier_noise=rng.gamma(2, 0.125, (1, 200)))
+
+    score_m = np.repeat(np.arange(n_models), n_bench)
+    score_b = np.tile(np.arange(n_bench), n_models)
+    score = np.clip(rng.beta(20, 30, score_m.size), 0.01, 0.99)
+    obs = {"log_loss_obs": np.log(law_loss), "curve_score_obs": curve_score, "score_obs": score}
+    pp = {k: v + rng.normal(0, 0.02, shape + v.shape) for k, v in obs.items()}
+    loglik = {"score_obs": rng.normal(1.0, 0.05, shape + score.shape)}
+    stats = {"energy": rng.normal(0, 1, shape), "diverging": np.zeros(shape, bool)}
+    constant = {"law_benchmark": law_b, "law_x_params": xn, "law_x_tokens": xd,
+                "curve_benchmark": curve_b, "curve_loss": curve_loss, "chance": chance,
+                "model_time": t, "model_log_params": np.log(params),
+                "score_model": score_m, "score_benchmark": score_b}
+    dims = {k: ["benchmark"] for k in ("E", "A", "B", "alpha", "beta", "gamma", "midpoint",
+                                       "score_span", "protocol_offset", "chance")}
+    dims.update({k: ["model"] for k in ("log_density", "density", "log_effective_params",
+                                        "effective_params", "model_time", "model_log_params")})
+    dims.update({k: ["law_row"] for k in ("log_loss_obs", "law_benchmark", "law_x_params",
+                                          "law_x_tokens")})
+    dims.update({k: ["curve_row"] for k in ("curve_score_obs", "curve_benchmark", "curve_loss")})
+    dims.update({k: ["score_row"] for k in ("score_obs", "score_model", "score_benchmark")})
+    idata = az.from_dict(posterior=post, prior=prior, observed_data=obs, posterior_predictive=pp,
+                         log_likelihood=loglik, sample_stats=stats, constant_data=constant,
+                         coords={"benchmark": benchmarks, "model": models}, dims=dims)
+    idata.posterior.attrs.update(centre_log_params=centre_n, centre_log_tokens=centre_d)
+
+    summary = {
+        "ci_prob": 0.9,
+        "trend": {"kind": "frontier", "changepoint": changepoint,
+                  "changepoint_date": "2022-11-30"},
+        "models": {m: {"params": float(p), "release_date": str(r)}
+                   for m, p, r in zip(models, params, release)},
+        "paper_baseline": {"trend": {}, "models": {
+            m: {"density": float(np.exp(np.median(log_density[..., i])) * 1.3) if i % 4 else None}
+            for i, m in enumerate(models)}},
+    }
+    inputs = ModelInputs(
+        benchmarks=benchmarks, chance=chance, loss_scale=np.ones(n_bench),
+        centre_log_params=centre_n, centre_log_tokens=centre_d,
+        log_d0_centred=float(np.log(1e12) - centre_d), law_benchmark=law_b, law_x_params=xn,
+        law_x_tokens=xd, law_loss=law_loss, law_run=[""] * law_loss.size,
+        curve_benchmark=curve_b, curve_loss=curve_loss, curve_score=curve_score,
+        models=models, model_log_params=np.log(params), model_time=t, model_release=release,
+        score_model=score_m, score_benchmark=score_b, score_source=np.zeros(score.size, int),
+        score_value=score, score_raw=score, source_kinds=["unknown"])
+    return idata, summary, inputs
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return synthetic_run()
+
+
+def _text_boxes(fig):
+    """Display-space boxes of the label texts (without their leader lines)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    return ax, [Text.get_window_extent(a, renderer) for a in ax.texts
+                if isinstance(a, Annotation)]
+
+
+# ================================================================ fast: plot functions
+PLOTS = {
+    "density_trend": lambda i, s, x: plots.plot_density_trend(idata=i, summary=s),
+    "doubling_time": lambda i, s, x: plots.plot_doubling_time(idata=i),
+    "effective_size": lambda i, s, x: plots.plot_effective_size(idata=i, summary=s),
+    "loss_law": lambda i, s, x: plots.plot_loss_law(idata=i, inputs=x),
+    "loss_score": lambda i, s, x: plots.plot_loss_score(idata=i, inputs=x),
+    "prior_posterior": lambda i, s, x: plots.plot_prior_posterior(idata=i),
+    "ppc": lambda i, s, x: plots.plot_ppc(idata=i),
+    "loo_pit": lambda i, s, x: plots.plot_loo_pit(idata=i),
+    "rank": lambda i, s, x: plots.plot_rank(idata=i),
+    "energy": lambda i, s, x: plots.plot_energy(idata=i),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLOTS))
+def test_every_plot_function_returns_a_drawn_figure(synthetic, name):
+    fig = PLOTS[name](*synthetic)
+    assert isinstance(fig, Figure)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert visible and any(ax.has_data() for ax in visible)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    assert buf.getvalue().startswith(PNG_SIGNATURE)
+
+
+def test_plots_without_a_changepoint():
+    idata, summary, inputs = synthetic_run(changepoint="none")
+    assert len(plots.plot_doubling_time(idata=idata).axes) >= 1
+    data = plots.density_trend_data(idata=idata, summary=summary)
+    assert np.all(np.diff(np.log(data["frontier"]["median"])) > 0)  # one positive slope
+    plots.plot_density_trend(idata=idata, summary=summary)
+
+
+def test_density_trend_accepts_an_axes_and_labels_without_overlap(synthetic):
+    idata, summary, _ = synthetic
+    fig = plots.new_figure(9, 6)
+    ax = fig.add_subplot()
+    assert plots.plot_density_trend(idata=idata, summary=summary, ax=ax) is fig
+    ax, boxes = _text_boxes(fig)
+    assert len(boxes) >= 3
+    inside = ax.get_window_extent()
+    for i, a in enumerate(boxes):
+        assert inside.x0 - 1 <= a.x0 and a.x1 <= inside.x1 + 1
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)
+
+
+def test_paper_models_are_labelled_first(synthetic):
+    idata, summary, _ = synthetic
+    fig = plots.plot_density_trend(idata=idata, summary=summary)
+    labels = [a.get_text() for a in fig.axes[0].texts if isinstance(a, Annotation)]
+    assert "Llama-1-7B" in labels
+
+
+def test_label_placement_leaves_out_what_does_not_fit():
+    fig = plots.new_figure(4, 3)
+    ax = fig.add_subplot()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    labels = [f"label number {i}" for i in range(40)]
+    placed = plots.place_labels(ax, [0.5] * 40, [0.5] * 40, labels)
+    assert 0 < len(placed) < 40
+    boxes = [p.bbox for p in placed]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_trend_curve_is_the_models_broken_line():
+    post = az.from_dict(posterior={"trend_intercept": np.full((1, 2), -1.0),
+                                   "slope_pre": np.full((1, 2), 1.0),
+                                   "slope_post": np.full((1, 2), 3.0)}).posterior
+    dates = np.array(["2021-11-30", "2022-11-30", "2023-11-30"], "datetime64[D]")
+    f = plots.trend_curve(post, {"changepoint": "fixed", "changepoint_date": "2022-11-30"}, dates)
+    years = laws.years_since(dates)
+    np.testing.assert_allclose(f[0], [-1 + years[0], -1.0, -1 + 3 * years[2]])
+    post = post.assign(frontier_intercept=post["trend_intercept"] + 0.5)  # the frontier's own
+    f = plots.trend_curve(post, {"changepoint": "fixed", "changepoint_date": "2022-11-30"}, dates)
+    np.testing.assert_allclose(f[0, 1], -0.5)
+
+
+def test_find_model_ignores_case_and_punctuation():
+    names = ["Gemma2-9B", "llama-1-7b", "MiniCPM-3-4B"]
+    assert plots.find_model(names, "Llama-1-7B") == "llama-1-7b"
+    assert plots.find_model(names, "Gemma-2-9B") == "Gemma2-9B"
+    assert plots.find_model(names, "Phi-2") is None
+
+
+def test_paper_comparison_says_when_a_model_is_absent(synthetic):
+    _, summary, _ = synthetic
+    summary = {**summary, "models": {k: {**v, "density": {"median": 1.0, "lower": 0.5,
+                                                          "upper": 2.0}}
+                                     for k, v in summary["models"].items()
+                                     if k != "MiniCPM-3-4B"}}
+    rows = {r["quantity"]: r for r in report.paper_comparison(summary)}
+    assert rows["density of MiniCPM-3-4B"]["posterior"] == "not in this data"
+    assert rows["density of gemma-2-9b"]["posterior"] == "1 [0.5, 2]"
+    assert rows["density of gemma-2-9b"]["paper"] == "about 3"
+
+
+SENSITIVITY = {
+    "ci_prob": 0.9, "psens_threshold": 0.05,
+    "power_scaling": {"slope_post": {"prior": 0.01, "likelihood": 0.3, "flag": "-"},
+                      "alpha[mmlu]": {"prior": 0.08, "likelihood": None, "flag": "not computed"}},
+    "prior_variants": [
+        {"name": "baseline", "kind": "baseline", "description": "the spec as written",
+         "doubling_time_days": {"median": 101.0, "lower": 90.0, "upper": 115.0},
+         "doubling_time_days_pre": {"median": 150.0, "lower": 120.0, "upper": 200.0},
+         "acceleration_ratio": {"median": 1.5, "lower": 1.1, "upper": 2.0},
+         "diagnostics": {"divergences": 0, "max_rhat": 1.003, "min_ess_bulk": 900,
+                         "passed": True}, "status": "ok", "error": None},
+        {"name": "narrow_slopes", "kind": "prior", "description": "overrides slope_post",
+         "doubling_time_days": {"median": 104.0, "lower": 92.0, "upper": None},
+         "doubling_time_days_pre": None, "acceleration_ratio": None, "diagnostics": None,
+         "status": "ok", "error": None},
+        {"name": "without_source:own", "kind": "data", "description": "own left out",
+         "doubling_time_days": None, "doubling_time_days_pre": None,
+         "acceleration_ratio": None, "diagnostics": None, "status": "failed",
+         "error": "ValueError: boom"}],
+}
+
+
+def test_sensitivity_forest_marks_unbounded_and_failed_variants(synthetic):
+    _, summary, _ = synthetic
+    summary = {**summary, "doubling_time_days": {"median": 100, "lower": 90, "upper": 120}}
+    table = plots.sensitivity_data(sensitivity=SENSITIVITY, summary=summary)
+    after = table[table["quantity"] == "doubling_time_days"].set_index("name")
+    assert list(after.index) == ["this fit", "baseline", "narrow_slopes", "without_source:own"]
+    assert np.isnan(after.loc["narrow_slopes", "upper"])
+    assert np.isnan(after.loc["without_source:own", "median"])
+    fig = plots.plot_sensitivity(sensitivity=SENSITIVITY, summary=summary)
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "without_source:own (failed)" in ticks
+    assert any("unbounded" in t.get_text() for t in fig.legends[0].get_texts())
+
+
+def test_format_count():
+    assert plots.format_count(1.3e9) == "1.3B"
+    assert plots.format_count(7e9) == "7B"
+    assert plots.format_count(45e6) == "45M"
+
+
+# ================================================================ integration: a real report
+@pytest.fixture(scope="module")
+def report_run(paper_folder, tmp_path_factory):
+    spec = parse_spec({"name": "report_test", "loss_law": {"irreducible": False},
+                       "sampler": {"draws": 100, "tune": 100, "chains": 2, "seed": 7}})
+    root = tmp_path_factory.mktemp("report")
+    run = root / "run"
+    fit_to_folder(spec, run, data_folder=paper_folder, progress=False)
+    twin = root / "twin"
+    shutil.copytree(run, twin)
+    (run / "sensitivity").mkdir()
+    (run / "sensitivity" / "sensitivity.json").write_text(json.dumps(SENSITIVITY))
+    assert main(["report", str(run), "--compare", str(twin)]) == 0
+    html = (run / report.REPORT_FILE).read_text(encoding="utf-8")
+    return run, html, twin
+
+
+def test_report_has_every_section(report_run):
+    run, html, _ = report_run
+    for anchor, heading in report.SECTIONS:
+        assert f'id="{anchor}"' in html, anchor
+        assert heading in html
+    assert "narrow_slopes" in html and "not run" not in html  # read from RUN/sensitivity
+    assert "elpd_diff" in html  # LOO comparison with --compare
+    assert "Llama-1-7B" in html  # the paper comparison finds the simulated model
+    passed = json.loads((run / "summary.json").read_text())["diagnostics"]["passed"]
+    assert ('class="banner"' in html) == (not passed)
+
+
+def test_embedded_images_are_valid_pngs(report_run):
+    _, html, _ = report_run
+    payloads = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(payloads) >= 10
+    for payload in payloads:
+        data = base64.b64decode(payload, validate=True)
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            assert image.width > 300 and image.height > 200
+    assert "could not be drawn" not in html
+
+
+def test_report_is_self_contained(report_run):
+    _, html, _ = report_run
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
+    for needle in ("http://", "https://", "//cdn", "<link href=", "<link ", "<script src=",
+                   "<script", "@import", "url("):
+        assert needle not in text.lower(), needle
+
+
+def test_every_figure_is_on_disk_as_png_and_svg(report_run):
+    run, html, _ = report_run
+    keys = re.findall(r'<figure id="fig-([a-z_]+)"', html)
+    assert {"density_trend", "doubling_time", "effective_size", "loss_law", "loss_score",
+            "prior_posterior", "ppc", "loo_pit", "rank", "energy", "sensitivity"} <= set(keys)
+    for key in keys:
+        png, svg = run / "figures" / f"{key}.png", run / "figures" / f"{key}.svg"
+        assert png.read_bytes().startswith(PNG_SIGNATURE)
+        assert svg.stat().st_size > 1000 and b"<svg" in svg.read_bytes()[:2000]
+
+
+def test_report_refuses_to_overwrite_without_force(report_run):
+    run, _, _ = report_run
+    with pytest.raises(RunFolderError, match="exists"):
+        report.write_report(run, force=False)
+
+
+def test_plot_inputs_from_the_run_match_the_data_folder(report_run):
+    run, _, _ = report_run
+    fitted = load_run(run)
+    from_run = report.plot_inputs(fitted)
+    from_data = report._inputs_from_data_folder(fitted)  # noqa: SLF001 - the fallback path
+    assert from_run.models == from_data.models
+    assert from_run.benchmarks == from_data.benchmarks
+    for name in ("law_x_params", "law_x_tokens", "curve_loss", "curve_score", "score_model",
+                 "score_benchmark", "score_value", "model_log_params", "chance"):
+        np.testing.assert_allclose(getattr(from_run, name), getattr(from_data, name),
+                                   err_msg=name)
+
+
+def test_sensitivity_section_says_not_run_without_its_file(report_run):
+    _, _, twin = report_run
+    assert report.sensitivity_tables(load_run(twin)) is None

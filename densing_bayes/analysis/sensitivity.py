@@ -1,0 +1,313 @@
+"""How far the doubling time moves with the priors and the data.
+
+Three checks, one report (``sensitivity.json``, ``sensitivity.csv``, a forest plot):
+
+* **Power-scaling** (Kallioinen et al. 2024, arXiv:2107.14054; ArviZ ``psens``), no refits:
+  raise the prior, or the likelihood, to a power near 1 and measure, by importance weighting
+  of the baseline fit's draws, how much each key quantity's posterior moves. Priorsense's
+  reading of the two numbers at ArviZ's threshold 0.05: both large is a possible prior-data
+  conflict; a large prior and small likelihood sensitivity means the prior, not the data,
+  decides that quantity. As in priorsense, only the priors at the top of the hierarchy are
+  scaled (free variables whose distribution has no free parents); the population
+  distributions of latent effects (per-model log densities, partially pooled per-benchmark
+  effects) are model structure, not prior choices.
+* **Refits under prior variants**: the spec's ``[variants.*]`` tables (the default spec has wide
+  and narrow slopes, an exponential inefficiency scale and low sigmoid ceilings).
+* **Refits without part of the data**: without each benchmark (spec override
+  ``data.benchmarks``), and without each source of reported scores (the rows of one
+  ``source_kind`` removed from scores.csv before fitting).
+
+Every refit is a task of ``densing_bayes.inference.batch`` (resumable, failures recorded). Each
+variant is a different PyMC graph (another prior, other dimensions), so no compiled model can
+be shared between them: every task pays its own compilation. Workers load the data folder
+themselves; with ``--scheduler`` they must see it at the same path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from densing_bayes import resources
+from densing_bayes.analysis.derived import PAPER_REPORTED
+from densing_bayes.data.schema import DensingData
+from densing_bayes.inference import batch
+from densing_bayes.model.spec import ModelSpec
+
+#: ArviZ's (and priorsense's) threshold on the power-scaling sensitivity (CJS distance per
+#: unit log-power): above it, a quantity is called sensitive to the scaled component.
+PSENS_THRESHOLD = 0.05
+
+#: The quantities whose power-scaling sensitivity is reported (those present in the fit).
+POWER_SCALED = ("slope", "slope_pre", "slope_post", "doubling_time_days",
+                "doubling_time_days_pre", "acceleration_ratio", "alpha", "beta",
+                "sigmoid_ceiling", "frontier_inefficiency")
+
+#: Intervals reported for every variant (summary.json's definitions: equal-tailed, ci_prob).
+REPORTED = ("doubling_time_days", "doubling_time_days_pre", "acceleration_ratio")
+
+SENSITIVITY_JSON = "sensitivity.json"
+SENSITIVITY_CSV = "sensitivity.csv"
+FOREST_PLOT = "sensitivity_forest"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One refit: a spec, and optionally a source of reported scores to leave out."""
+
+    name: str
+    kind: Literal["baseline", "prior", "data"]
+    description: str
+    spec: ModelSpec
+    drop_source: str | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.name.replace(":", "-")
+
+
+# ------------------------------------------------------------------- the variants
+def sensitivity_variants(spec: ModelSpec, data: DensingData) -> list[Variant]:
+    """Baseline, the spec's prior variants, leave-one-benchmark-out, leave-one-source-out."""
+    from densing_bayes.model.inputs import prepare_inputs
+
+    inputs = prepare_inputs(data, spec)
+    variants = [Variant("baseline", "baseline", "the spec as written", spec)]
+    for name, overrides in spec.variants.items():
+        changed = sorted(overrides.get("priors", {})) or sorted(overrides)
+        variants.append(Variant(name, "prior", f"overrides {', '.join(changed)}",
+                                spec.variant(name)))
+    if len(inputs.benchmarks) > 1:
+        for bench in inputs.benchmarks:
+            kept = [b for b in inputs.benchmarks if b != bench]
+            variants.append(Variant(f"without_benchmark:{bench}", "data",
+                                    f"benchmark {bench} left out",
+                                    spec.with_overrides({"data": {"benchmarks": kept}},
+                                                        name=f"{spec.name}:without_{bench}")))
+    if len(inputs.source_kinds) > 1:
+        for kind in inputs.source_kinds:
+            variants.append(Variant(f"without_source:{kind}", "data",
+                                    f"scores reported by '{kind}' left out", spec,
+                                    drop_source=kind))
+    return variants
+
+
+def without_source(data: DensingData, source_kind: str) -> DensingData:
+    """The data without the score rows of one source kind (empty kinds count as 'unknown',
+    the rule of ``densing_bayes.model.inputs``)."""
+    scores = data.scores
+    kinds = scores["source_kind"].fillna("").astype(str).replace("", "unknown")
+    return dataclasses.replace(data, scores=scores[kinds != source_kind])
+
+
+# ------------------------------------------------------------------- one refit (a task)
+def fit_variant(spec: ModelSpec, data_folder: str, drop_source: str | None = None,
+                power_scaling: bool = False) -> dict:
+    """Fit one variant; with ``power_scaling`` (the baseline) also the psens table."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.workflow import fit_data
+
+    data = load_data(data_folder)
+    if drop_source is not None:
+        data = without_source(data, drop_source)
+    result = fit_data(data, spec, progress=False, predictive=power_scaling, baseline=False)
+    record = {q: result.summary.get(q) for q in REPORTED}
+    record.update(diagnostics=result.summary["diagnostics"],
+                  n_models=len(result.inputs.models),
+                  n_scores=len(result.inputs.score_value),
+                  timing=result.summary["timing_seconds"])
+    if power_scaling:
+        record["power_scaling"] = power_scaling_table(result.idata, result.model)
+    return record
+
+
+# ------------------------------------------------------------------- power-scaling
+def top_level_priors(model) -> list[str]:
+    """Free variables whose distribution depends on no other free variable."""
+    from pytensor.graph.traversal import ancestors
+
+    free = set(model.free_RVs)
+    return [rv.name for rv in model.free_RVs if not free & set(ancestors(rv.owner.inputs))]
+
+
+def power_scaling_table(idata: az.InferenceData, model) -> dict[str, dict]:
+    """{quantity[element]: {prior, likelihood, flag}} from the fit's draws, no refits.
+
+    Needs the ``log_likelihood`` group (every observed variable, summed by ArviZ); the
+    ``log_prior`` group of the top-level priors is added here.
+    """
+    import pymc as pm
+
+    pm.compute_log_prior(idata, var_names=top_level_priors(model), model=model,
+                         progressbar=False)
+    names = [q for q in POWER_SCALED if q in idata.posterior]
+    prior = az.psens(idata, component="prior", var_names=names)
+    likelihood = az.psens(idata, component="likelihood", var_names=names)
+    table = {}
+    for name in names:
+        for label, p, lik in _elements(name, prior[name], likelihood[name]):
+            table[label] = {"prior": p, "likelihood": lik, "flag": psens_flag(p, lik)}
+    return table
+
+
+def _elements(name: str, prior, likelihood) -> Iterator[tuple[str, float | None, float | None]]:
+    """(label, prior value, likelihood value) per element; a NaN (e.g. a doubling time in draws
+    whose slope is not positive) becomes None."""
+    def value(x) -> float | None:
+        x = float(x)
+        return x if math.isfinite(x) else None
+
+    if prior.ndim == 0:
+        yield name, value(prior), value(likelihood)
+        return
+    for index in np.ndindex(prior.shape):
+        coords = [str(prior[dim].values[i]) for dim, i in zip(prior.dims, index, strict=True)]
+        yield (f"{name}[{','.join(coords)}]", value(prior.values[index]),
+               value(likelihood.values[index]))
+
+
+def psens_flag(prior: float | None, likelihood: float | None,
+               threshold: float = PSENS_THRESHOLD) -> str:
+    """Priorsense's diagnosis of one quantity (its wording; '-' means nothing to report)."""
+    if prior is None or likelihood is None:
+        return "not computed"
+    if prior >= threshold and likelihood >= threshold:
+        return "potential prior-data conflict"
+    if prior >= threshold:
+        return "potential strong prior / weak likelihood"
+    return "-"
+
+
+# ------------------------------------------------------------------- the job
+def run_sensitivity(spec: ModelSpec, out: Path, *, resume: bool = False, force: bool = False,
+                    scheduler: str | None = None, n_workers: int | None = None,
+                    progress: bool = True) -> dict:
+    """Run (or resume) every refit into ``out``; write the JSON, the CSV and the forest plot."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.inference.run_io import data_hash
+
+    folder = resources.resolve_data_folder(spec.data.folder)
+    variants = sensitivity_variants(spec, load_data(folder))
+    tasks = [batch.Task(v.task_id, fit_variant,
+                        {"spec": v.spec, "data_folder": str(folder), "drop_source": v.drop_source,
+                         "power_scaling": v.kind == "baseline"})
+             for v in variants]
+    manifest = {"job": "sensitivity", "spec": spec.name, "config_hash": spec.config_hash(),
+                "data_folder": str(folder), "data_hash": data_hash(folder)}
+    start = time.perf_counter()
+    records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,
+                              scheduler=scheduler, n_workers=n_workers, progress=progress,
+                              desc="sensitivity")
+    return write_sensitivity_outputs(out, variants, records, spec, data_folder=folder,
+                                     wall_seconds=time.perf_counter() - start)
+
+
+def variant_entry(variant: Variant, record: Mapping) -> dict:
+    """One element of ``prior_variants``: the variant, its intervals, diagnostics and status."""
+    result = record["result"] or {}
+    return {"name": variant.name, "kind": variant.kind, "description": variant.description,
+            **{q: result.get(q) for q in REPORTED},
+            "diagnostics": result.get("diagnostics"),
+            "status": record["status"], "error": record["error"]}
+
+
+def write_sensitivity_outputs(out: Path, variants: Sequence[Variant], records: Mapping[str, dict],
+                              spec: ModelSpec, *, data_folder: Path, wall_seconds: float) -> dict:
+    """sensitivity.json, sensitivity.csv and the forest plot (PNG and SVG)."""
+    out = Path(out)
+    entries = [variant_entry(v, records[v.task_id]) for v in variants]
+    baseline = records["baseline"]["result"] or {}
+    report = {
+        "spec": spec.name,
+        "config_hash": spec.config_hash(),
+        "data_folder": str(data_folder),
+        "sampler": spec.sampler.model_dump(),
+        "ci_prob": spec.ci_prob,
+        "interval": "equal-tailed",
+        "psens_threshold": PSENS_THRESHOLD,
+        "power_scaling": baseline.get("power_scaling", {}),
+        "prior_variants": entries,
+        "timing": {"wall_seconds": wall_seconds,
+                   "fit_seconds": {v.name: records[v.task_id]["seconds"] for v in variants}},
+    }
+    batch.write_json_atomic(out / SENSITIVITY_JSON, report)
+    sensitivity_table(entries).to_csv(out / SENSITIVITY_CSV, index=False)
+    plot_forest(entries, spec.ci_prob, out / FOREST_PLOT)
+    return report
+
+
+def sensitivity_table(entries: Sequence[dict]) -> pd.DataFrame:
+    """One row per variant: the three intervals, the sampler's diagnostics, status."""
+    rows = []
+    for e in entries:
+        row = {"variant": e["name"], "kind": e["kind"], "status": e["status"]}
+        for q in REPORTED:
+            interval = e[q] or {}
+            row.update({f"{q}_{k}": interval.get(k) for k in ("median", "lower", "upper")})
+        diag = e["diagnostics"] or {}
+        row.update({k: diag.get(k) for k in ("divergences", "max_rhat", "min_ess_bulk",
+                                             "passed")})
+        row["error"] = e["error"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------- the forest plot
+#: Okabe-Ito colours (distinguishable with every common colour-vision deficiency).
+AFTER_COLOUR, BEFORE_COLOUR, REFERENCE_COLOUR = "#0072B2", "#E69F00", "#555555"
+
+
+def plot_forest(entries: Sequence[dict], ci_prob: float, path: Path) -> None:
+    """Doubling time after and before the changepoint per variant: median and interval.
+
+    Log scale in days (doubling times are ratios). An unbounded upper end (the slope's interval
+    reaches zero) is drawn to the right edge with an arrow head.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = [("doubling_time_days", "after the changepoint", AFTER_COLOUR, "o", -0.15),
+              ("doubling_time_days_pre", "before the changepoint", BEFORE_COLOUR, "s", 0.15)]
+    finite = [v for e in entries for q, *_ in series for v in (e[q] or {}).values()
+              if v is not None]
+    right = max(finite, default=1000.0) * 1.5
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(entries)), layout="constrained")
+    labelled = set()
+    for y, entry in enumerate(entries):
+        for quantity, label, colour, marker, offset in series:
+            interval = entry[quantity]
+            if not interval or interval["median"] is None:
+                continue
+            upper = interval["upper"] if interval["upper"] is not None else right
+            ax.plot([interval["lower"], upper], [y + offset] * 2, color=colour, lw=1.6)
+            ax.plot(interval["median"], y + offset, marker=marker, color=colour,
+                    label=None if label in labelled else label, ls="none")
+            labelled.add(label)
+            if interval["upper"] is None:
+                ax.plot(right, y + offset, marker=">", color=colour)
+    ax.axvline(PAPER_REPORTED["doubling_time_days"], color=REFERENCE_COLOUR, ls="--", lw=1,
+               label=f"paper: {PAPER_REPORTED['doubling_time_days']:.0f} days")
+    ax.set_xscale("log")
+    ax.set_xlim(right=right * 1.1)
+    ax.set_yticks(range(len(entries)),
+                  [e["name"] + ("" if e["status"] == "ok" else " (failed)") for e in entries])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"doubling time of the density frontier (days, log scale); median and "
+                  f"{ci_prob:.0%} equal-tailed interval")
+    ax.set_title("Sensitivity of the doubling time to priors and data")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    for suffix in (".png", ".svg"):
+        fig.savefig(Path(path).with_suffix(suffix), dpi=150)
+    plt.close(fig)

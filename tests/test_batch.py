@@ -1,0 +1,145 @@
+"""The batch runner: records on disk, failures isolated, refusal of occupied folders, resume
+after a kill (a real SIGKILL of a batch running in a subprocess)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+
+import pytest
+
+from densing_bayes.inference import batch
+
+
+def square(x: int) -> dict:
+    return {"square": x * x}
+
+
+def fail_on_three(x: int) -> dict:
+    if x == 3:
+        raise ValueError("three is not allowed")
+    return {"value": x}
+
+
+def _tasks(function, n):
+    return [batch.Task(f"task_{i}", function, {"x": i}) for i in range(n)]
+
+
+def _run(tasks, out, **kwargs):
+    return batch.run_batch(tasks, out, manifest={"job": "test"}, n_workers=2,
+                           processes=False, progress=False, **kwargs)
+
+
+def test_every_task_is_recorded_on_disk(tmp_path):
+    records = _run(_tasks(square, 4), tmp_path / "out")
+    assert [r["result"]["square"] for r in records.values()] == [0, 1, 4, 9]
+    on_disk = batch.load_records(tmp_path / "out")
+    assert set(on_disk) == {f"task_{i}" for i in range(4)}
+    assert all(r["status"] == "ok" and r["error"] is None for r in on_disk.values())
+    assert not list((tmp_path / "out" / batch.TASKS_DIR).glob(".*.tmp"))
+
+
+def test_a_failing_task_is_recorded_and_the_others_finish(tmp_path):
+    records = _run(_tasks(fail_on_three, 6), tmp_path / "out")
+    failed = records["task_3"]
+    assert failed["status"] == "failed"
+    assert failed["error"] == "ValueError: three is not allowed"
+    assert "fail_on_three" in failed["traceback"]
+    assert [r["status"] for k, r in records.items() if k != "task_3"] == ["ok"] * 5
+
+
+def test_occupied_folder_is_refused_without_resume_or_force(tmp_path):
+    out = tmp_path / "out"
+    _run(_tasks(square, 2), out)
+    with pytest.raises(batch.BatchFolderError, match="--resume.*--force"):
+        _run(_tasks(square, 2), out)
+    records = _run(_tasks(square, 3), out, force=True)
+    assert len(records) == 3
+
+
+def test_resume_refuses_a_different_batch(tmp_path):
+    out = tmp_path / "out"
+    _run(_tasks(square, 2), out)
+    with pytest.raises(batch.BatchFolderError, match="different batch"):
+        batch.run_batch(_tasks(square, 2), out, manifest={"job": "other"}, resume=True,
+                        processes=False, progress=False)
+
+
+def test_resume_runs_only_missing_tasks(tmp_path):
+    out = tmp_path / "out"
+    _run(_tasks(square, 2), out)
+    before = {p.name: p.stat().st_mtime_ns for p in (out / batch.TASKS_DIR).iterdir()}
+    records = _run(_tasks(square, 4), out, resume=True)
+    assert len(records) == 4
+    after = {p.name: p.stat().st_mtime_ns for p in (out / batch.TASKS_DIR).iterdir()}
+    assert all(after[name] == mtime for name, mtime in before.items())
+
+
+def test_worker_cache_builds_once():
+    calls = []
+    key = ("test_worker_cache_builds_once", os.getpid())
+    first, built = batch.worker_cached(key, lambda: calls.append(1) or "compiled")
+    second, reused = batch.worker_cached(key, lambda: calls.append(1) or "again")
+    assert (first, second, len(calls)) == ("compiled", "compiled", 1)
+    assert built >= 0.0 and reused == 0.0
+
+
+def test_json_records_have_no_nan(tmp_path):
+    batch.write_json_atomic(tmp_path / "r.json", {"x": float("nan"), "y": [float("inf"), 1.0]})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"x": None, "y": [None, 1.0]}
+
+
+# A batch of slow tasks in its own process; each task logs its execution before working.
+KILLABLE_BATCH = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from densing_bayes.inference import batch
+
+    LOG = Path(sys.argv[2])
+
+    def slow(i):
+        with LOG.open("a") as fh:
+            fh.write(f"task_{i} {os.getpid()}\\n")
+        time.sleep(0.8)
+        return {"i": i}
+
+    if __name__ == "__main__":
+        tasks = [batch.Task(f"task_{i}", slow, {"i": i}) for i in range(6)]
+        batch.run_batch(tasks, Path(sys.argv[1]), manifest={"job": "killable"},
+                        resume=sys.argv[3] == "resume", n_workers=1, processes=False,
+                        progress=False)
+""")
+
+
+def test_killed_batch_resumes_with_only_the_missing_tasks(tmp_path):
+    script, out, log = tmp_path / "killable.py", tmp_path / "out", tmp_path / "executions.log"
+    script.write_text(KILLABLE_BATCH)
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(log), "fresh"],
+                            start_new_session=True)
+    tasks_dir = out / batch.TASKS_DIR
+    deadline = time.monotonic() + 60
+    while not (tasks_dir.is_dir() and list(tasks_dir.glob("task_*.json"))):
+        assert proc.poll() is None and time.monotonic() < deadline, "batch never recorded"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole batch: client, scheduler and worker
+    proc.wait()
+    survivors = {p.name: p.read_bytes() for p in tasks_dir.glob("task_*.json")}
+    assert 1 <= len(survivors) < 6
+
+    resumed = subprocess.run([sys.executable, str(script), str(out), str(log), "resume"],
+                             timeout=120)
+    assert resumed.returncode == 0
+    records = batch.load_records(out)
+    assert set(records) == {f"task_{i}" for i in range(6)}
+    for name, content in survivors.items():  # finished before the kill: untouched
+        assert (tasks_dir / name).read_bytes() == content
+    executions = Counter(line.split()[0] for line in log.read_text().splitlines())
+    done_before = {name.removesuffix(".json") for name in survivors}
+    assert all(executions[t] == 1 for t in done_before)  # never run again
+    assert set(executions) == set(records)
+    # Only the task running at the moment of the kill may have started twice.
+    assert sum(n - 1 for n in executions.values()) <= 1

@@ -1,0 +1,119 @@
+"""Simulation-based calibration: ranks, thinning, uniformity tests, outputs, and a small real
+SBC batch on a LocalCluster."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from densing_bayes.analysis import calibration as sbc
+from densing_bayes.model.spec import load_spec
+
+from conftest import SMALL_SAMPLER
+
+
+def test_uniformity_test_accepts_uniform_ranks():
+    rng = np.random.default_rng(1)
+    ranks = rng.integers(0, 100, size=300)  # discrete uniform on 0..99: L = 99
+    u = sbc.fractional_ranks(ranks, np.full(300, 99), rng)
+    assert ((u > 0) & (u < 1)).all()
+    result = sbc.uniformity_test(u)
+    assert result["uniform"] and result["p_ks"] > 0.05 and result["p_chi2"] > 0.05
+    assert result["bins"] == 20
+
+
+@pytest.mark.parametrize("shape", [(0.5, 0.5), (3.0, 3.0), (2.0, 1.0)],
+                         ids=["too-narrow", "too-wide", "biased"])
+def test_uniformity_test_rejects_miscalibrated_ranks(shape):
+    rng = np.random.default_rng(2)
+    ranks = np.floor(rng.beta(*shape, size=300) * 100).clip(0, 99)
+    result = sbc.uniformity_test(sbc.fractional_ranks(ranks, np.full(300, 99), rng))
+    assert not result["uniform"]
+    assert min(result["p_ks"], result["p_chi2"]) < 1e-3
+
+
+def test_rank_counts_draws_below_and_splits_ties():
+    rng = np.random.default_rng(0)
+    assert sbc.rank_of(0.5, np.array([0.1, 0.2, 0.9]), rng) == 2
+    tied = [sbc.rank_of(np.inf, np.array([1.0, np.inf, np.inf, np.inf]), rng) for _ in range(400)]
+    assert set(tied) == {1, 2, 3, 4}
+
+
+def test_quantities_of_a_truth_and_of_draws_agree():
+    truth = {"slope_pre": 1.5, "slope_post": -0.2, "alpha": np.array([0.3, 0.4])}
+    q = sbc.rank_quantities(truth, ["mmlu", "bbh"])
+    assert q["doubling_time_days_pre"] == pytest.approx(np.log(2) / 1.5 * 365.25, rel=1e-3)
+    assert np.isinf(q["doubling_time_days"])  # a falling frontier never doubles
+    assert q["acceleration_ratio"] == pytest.approx(-0.2 / 1.5)
+    assert q["alpha[bbh]"] == 0.4
+    draws = sbc.rank_quantities({k: np.stack([np.asarray(v)] * 3) for k, v in truth.items()},
+                                ["mmlu", "bbh"])
+    assert draws["alpha[mmlu]"].shape == (3,)
+
+
+def test_thinning_follows_the_ess():
+    rng = np.random.default_rng(3)
+    independent = rng.normal(size=(2, 400))
+    sticky = np.cumsum(rng.normal(size=(2, 400)), axis=1) * 0.05 + independent * 0.01
+    thinned, factor, ess = sbc.thin_to_ess({"a": independent})
+    assert factor == 1 and thinned["a"].size == 800
+    thinned, factor, ess = sbc.thin_to_ess({"a": independent, "b": sticky})
+    assert factor > 5 and thinned["a"].size == pytest.approx(ess, rel=0.5)
+
+
+def test_simulation_seeds_do_not_depend_on_the_count():
+    assert sbc.simulation_seeds(7, 3) == sbc.simulation_seeds(7, 10)[:3]
+    assert len(set(sbc.simulation_seeds(7, 50))) == 50
+
+
+def _fake_record(i, rng, status="ok"):
+    if status != "ok":
+        return {"status": "failed", "error": "RuntimeError: boom", "result": None}
+    quantities = ["slope_pre", "slope_post", "log_likelihood"]
+    timing = {"build_seconds": 60.0 if i == 0 else 0.0, "sample_seconds": 5.0,
+              "total_seconds": 65.0 if i == 0 else 5.5}
+    return {"status": "ok", "error": None, "result": {
+        "sim_id": i, "seed": 100 + i, "n_draws": 50, "thin": 8,
+        "ranks": {q: int(rng.integers(0, 51)) for q in quantities}, "timing": timing}}
+
+
+def test_outputs_from_records(tmp_path):
+    rng = np.random.default_rng(4)
+    records = {f"sim_{i:05d}": _fake_record(i, rng, "failed" if i == 2 else "ok")
+               for i in range(40)}
+    spec = load_spec("paper_design")
+    report = sbc.write_sbc_outputs(tmp_path, records, spec, wall_seconds=100.0)
+
+    table = pd.read_csv(tmp_path / sbc.RANKS_CSV)
+    assert list(table.columns[:5]) == ["sim_id", "seed", "status", "n_draws", "thin"]
+    assert {"rank_slope_pre", "rank_log_likelihood"} <= set(table.columns)
+    assert len(table) == 40 and (table["status"] == "failed").sum() == 1
+    saved = json.loads((tmp_path / sbc.SBC_JSON).read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert saved["n_ok"] == 39 and saved["failures"] == {"sim_00002": "RuntimeError: boom"}
+    assert set(saved["uniformity"]) == {"slope_pre", "slope_post", "log_likelihood"}
+    timing = saved["timing"]
+    assert timing["n_compiles"] == 1
+    paid = 65.0 + 38 * 5.5  # one compile, 39 samplings
+    assert timing["task_seconds_without_reuse"] == pytest.approx(paid + 38 * 60.0)
+    assert timing["saved_fraction"] == pytest.approx(1 - paid / (paid + 38 * 60.0))
+    assert (tmp_path / "sbc_ecdf.png").stat().st_size > 0
+    assert (tmp_path / "sbc_ecdf.svg").stat().st_size > 0
+
+
+@pytest.mark.integration
+def test_small_sbc_on_a_local_cluster(tmp_path):
+    spec = load_spec("paper_design").with_overrides(
+        {"sampler": {**SMALL_SAMPLER, "draws": 100, "tune": 100}})
+    report = sbc.run_sbc(spec, 3, tmp_path / "sbc", n_workers=1, progress=False)
+
+    table = pd.read_csv(tmp_path / "sbc" / sbc.RANKS_CSV)
+    assert len(table) == 3 and (table["status"] == "ok").all(), table.get("error")
+    ranks = table.filter(like="rank_")
+    assert {"rank_slope_pre", "rank_doubling_time_days", "rank_alpha[mmlu]",
+            "rank_log_likelihood"} <= set(ranks.columns)
+    assert (ranks >= 0).all().all() and ranks.le(table["n_draws"], axis=0).all().all()
+    # One worker compiled once; the other simulations swapped their data in.
+    assert report["timing"]["n_compiles"] == 1 and report["timing"]["n_fits"] == 3
+    assert (tmp_path / "sbc" / "sbc_ecdf.png").is_file()

@@ -1,0 +1,135 @@
+"""Sensitivity analysis: the variants, power-scaling flags, the report from records, and a
+small real run (baseline + one prior variant) on a LocalCluster."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from densing_bayes import resources
+from densing_bayes.analysis import sensitivity as sens
+from densing_bayes.data.load import load_data
+from densing_bayes.data.simulate import simulate_design, write_simulation
+from densing_bayes.model.build import build_model
+from densing_bayes.model.inputs import prepare_inputs
+from densing_bayes.model.spec import load_spec, parse_spec
+
+from conftest import SMALL_SAMPLER
+
+
+@pytest.fixture(scope="module")
+def default_data():
+    return load_data(resources.bundled_data_folder("default"))
+
+
+def test_variants_of_the_default_spec(default_data):
+    spec = load_spec("default")
+    variants = sens.sensitivity_variants(spec, default_data)
+    by_kind = {kind: [v for v in variants if v.kind == kind]
+               for kind in ("baseline", "prior", "data")}
+    assert [v.name for v in by_kind["baseline"]] == ["baseline"]
+    assert {v.name for v in by_kind["prior"]} == {
+        "wide_slopes", "narrow_slopes", "exponential_inefficiency",
+        "halfnormal_inefficiency_scale", "low_ceilings"}
+    wide = next(v for v in variants if v.name == "wide_slopes")
+    assert wide.spec.prior("slope_post").parameters["sigma"] == 5.0
+    benchmarks = prepare_inputs(default_data, spec).benchmarks
+    without_mmlu = next(v for v in variants if v.name == "without_benchmark:mmlu")
+    assert set(without_mmlu.spec.data.benchmarks) == set(benchmarks) - {"mmlu"}
+    sources = {v.drop_source for v in by_kind["data"] if v.drop_source}
+    assert {"own", "aggregator", "harness", "other"} <= sources
+    assert len({v.task_id for v in variants}) == len(variants)
+
+
+def test_without_source_drops_only_that_source(default_data):
+    kept = sens.without_source(default_data, "aggregator").scores
+    assert "aggregator" not in set(kept["source_kind"])
+    assert len(kept) == len(default_data.scores) - (
+        default_data.scores["source_kind"] == "aggregator").sum()
+
+
+@pytest.mark.parametrize("prior, likelihood, flag", [
+    (0.01, 0.2, "-"),
+    (0.08, 0.2, "potential prior-data conflict"),
+    (0.08, 0.01, "potential strong prior / weak likelihood"),
+    (None, 0.2, "not computed"),
+])
+def test_power_scaling_flags(prior, likelihood, flag):
+    assert sens.psens_flag(prior, likelihood) == flag
+
+
+def test_only_top_level_priors_are_power_scaled(paper_data, paper_spec):
+    model = build_model(prepare_inputs(paper_data, paper_spec), paper_spec)
+    scaled = set(sens.top_level_priors(model))
+    assert {"slope_pre", "slope_post", "frontier_inefficiency", "loss_log_alpha_mu",
+            "sigmoid_ceiling"} <= scaled
+    # population distributions of latent effects are structure, not prior choices
+    assert not {"log_density_std", "loss_log_alpha", "sigmoid_log_slope"} & scaled
+
+
+def _interval(median, lower, upper):
+    return {"median": median, "lower": lower, "upper": upper}
+
+
+def test_report_from_records(tmp_path, paper_spec):
+    variants = [sens.Variant("baseline", "baseline", "as written", paper_spec),
+                sens.Variant("narrow", "prior", "overrides slope_post", paper_spec),
+                sens.Variant("without_source:own", "data", "no own", paper_spec, "own")]
+    ok = {"doubling_time_days": _interval(100.0, 90.0, 115.0),
+          "doubling_time_days_pre": _interval(300.0, 150.0, None),  # unbounded
+          "acceleration_ratio": _interval(3.0, 1.2, 6.0),
+          "diagnostics": {"divergences": 0, "max_rhat": 1.01, "min_ess_bulk": 300.0,
+                          "passed": True},
+          "power_scaling": {"slope_post": {"prior": 0.01, "likelihood": 0.1, "flag": "-"}}}
+    records = {"baseline": {"status": "ok", "error": None, "result": ok, "seconds": 10.0},
+               "narrow": {"status": "ok", "error": None, "result": ok, "seconds": 9.0},
+               "without_source-own": {"status": "failed", "error": "ValueError: no data",
+                                      "result": None, "seconds": 1.0}}
+    report = sens.write_sensitivity_outputs(tmp_path, variants, records, paper_spec,
+                                            data_folder=tmp_path, wall_seconds=20.0)
+
+    saved = json.loads((tmp_path / sens.SENSITIVITY_JSON).read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert saved["power_scaling"]["slope_post"]["flag"] == "-"
+    entries = {e["name"]: e for e in saved["prior_variants"]}
+    assert entries["baseline"]["kind"] == "baseline"
+    assert entries["narrow"]["doubling_time_days_pre"]["upper"] is None
+    failed = entries["without_source:own"]
+    assert (failed["status"], failed["error"], failed["doubling_time_days"]) == (
+        "failed", "ValueError: no data", None)
+    table = pd.read_csv(tmp_path / sens.SENSITIVITY_CSV)
+    assert list(table["variant"]) == ["baseline", "narrow", "without_source:own"]
+    assert table.loc[0, "doubling_time_days_median"] == 100.0
+    for suffix in ("png", "svg"):
+        assert (tmp_path / f"sensitivity_forest.{suffix}").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def one_benchmark_folder(tmp_path_factory):
+    """One benchmark and one source kind: no data variants, so the run is baseline + 1 prior."""
+    sim = simulate_design("paper", seed=2, n_models=20, n_benchmarks=1)
+    sim.scores["source_kind"] = "own"
+    folder = tmp_path_factory.mktemp("one_benchmark")
+    write_simulation(sim, folder, force=True)
+    return folder
+
+
+@pytest.mark.integration
+def test_small_sensitivity_run_on_a_local_cluster(tmp_path, one_benchmark_folder):
+    spec = parse_spec({
+        "name": "small", "loss_law": {"irreducible": False},
+        "data": {"folder": str(one_benchmark_folder)},
+        "sampler": {**SMALL_SAMPLER, "draws": 100, "tune": 100},
+        "variants": {"wide_slopes": {"priors": {
+            "slope_post": {"dist": "Normal", "kwargs": {"mu": 0.0, "sigma": 5.0}}}}},
+    })
+    report = sens.run_sensitivity(spec, tmp_path / "sens", n_workers=2, progress=False)
+
+    entries = report["prior_variants"]
+    assert [(e["name"], e["kind"], e["status"]) for e in entries] == [
+        ("baseline", "baseline", "ok"), ("wide_slopes", "prior", "ok")]
+    assert all(e["doubling_time_days"]["median"] > 0 for e in entries)
+    assert {"slope_post", "doubling_time_days", "alpha[mmlu]",
+            "frontier_inefficiency"} <= set(report["power_scaling"])
+    assert all(v["prior"] is None or v["prior"] >= 0 for v in report["power_scaling"].values())
+    assert (tmp_path / "sens" / sens.SENSITIVITY_CSV).is_file()

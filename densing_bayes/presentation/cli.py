@@ -172,13 +172,73 @@ def cmd_bench(args) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     repeats = 1 if args.quick and args.repeats is None else (args.repeats or 3)
+    def save(partial):
+        if args.out:
+            bench.write_report(partial, Path(args.out))
+
     report = bench.run_bench(cases, samplers, repeats=repeats, cache=args.cache,
-                             timeout=args.timeout, quick=args.quick, log=log.info)
+                             timeout=args.timeout, quick=args.quick, log=log.info,
+                             on_update=save)
     if args.out:
         bench.write_report(report, Path(args.out))
         log.info("wrote %s", args.out)
     print(bench.format_table(report))
     return EXIT_OK
+
+
+# ------------------------------------------------------------------------------ batches
+def _batch_options(args) -> dict:
+    return {"resume": args.resume, "force": args.force, "scheduler": args.scheduler,
+            "n_workers": args.workers, "progress": not args.quiet}
+
+
+def _batch_exit(report_path: Path, failed: list[str]) -> int:
+    print(f"report written to {report_path}")
+    if failed:
+        print(f"WARNING: {len(failed)} task(s) failed (recorded with their errors): "
+              f"{', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED_CHECKS
+    return EXIT_OK
+
+
+def _days(interval: dict | None) -> str:
+    """A doubling-time interval as 'median days (lower-upper)'; None when the fit failed."""
+    if not interval or interval["median"] is None:
+        return "n/a"
+    upper = "unbounded" if interval["upper"] is None else f"{interval['upper']:.0f}"
+    return f"{interval['median']:.0f} days ({interval['lower']:.0f}-{upper})"
+
+
+def cmd_sensitivity(args) -> int:
+    from densing_bayes.analysis.sensitivity import SENSITIVITY_JSON, run_sensitivity
+    from densing_bayes.inference.batch import BatchFolderError
+
+    spec = _spec_with_flags(args)
+    out = Path(args.out) if args.out else Path("reports") / spec.name / "sensitivity"
+    try:
+        report = run_sensitivity(spec, out, **_batch_options(args))
+    except BatchFolderError as exc:
+        raise UserError(str(exc)) from None
+    for entry in report["prior_variants"]:
+        print(f"{entry['name']:<40} {_days(entry['doubling_time_days'])}")
+    failed = [e["name"] for e in report["prior_variants"] if e["status"] != "ok"]
+    return _batch_exit(out / SENSITIVITY_JSON, failed)
+
+
+def cmd_sbc(args) -> int:
+    from densing_bayes.analysis.calibration import SBC_JSON, run_sbc
+    from densing_bayes.inference.batch import BatchFolderError
+
+    spec = _spec_with_flags(args)
+    out = Path(args.out) if args.out else Path("reports") / spec.name / "sbc"
+    try:
+        report = run_sbc(spec, args.simulations, out, **_batch_options(args))
+    except BatchFolderError as exc:
+        raise UserError(str(exc)) from None
+    for quantity, test in report["uniformity"].items():
+        verdict = "uniform" if test["uniform"] else "NOT uniform"
+        print(f"{quantity:<32} chi2 p={test['p_chi2']:.3f}  KS p={test['p_ks']:.3f}  {verdict}")
+    return _batch_exit(out / SBC_JSON, list(report["failures"]))
 
 
 # ------------------------------------------------------------------------------ parser
@@ -192,12 +252,28 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number")
+    return int(text)
+
+
 def _sampler_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (default: the spec's)")
     p.add_argument("--draws", type=int, help="posterior draws per chain")
     p.add_argument("--tune", type=int, help="tuning steps per chain")
     p.add_argument("--chains", type=int, help="number of chains")
     p.add_argument("--backend", choices=["nutpie", "pymc"], help="NUTS implementation")
+
+
+def _batch_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler of an existing cluster (default: a local cluster)")
+    p.add_argument("--workers", type=int, help="local cluster size (default: one per core)")
+    p.add_argument("--resume", action="store_true", help="continue a batch: run only the "
+                   "tasks without a result in --out")
+    p.add_argument("--force", action="store_true", help="start again in a non-empty --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one tiny case, tiny draws (CI)")
     p.add_argument("--repeats", type=int, help="runs per case and sampler (default 3; quick 1)")
     p.add_argument("--samplers", default="pymc,nutpie,numpyro",
-                   help="comma-separated, run alternately; absent ones are reported as skipped")
+                   help="comma-separated, run alternately (also: pymc_default, PyMC's own "
+                   "init); absent ones are reported as skipped")
     p.add_argument("--cases", help="comma-separated case names (default: all; e.g. bundled,"
                    "sim_36x5,sim_1000x10)")
     p.add_argument("--cache", choices=["warm", "cold"], default="warm",
@@ -267,6 +344,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", type=int, help="tuning steps per chain (default 1000)")
     p.add_argument("--chains", type=int, help="number of chains (default 4)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("sensitivity", help="refits under prior and data variants, "
+                       "power-scaling sensitivity (Dask batch)")
+    p.add_argument("spec", nargs="?", default="default", help="bundled spec name or TOML path")
+    p.add_argument("--data", help="data folder or bundled data name (default: the spec's)")
+    p.add_argument("--out", help="batch folder (default reports/<spec name>/sensitivity)")
+    _batch_flags(p)
+    _sampler_flags(p)
+    p.set_defaults(func=cmd_sensitivity)
+
+    p = sub.add_parser("sbc", help="simulation-based calibration on the paper's design "
+                       "(Dask batch)")
+    p.add_argument("spec", nargs="?", default="paper_design",
+                   help="bundled spec name or TOML path")
+    p.add_argument("--simulations", type=_positive_int, required=True,
+                   help="number of simulations")
+    p.add_argument("--out", help="batch folder (default reports/<spec name>/sbc)")
+    _batch_flags(p)
+    _sampler_flags(p)
+    p.set_defaults(func=cmd_sbc)
 
     p = sub.add_parser("data", help="check or derive data folders")
     data_sub = p.add_subparsers(dest="data_command", required=True)

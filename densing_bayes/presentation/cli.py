@@ -377,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ours_or_warning(record: logging.LogRecord) -> bool:
+    """Our INFO messages, but libraries' (dask's worker chatter, ...) only from WARNING up."""
+    return record.levelno >= logging.WARNING or record.name.startswith("densing_bayes")
+
+
 def main(argv: list[str] | None = None) -> int:
     from densing_bayes.data.schema import DataValidationError
     from densing_bayes.inference.run_io import RunFolderError
@@ -386,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="densing-bayes: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_ours_or_warning)
     try:
         return args.func(args)
     except DataValidationError as err:

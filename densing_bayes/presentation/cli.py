@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from densing_bayes import __version__, resources
@@ -394,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_ours_or_warning)
+        # pip-installed PyTensor warns that it found no BLAS; the model has no matrix products
+        # that would use one, so the warning only alarms users.
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     try:
         return args.func(args)
     except DataValidationError as err:

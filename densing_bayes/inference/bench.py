@@ -35,6 +35,7 @@ is cold. ``--cache cold`` gives every fit fresh, empty caches: the first run on 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import importlib.util
@@ -282,13 +283,12 @@ def _fit_nutpie(model, sampler, seed):
     return sample._sample_nutpie(model, sampler, seed, False)
 
 
-def _fit_pymc(model, sampler, seed):
-    """The production PyMC call, with ``init_nuts`` (its compile step) timed from outside."""
+@contextlib.contextmanager
+def _timed_init_nuts():
+    """Time PyMC's ``init_nuts`` (its compile step) from outside; yields the list of seconds."""
     import pymc.sampling.mcmc as mcmc
 
-    from densing_bayes.inference import sample
-
-    spent = []
+    spent: list[float] = []
     original = mcmc.init_nuts
 
     def timed_init_nuts(*args, **kwargs):
@@ -300,37 +300,30 @@ def _fit_pymc(model, sampler, seed):
 
     mcmc.init_nuts = timed_init_nuts
     try:
-        idata, _, total = sample._sample_pymc(model, sampler, seed, False)
+        yield spent
     finally:
         mcmc.init_nuts = original
-    compile_s = sum(spent)
-    return idata, compile_s, total - compile_s
+
+
+def _fit_pymc(model, sampler, seed):
+    """The production PyMC call, with ``init_nuts`` timed as compilation."""
+    from densing_bayes.inference import sample
+
+    with _timed_init_nuts() as spent:
+        idata, _, total = sample._sample_pymc(model, sampler, seed, False)
+    return idata, sum(spent), total - sum(spent)
 
 
 def _fit_pymc_default(model, sampler, seed):
     """PyMC's NUTS with PyMC's own default initialisation (``jitter+adapt_diag``)."""
     import pymc as pm
-    import pymc.sampling.mcmc as mcmc
 
-    spent = []
-    original = mcmc.init_nuts
-
-    def timed_init_nuts(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            spent.append(time.perf_counter() - start)
-
-    mcmc.init_nuts = timed_init_nuts
     start = time.perf_counter()
-    try:
+    with _timed_init_nuts() as spent:
         idata = pm.sample(draws=sampler.draws, tune=sampler.tune, chains=sampler.chains,
                           cores=min(sampler.chains, os.cpu_count() or 1), random_seed=seed,
                           target_accept=sampler.target_accept, progressbar=False, model=model,
                           compute_convergence_checks=False)
-    finally:
-        mcmc.init_nuts = original
     total = time.perf_counter() - start
     return idata, sum(spent), total - sum(spent)
 

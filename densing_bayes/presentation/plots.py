@@ -964,7 +964,7 @@ PRIOR_POSTERIOR_PARAMETERS: dict[str, tuple[str, Callable]] = {
     "slope_pre": ("slope before (ln density / year)", lambda v: v),
     "slope_post": ("slope after (ln density / year)", lambda v: v),
     "slope": ("slope (ln density / year)", lambda v: v),
-    "trend_intercept": ("trend_intercept (mean ln density at changepoint)", lambda v: v),
+    "trend_intercept": ("mean ln density at changepoint", lambda v: v),
     "changepoint_shift": ("changepoint shift (days)", lambda v: v * laws.DAYS_PER_YEAR),
     "frontier_inefficiency": ("frontier inefficiency scale sigma_u", lambda v: v),
     "frontier_noise": ("frontier noise sigma_v", lambda v: v),

@@ -41,6 +41,16 @@ def test_hash_changes_with_seed_and_prior():
     assert other.config_hash() != spec.config_hash()
 
 
+def test_mass_matrix_choice_is_validated_and_hashed():
+    spec = load_spec("default")
+    low_rank = spec.with_overrides({"sampler": {"mass_matrix": "low_rank"}})
+    assert low_rank.sampler.mass_matrix == "low_rank"
+    assert low_rank.config_hash() != spec.with_overrides(
+        {"sampler": {"mass_matrix": "diag"}}).config_hash()
+    with pytest.raises(SpecError, match="sampler.mass_matrix"):
+        parse_spec({"name": "x", "sampler": {"mass_matrix": "full"}}, origin="bad.toml")
+
+
 def test_every_problem_is_reported_at_once():
     with pytest.raises(SpecError) as err:
         parse_spec({"name": "x", "trend": {"changepoint": "sometimes"},

@@ -238,7 +238,8 @@ def simulate_and_rank(spec: ModelSpec, design_seed: int, sim_id: int, seed: int)
     s = spec.sampler
     idata = nutpie.sample(structure.compiled.with_data(**observed), draws=s.draws, tune=s.tune,
                           chains=s.chains, cores=1, seed=sampler_seed, progress_bar=False,
-                          target_accept=s.target_accept, save_warmup=False)
+                          target_accept=s.target_accept, save_warmup=False,
+                          low_rank_modified_mass_matrix=s.mass_matrix == "low_rank")
     sample_seconds = time.perf_counter() - sample_start
 
     draws = _posterior_quantities(structure, idata, observed)

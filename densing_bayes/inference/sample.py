@@ -57,6 +57,7 @@ def _sample_nutpie(model: pm.Model, sampler: SamplerSettings, seed: int, progres
         compiled, draws=sampler.draws, tune=sampler.tune, chains=sampler.chains,
         cores=min(sampler.chains, os.cpu_count() or 1), seed=seed, save_warmup=False,
         progress_bar=progress, target_accept=sampler.target_accept,
+        low_rank_modified_mass_matrix=sampler.mass_matrix == "low_rank",
     )
     return idata, compiled_at - start, time.perf_counter() - compiled_at
 

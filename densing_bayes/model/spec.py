@@ -71,6 +71,10 @@ class SamplerSettings(_Section):
     chains: int = Field(4, gt=0)
     target_accept: float = Field(0.9, gt=0, lt=1)
     seed: int = Field(20241205, ge=0)
+    #: nutpie's mass matrix: "diag" (diagonal, gradient-based adaptation) or "low_rank" (adds a
+    #: low-rank correction that captures correlated directions such as the frontier's
+    #: sigma_u-sigma_v ridge). The PyMC backend always adapts a diagonal one.
+    mass_matrix: Literal["diag", "low_rank"] = "diag"
 
 
 class Thresholds(_Section):

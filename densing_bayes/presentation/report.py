@@ -406,8 +406,17 @@ def sensitivity_tables(run: FittedRun) -> dict | None:
                         "status"],
             "rows": rows,
             "note": f"Median [{ci:.0%} equal-tailed interval] of each refit; 'unbounded': the "
-                    "slope's interval reaches 0."})
+                    "slope's interval reaches 0." + _sampler_note(data.get("sampler"))})
     return out
+
+
+def _sampler_note(sampler) -> str:
+    """How the refits were sampled (often fewer draws than the run itself)."""
+    if not isinstance(sampler, dict) or "draws" not in sampler:
+        return ""
+    return (f" Refits sampled with {sampler.get('backend', '?')}, {sampler.get('chains')} "
+            f"chains x {sampler['draws']} draws ({sampler.get('tune')} tuning), seed "
+            f"{sampler.get('seed')}.")
 
 
 # ============================================================================== figures

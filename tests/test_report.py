@@ -381,3 +381,37 @@ def test_plot_inputs_from_the_run_match_the_data_folder(report_run):
 def test_sensitivity_section_says_not_run_without_its_file(report_run):
     _, _, twin = report_run
     assert report.sensitivity_tables(load_run(twin)) is None
+
+
+def test_holdout_table_scores_held_out_runs_against_predictive_intervals(report_run,
+                                                                        paper_folder, tmp_path):
+    """A held-out run whose actual scores are the predicted medians sits inside every interval;
+    one scoring far above the predictive interval is counted outside."""
+    import pandas as pd
+
+    from densing_bayes.analysis.predict import predict_scores
+
+    run, _, _ = report_run
+    fitted = load_run(run)
+    folder = tmp_path / "data"
+    shutil.copytree(paper_folder, folder)
+    params, tokens = 7e9, 2e12
+    predicted = predict_scores(fitted.idata, params=params, tokens=tokens, ci_prob=0.9,
+                               seed=fitted.spec.sampler.seed)
+    held = pd.DataFrame({"run_id": "held_7B", "benchmark": predicted["benchmark"],
+                         "params": params, "tokens": tokens, "loss": 1.0,
+                         "score": predicted["median"], "holdout": "true", "final": "true"})
+    wild = held.iloc[:1].assign(run_id="held_wild", score=1.0, params=8e9)
+    path = folder / "reference_runs.csv"
+    pd.concat([pd.read_csv(path, dtype=str), held, wild]).to_csv(path, index=False)
+    fitted.summary["data_folder"] = str(folder)
+
+    table = report.holdout_table(fitted)
+    assert table["n"] == len(predicted) + 1
+    by_run = {}
+    for run_id, _bench, _actual, _interval, inside in table["rows"]:
+        by_run.setdefault(run_id, []).append(inside)
+    assert by_run["held_7B"] == ["yes"] * len(predicted)
+    wild_upper = predict_scores(fitted.idata, params=8e9, tokens=tokens,
+                                ci_prob=0.9)["upper"].iloc[0]
+    assert by_run["held_wild"] == (["no"] if wild_upper < 1.0 else ["yes"])

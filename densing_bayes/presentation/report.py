@@ -419,6 +419,31 @@ def _sampler_note(sampler) -> str:
             f"{sampler.get('seed')}.")
 
 
+def holdout_table(run: FittedRun) -> dict | None:
+    """Held-out reference runs (the OLMo 7B) against the fit's posterior predictive intervals.
+
+    None when the data folder is gone or holds no hold-out rows; the fit never saw these rows
+    (``data.exclude_holdout``), so this is an out-of-sample check of the chain.
+    """
+    from densing_bayes.analysis.holdout import validate_holdout
+    from densing_bayes.data.load import load_data
+
+    folder = Path(run.summary.get("data_folder") or "")
+    if not run.spec.data.exclude_holdout or not folder.is_dir():
+        return None
+    ci = float(run.summary.get("ci_prob", plots.CI_PROB))
+    table = validate_holdout(run.idata, load_data(folder), ci_prob=ci,
+                             seed=run.spec.sampler.seed)
+    if table.empty:
+        return None
+    rows = [[str(r.run_id), str(r.benchmark), f"{r.actual:.3f}",
+             f"{r.median:.3f} [{r.lower:.3f}, {r.upper:.3f}]", "yes" if r.inside else "no"]
+            for r in table.itertuples()]
+    return {"rows": rows, "ci": f"{ci:.0%}", "n": len(table), "inside": int(table["inside"].sum()),
+            "mae": f"{table['abs_error'].mean():.3f}",
+            "bias": f"{table['error'].mean():+.3f}"}
+
+
 # ============================================================================== figures
 @dataclass
 class FigureOut:
@@ -735,6 +760,7 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
         "paper_rows": paper_comparison(summary),
         "loo": loo,
         "sensitivity": sens,
+        "holdout": holdout_table(run),
         "notes": summary.get("notes") or [],
         "repro": _reproducibility(run),
         "baseline_trend": (summary.get("paper_baseline") or {}).get("trend") or {},

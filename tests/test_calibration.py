@@ -75,7 +75,10 @@ def _fake_record(i, rng, status="ok"):
               "total_seconds": 65.0 if i == 0 else 5.5}
     return {"status": "ok", "error": None, "result": {
         "sim_id": i, "seed": 100 + i, "n_draws": 50, "thin": 8,
-        "ranks": {q: int(rng.integers(0, 51)) for q in quantities}, "timing": timing}}
+        "ranks": {q: int(rng.integers(0, 51)) for q in quantities}, "timing": timing,
+        "diagnostics": {"divergences": 3 if i % 10 == 1 else 0,
+                        "max_rhat": 1.05 if i % 4 == 0 else 1.001,
+                        "min_ess_bulk": 300.0 if i % 5 == 0 else 800.0}}}
 
 
 def test_outputs_from_records(tmp_path):
@@ -93,6 +96,10 @@ def test_outputs_from_records(tmp_path):
     assert saved == json.loads(json.dumps(report))
     assert saved["n_ok"] == 39 and saved["failures"] == {"sim_00002": "RuntimeError: boom"}
     assert set(saved["uniformity"]) == {"slope_pre", "slope_post", "log_likelihood"}
+    diag = saved["sampler_diagnostics"]  # 39 fits: sims 0..39 except 2
+    assert diag["n_fits"] == 39
+    assert diag["n_with_divergences"] == 4  # sims 1, 11, 21, 31
+    assert diag["n_rhat_above"] == 10 and diag["n_ess_bulk_below"] == 8
     timing = saved["timing"]
     assert timing["n_compiles"] == 1
     paid = 65.0 + 38 * 5.5  # one compile, 39 samplings

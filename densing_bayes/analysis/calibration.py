@@ -367,12 +367,32 @@ def write_sbc_outputs(out: Path, records: Mapping[str, dict], spec: ModelSpec, *
                      if r.status != "ok"},
         "uniformity_alpha": UNIFORMITY_ALPHA,
         "uniformity": {q: uniformity_test(u) for q, u in fractional.items() if u.size},
+        "sampler_diagnostics": sampler_diagnostics(records, spec),
         "timing": compile_reuse_timing(records, wall_seconds),
     }
     batch.write_json_atomic(out / SBC_JSON, report)
     if len(ok):
         plot_ecdf_differences(fractional, out / ECDF_PLOT)
     return report
+
+
+def sampler_diagnostics(records: Mapping[str, dict], spec: ModelSpec) -> dict:
+    """How many fits missed the spec's thresholds. Prior draws reach corners of the parameter
+    space the bundled data never visit, so this says where the sampler struggles; the ranks
+    keep every fit (dropping the hard ones would bias them)."""
+    diags = [r["result"]["diagnostics"] for r in records.values() if r["status"] == "ok"]
+    if not diags:
+        return {}
+    t = spec.diagnostics
+    return {
+        "n_fits": len(diags),
+        "n_with_divergences": sum(d["divergences"] > t.max_divergences for d in diags),
+        "n_rhat_above": sum(d["max_rhat"] > t.max_rhat for d in diags),
+        "n_ess_bulk_below": sum(d["min_ess_bulk"] < t.min_ess for d in diags),
+        "median_max_rhat": float(np.median([d["max_rhat"] for d in diags])),
+        "median_min_ess_bulk": float(np.median([d["min_ess_bulk"] for d in diags])),
+        "thresholds": t.model_dump(),
+    }
 
 
 def compile_reuse_timing(records: Mapping[str, dict], wall_seconds: float) -> dict:

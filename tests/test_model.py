@@ -129,3 +129,32 @@ def test_models_sit_mean_u_below_the_frontier(paper_data, paper_spec, inefficien
     expected = mean_u(prior["frontier_inefficiency"].values)[..., None]
     assert np.mean(gap - expected) == pytest.approx(0.0, abs=0.05)
     assert np.mean(gap) > 0
+
+
+def test_lean_beta_likelihood_is_pymcs_beta():
+    """The hand-written Beta(mean, precision) log density equals scipy's and PyMC's, row by row."""
+    from pytensor.tensor import gammaln
+    from scipy import stats
+
+    from densing_bayes.model.build import beta_mean_precision_logp
+
+    rng = np.random.default_rng(11)
+    value = np.concatenate([rng.uniform(1e-4, 1 - 1e-4, 200), [1e-6, 0.5, 1 - 1e-6]])
+    mean = np.concatenate([rng.uniform(1e-6, 1 - 1e-6, 200), [1e-6, 0.5, 1 - 1e-6]])
+    precision = np.exp(rng.uniform(np.log(0.5), np.log(1e4), value.size))
+    ours = beta_mean_precision_logp(value, mean, precision,
+                                    gammaln(precision)).eval()
+    alpha, beta = mean * precision, (1 - mean) * precision
+    np.testing.assert_allclose(ours, stats.beta.logpdf(value, alpha, beta), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours, pm.logp(pm.Beta.dist(alpha, beta), value).eval(),
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_score_likelihood_draws_have_beta_moments():
+    """Predictive score draws come from Beta(mean, precision): check both moments."""
+    from densing_bayes.model.build import _beta_random
+
+    mean, precision = 0.3, 40.0
+    draws = _beta_random(mean, precision, 0.0, rng=np.random.default_rng(5), size=40_000)
+    assert abs(draws.mean() - mean) < 0.003
+    assert abs(draws.var() - mean * (1 - mean) / (precision + 1)) < 2e-4

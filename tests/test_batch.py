@@ -143,3 +143,28 @@ def test_killed_batch_resumes_with_only_the_missing_tasks(tmp_path):
     assert set(executions) == set(records)
     # Only the task running at the moment of the kill may have started twice.
     assert sum(n - 1 for n in executions.values()) <= 1
+
+
+def test_progress_counts_only_what_workers_can_execute():
+    """Two single-threaded workers holding 3 + 1 of our tasks run 2 of them; 3 wait."""
+
+    class Future:
+        def __init__(self, key):
+            self.key = key
+
+    class Client:
+        def nthreads(self):
+            return {"w1": 1, "w2": 1}
+
+        def processing(self):
+            return {"w1": ("a", "b", "c"), "w2": ("d", "someone-else's")}
+
+    class Bar:
+        text = None
+
+        def set_postfix_str(self, text, refresh=True):
+            self.text = text
+
+    bar = Bar()
+    batch._show(bar, Client(), {Future(k): None for k in "abcde"}, failed=1)
+    assert bar.text == "running 2, queued 3, failed 1"

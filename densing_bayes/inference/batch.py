@@ -250,7 +250,16 @@ def _collect(future, task_id: str) -> dict:
 
 
 def _show(bar, client, pending: dict, failed: int) -> None:
-    """done / running / failed on the bar; 'running' is what the scheduler has on workers."""
+    """done / running / queued / failed on the bar.
+
+    The scheduler hands a worker more tasks than it has threads; a worker executes at most
+    one task per thread, so "running" counts that many and the rest are "queued".
+    """
     keys = {future.key for future in pending}
-    running = sum(key in keys for tasks in client.processing().values() for key in tasks)
-    bar.set_postfix_str(f"running {running}, failed {failed}", refresh=True)
+    threads = client.nthreads()
+    running = 0
+    for worker, tasks in client.processing().items():
+        ours = sum(key in keys for key in tasks)
+        running += min(ours, threads.get(worker, 1))
+    queued = len(keys) - running
+    bar.set_postfix_str(f"running {running}, queued {queued}, failed {failed}", refresh=True)

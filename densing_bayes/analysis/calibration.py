@@ -313,7 +313,7 @@ def run_sbc(spec: ModelSpec, n_simulations: int, out: Path, *, resume: bool = Fa
     """Run (or resume) an SBC batch into ``out``; write ranks.csv, sbc.json and the ECDF plots."""
     if spec.sampler.backend != "nutpie":
         raise SpecError("SBC swaps each simulation's data into one compiled nutpie model; "
-                        "the 'pymc' backend is not supported here")
+                        f"the {spec.sampler.backend!r} backend is not supported here")
     if n_simulations < 1:
         raise ValueError(f"--simulations must be at least 1, got {n_simulations}")
     seed = spec.sampler.seed

@@ -54,6 +54,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from densing_bayes.inference.compile_cache import CACHE_ENV
+
 #: Samplers ``densing-bayes bench`` knows. ``pymc`` is the project's PyMC backend
 #: (:mod:`densing_bayes.inference.sample`: NUTS with ``jitter+adapt_diag_grad``) and the
 #: baseline of the ESS/s ratios; ``pymc_default`` is PyMC's NUTS with PyMC's own default
@@ -65,7 +67,7 @@ BASELINE = "pymc"
 #: Python modules each sampler needs; a sampler with one missing is reported as skipped.
 REQUIRED_MODULES = {"pymc": ("pymc",), "nutpie": ("nutpie", "numba"),
                     "numpyro": ("numpyro", "jax"), "pymc_default": ("pymc",)}
-INSTALL_HINT = {"numpyro": "pip install 'densing_bayes[bench]' (jax + numpyro)",
+INSTALL_HINT = {"numpyro": "pip install 'densing_bayes[numpyro]' (jax + numpyro)",
                 "nutpie": "pip install nutpie numba", "pymc": "pip install pymc",
                 "pymc_default": "pip install pymc"}
 
@@ -329,37 +331,9 @@ def _fit_pymc_default(model, sampler, seed):
 
 
 def _fit_numpyro(model, sampler, seed):
-    """``pm.sample(nuts_sampler="numpyro")`` with the production sampler's settings."""
-    import pymc as pm
-    import pymc.sampling.jax  # noqa: F401  (sets XLA's host device count before jax loads)
-    import jax
-    import jax.monitoring
+    from densing_bayes.inference import sample
 
-    from densing_bayes.inference.compile_cache import enable_jax_cache
-
-    if os.environ.get("DENSING_BENCH_CACHE", "warm") == "warm":
-        enable_jax_cache()
-
-    compile_events = ("/jax/core/compile/jaxpr_trace_duration",
-                      "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                      "/jax/core/compile/backend_compile_duration")
-    spent = []
-
-    def listener(event, duration, **_):
-        if event in compile_events:
-            spent.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    start = time.perf_counter()
-    idata = pm.sample(draws=sampler.draws, tune=sampler.tune, chains=sampler.chains,
-                      random_seed=seed, target_accept=sampler.target_accept,
-                      nuts_sampler="numpyro", progressbar=False, model=model,
-                      compute_convergence_checks=False)
-    total = time.perf_counter() - start
-    # Everything before the sampler started (PyTensor -> JAX, initial points) is compile too.
-    before = total - float(idata.posterior.attrs.get("sampling_time", total))
-    compile_s = min(total, max(before, 0.0) + sum(spent))
-    return idata, compile_s, total - compile_s
+    return sample._sample_numpyro(model, sampler, seed, False)
 
 
 FITTERS: dict[str, Callable] = {"pymc": _fit_pymc, "nutpie": _fit_nutpie,
@@ -470,7 +444,7 @@ def _cache_env(mode: str, scratch: Path) -> dict[str, str]:
             f for f in (flags, f"base_compiledir={scratch / 'pytensor'}") if f)
         env["NUMBA_CACHE_DIR"] = str(scratch / "numba")
         env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    env["DENSING_BENCH_CACHE"] = mode
+        env[CACHE_ENV] = str(scratch / "densing_bayes")  # JAX's persistent cache starts empty
     return env
 
 

@@ -29,6 +29,10 @@ class SpecError(ValueError):
     """A spec file that cannot be used, with every problem in the message."""
 
 
+class BackendUnavailableError(SpecError):
+    """The spec's sampler backend needs packages that are not installed here."""
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,7 +69,9 @@ class TrendSettings(_Section):
 
 
 class SamplerSettings(_Section):
-    backend: Literal["nutpie", "pymc"] = "nutpie"
+    #: NUTS implementation; ``densing-bayes bench`` measures them side by side (README
+    #: "Performance"). "numpyro" needs the optional extra ``densing_bayes[numpyro]``.
+    backend: Literal["nutpie", "pymc", "numpyro"] = "nutpie"
     draws: int = Field(1000, gt=0)
     tune: int = Field(1000, gt=0)
     chains: int = Field(4, gt=0)

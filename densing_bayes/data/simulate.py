@@ -102,10 +102,15 @@ SYNTHETIC_BENCHMARK_SEED = 20241205
 #: Figures 1 and 4, and the 8 pre-ChatGPT models that only appear in Figure 4.
 PAPER_ROLES = ("fig1+fig4", "fig4")
 
-#: Synthetic evaluated models (when ``n_models`` exceeds the paper's list): release dates uniform
-#: over the span of the paper's models, parameter counts log-uniform over real model sizes.
-SYNTHETIC_RELEASE_RANGE = ("2020-06-01", "2025-04-30")
-SYNTHETIC_PARAMS_RANGE = (0.5e9, 400e9)
+#: Synthetic evaluated models (when ``n_models`` exceeds the paper's list) are jittered copies of
+#: the paper's dated models: a parent drawn uniformly, its release date moved uniformly by up to
+#: this many days (kept within the paper's span) and its log parameter count by a normal draw of
+#: this sd. Copies keep the paper's joint spread of (date, size): early models were large and
+#: late ones small, which keeps effective sizes inside the range the benchmarks can measure.
+#: (Independent uniform dates and sizes put half of 300 models at effective sizes below 1e9,
+#: at chance level on every benchmark, so a scale-up measured data with no information.)
+SYNTHETIC_DATE_JITTER_DAYS = 90
+SYNTHETIC_LOG_PARAMS_JITTER = 0.5
 
 #: Fraction of (model, benchmark) pairs with no reported score: real tables have gaps.
 MISSING_FRACTION = 0.10
@@ -424,19 +429,22 @@ def _evaluated_models(rng: np.random.Generator,
     elif n_models < len(paper):
         models = paper.iloc[np.sort(rng.choice(len(paper), size=n_models, replace=False))]
     else:
-        models = pd.concat([paper, _synthetic_models(rng, n_models - len(paper))])
+        models = pd.concat([paper, _synthetic_models(rng, paper, n_models - len(paper))])
     models = models.reset_index(drop=True).astype({"params": "Int64"})
     return models, table.loc[undated, "model"].tolist()
 
 
-def _synthetic_models(rng: np.random.Generator, count: int) -> pd.DataFrame:
-    """``count`` made-up models, uniform in release date and log-uniform in size."""
-    start, end = (np.datetime64(day, "D") for day in SYNTHETIC_RELEASE_RANGE)
-    days = rng.integers(0, (end - start).astype(int) + 1, size=count)
-    log_params = rng.uniform(*np.log(SYNTHETIC_PARAMS_RANGE), size=count)
+def _synthetic_models(rng: np.random.Generator, paper: pd.DataFrame, count: int) -> pd.DataFrame:
+    """``count`` made-up models, each a jittered copy of a paper model (see the constants)."""
+    parents = rng.integers(0, len(paper), size=count)
+    dates = paper["release_date"].to_numpy("datetime64[D]")
+    shift = rng.integers(-SYNTHETIC_DATE_JITTER_DAYS, SYNTHETIC_DATE_JITTER_DAYS + 1, size=count)
+    release = np.clip(dates[parents] + shift, dates.min(), dates.max())
+    log_params = (np.log(paper["params"].to_numpy(float))[parents]
+                  + rng.normal(0.0, SYNTHETIC_LOG_PARAMS_JITTER, size=count))
     return pd.DataFrame({
         "model": [f"synth_model_{i:04d}" for i in range(1, count + 1)],
-        "release_date": (start + days).astype(str),
+        "release_date": np.datetime_as_string(release, unit="D"),
         "params": np.round(np.exp(log_params)).astype(np.int64),
         "family": "synthetic",
         "paper_role": "synthetic",

@@ -115,9 +115,11 @@ def test_spec_can_restrict_benchmarks(paper_data, paper_spec):
     ("half_normal", lambda s: s * np.sqrt(2 / np.pi)),
     ("exponential", lambda s: s),
 ])
-def test_models_sit_mean_u_below_the_frontier(paper_data, paper_spec, inefficiency, mean_u):
+@pytest.mark.parametrize("latent", ["non_centred", "deviation", "centred"])
+def test_models_sit_mean_u_below_the_frontier(paper_data, paper_spec, inefficiency, mean_u,
+                                              latent):
     """Prior check of the marginalised frontier: E[f(t) - r] = E[u] for either distribution."""
-    spec = paper_spec.with_overrides({"trend": {"inefficiency": inefficiency}})
+    spec = paper_spec.with_overrides({"trend": {"inefficiency": inefficiency, "latent": latent}})
     inputs = prepare_inputs(paper_data, spec)
     model = build_model(inputs, spec)
     prior = pm.sample_prior_predictive(draws=2000, model=model, random_seed=5).prior
@@ -129,6 +131,46 @@ def test_models_sit_mean_u_below_the_frontier(paper_data, paper_spec, inefficien
     expected = mean_u(prior["frontier_inefficiency"].values)[..., None]
     assert np.mean(gap - expected) == pytest.approx(0.0, abs=0.05)
     assert np.mean(gap) > 0
+
+
+@pytest.mark.parametrize("latent", ["deviation", "centred"])
+@pytest.mark.parametrize("kind,inefficiency", [
+    ("frontier", "half_normal"), ("frontier", "exponential"), ("mean", "half_normal"),
+])
+def test_latent_coordinates_are_the_same_model(paper_data, paper_spec, kind, inefficiency,
+                                               latent):
+    """trend.latent only moves the sampler's coordinates: at the same log densities the joint
+    log densities differ by exactly the Jacobian of r = f + scale * z."""
+    trend = {"kind": kind, "inefficiency": inefficiency}
+    non_centred_spec = paper_spec.with_overrides({"trend": trend})
+    other_spec = paper_spec.with_overrides({"trend": {**trend, "latent": latent}})
+    inputs = prepare_inputs(paper_data, non_centred_spec)
+    non_centred = build_model(inputs, non_centred_spec)
+    other = build_model(inputs, other_spec)
+    sampled = "log_density" if latent == "centred" else "log_density_deviation"
+    assert other.named_vars_to_dims[sampled] == ("model",)
+    assert "log_density_std" not in other.named_vars
+
+    rng = np.random.default_rng(4)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in non_centred.initial_point().items()}
+    names = ["frontier_inefficiency", "frontier_noise"] if kind == "frontier" else ["trend_noise"]
+    outputs = non_centred.replace_rvs_by_values([non_centred[n] for n in ["log_density", *names]])
+    log_density, *scales = non_centred.compile_fn(outputs, inputs=non_centred.value_vars,
+                                                  on_unused_input="ignore")(point)
+    if kind == "mean":
+        signed_scale = scales[0]
+    elif inefficiency == "half_normal":
+        signed_scale = np.hypot(*scales)
+    else:
+        signed_scale = -scales[1]  # r = f - sigma_v z
+    z = point["log_density_std"]
+    other_point = {k: v for k, v in point.items() if k != "log_density_std"}
+    other_point[sampled] = log_density if latent == "centred" else signed_scale * z
+    assert set(other_point) == set(other.initial_point())
+    jacobian = len(z) * np.log(abs(signed_scale))
+    logp_non_centred = non_centred.compile_logp()(point)
+    assert other.compile_logp()(other_point) == pytest.approx(logp_non_centred - jacobian,
+                                                              rel=1e-10)
 
 
 def test_lean_beta_likelihood_is_pymcs_beta():

@@ -66,6 +66,11 @@ class TrendSettings(_Section):
         "stochastic-frontier literature's two classic choices; both integrate out in closed form)")
     changepoint: Literal["none", "fixed", "unknown"] = "fixed"
     changepoint_date: dt.date = dt.date(2022, 11, 30)
+    latent: Literal["non_centred", "deviation", "centred"] = Field(
+        "non_centred", description="coordinates in which the per-model latent log densities "
+        "r_m are sampled: 'non_centred' (standardised deviations (r_m - f(t_m)) / scale), "
+        "'deviation' (r_m - f(t_m) in log-density units) or 'centred' (r_m itself). The same "
+        "model and posterior; only the sampler's geometry differs (README, Performance)")
 
 
 class SamplerSettings(_Section):

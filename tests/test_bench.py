@@ -131,6 +131,10 @@ def test_cli_rejects_unknown_samplers_and_cases(capsys):
     assert main(["bench", "--quick", "--samplers", "pymc,stan"]) == 2
     assert "unknown sampler" in capsys.readouterr().err
     assert main(["bench", "--quick", "--cases", "nope"]) == 2
+    assert main(["bench", "--quick", "--set", "trend.latent=sideways"]) == 2
+    assert "trend.latent" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--set", "latent"]) == 2
+    assert "SECTION.KEY=VALUE" in capsys.readouterr().err
 
 
 @pytest.mark.integration
@@ -138,8 +142,10 @@ def test_quick_bench_runs_a_real_fit_and_writes_the_schema(tmp_path, monkeypatch
     """One real (tiny) PyMC fit in a subprocess; numpyro forced absent to show the skip."""
     monkeypatch.setitem(bench.REQUIRED_MODULES, "numpyro", ("no_such_module_for_bench",))
     out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--samplers", "pymc,numpyro", "--out", str(out)]) == 0
+    assert main(["bench", "--quick", "--samplers", "pymc,numpyro", "--out", str(out),
+                 "--set", "trend.latent=centred"]) == 0
     report = json.loads(out.read_text())
+    assert report["settings"]["spec_settings"] == ["trend.latent=centred"]
     assert report["settings"]["quick"] is True and report["settings"]["repeats"] == 1
     assert report["samplers"]["numpyro"]["status"] == "skipped"
     (run,) = report["runs"]
@@ -152,6 +158,8 @@ def test_quick_bench_runs_a_real_fit_and_writes_the_schema(tmp_path, monkeypatch
         run["build_seconds"] + run["compile_seconds"] + run["sample_seconds"])
     assert run["ess_bulk_per_second"] == pytest.approx(run["min_ess_bulk"] / run["wall_seconds"])
     assert run["sizes"]["models"] == 8 and run["sizes"]["benchmarks"] == 2
+    assert "log_density" in run["free_variables"]  # the --set override reached the worker
+    assert "log_density_std" not in run["free_variables"]
     (entry,) = report["summary"]
     assert entry["ess_per_second_ratio_to_pymc"]["median"] == pytest.approx(1.0)
     assert "quick_sim_8x2" in capsys.readouterr().out

@@ -3,7 +3,8 @@
 import pytest
 
 from densing_bayes.model.priors import DEFAULT_PRIORS
-from densing_bayes.model.spec import SpecError, bundled_spec_names, load_spec, parse_spec
+from densing_bayes.model.spec import (SpecError, bundled_spec_names, load_spec, merge_settings,
+                                      parse_spec)
 
 BUNDLED = ["default", "paper_design", "no_changepoint", "unknown_changepoint", "mean_trend"]
 
@@ -73,3 +74,19 @@ def test_missing_spec_names_the_bundled_ones():
 def test_every_default_prior_is_documented():
     for name, entry in DEFAULT_PRIORS.items():
         assert len(entry.doc) > 20, name
+
+
+def test_command_line_settings_become_nested_overrides():
+    import datetime as dt
+
+    merged = merge_settings(["trend.latent=centred", "sampler.draws=200",
+                             "trend.changepoint_date=2023-01-01", 'sampler.mass_matrix="low_rank"'])
+    assert merged == {"trend": {"latent": "centred", "changepoint_date": dt.date(2023, 1, 1)},
+                      "sampler": {"draws": 200, "mass_matrix": "low_rank"}}
+    spec = load_spec("paper_design").with_overrides(merged)
+    assert spec.trend.latent == "centred" and spec.sampler.draws == 200
+    assert spec.config_hash() != load_spec("paper_design").config_hash()
+    with pytest.raises(SpecError, match="SECTION.KEY=VALUE"):
+        merge_settings(["trend.latent"])
+    with pytest.raises(SpecError, match="trend.latent"):
+        load_spec("paper_design").with_overrides(merge_settings(["trend.latent=sideways"]))

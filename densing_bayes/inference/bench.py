@@ -359,9 +359,10 @@ def worker_fit(task: dict) -> dict:
     from densing_bayes.inference.sample import _seeds
     from densing_bayes.model.build import build_model
     from densing_bayes.model.inputs import prepare_inputs
-    from densing_bayes.model.spec import load_spec
+    from densing_bayes.model.spec import load_spec, merge_settings
 
-    spec = load_spec(task["spec"]).with_overrides({
+    spec = load_spec(task["spec"]).with_overrides(merge_settings(task.get("settings", ())))
+    spec = spec.with_overrides({
         "data": {"folder": str(task["data"])},
         "sampler": {"draws": task["draws"], "tune": task["tune"], "chains": task["chains"],
                     "seed": task["seed"]},
@@ -394,6 +395,7 @@ def worker_fit(task: dict) -> dict:
                   "curve_rows": int(len(inputs.curve_loss)),
                   "law_rows": int(len(inputs.law_loss)),
                   "sampled_values": n_params},
+        "free_variables": sorted(v.name for v in model.free_RVs),
     }
 
 
@@ -520,8 +522,12 @@ Runner = Callable[..., dict]
 def run_bench(cases: Sequence[Case], samplers: Sequence[str], *, repeats: int = 1,
               cache: str = "warm", timeout: float = 3600.0, runner: Runner | None = None,
               log: Callable[[str], None] | None = None, workdir: Path | None = None,
-              quick: bool = False, on_update: Callable[[dict], None] | None = None) -> dict:
+              quick: bool = False, on_update: Callable[[dict], None] | None = None,
+              settings: Sequence[str] = ()) -> dict:
     """Run every (case, sampler) ``repeats`` times and return the report (JSON-ready).
+
+    ``settings`` are spec overrides (``"trend.latent=centred"``, as ``--set``) applied to every
+    case's spec, so that one run can compare a model variant with the previous report.
 
     ``on_update`` receives the partial report after every fit (the CLI rewrites ``--out``
     with it, so an interrupted benchmark keeps what it measured).
@@ -544,7 +550,8 @@ def run_bench(cases: Sequence[Case], samplers: Sequence[str], *, repeats: int = 
             data = case.data if not case.simulated else str(_simulate_folder(case, workdir))
             task = {"case": case.name, "sampler": sampler, "repeat": repeat, "spec": case.spec,
                     "data": data, "draws": case.draws, "tune": case.tune,
-                    "chains": case.chains, "seed": case.seed + repeat}
+                    "chains": case.chains, "seed": case.seed + repeat,
+                    "settings": list(settings)}
             log(f"{case.name} repeat {repeat + 1}/{repeats}: {sampler} "
                 f"(load {_loadavg()}) ...")
             measured = runner(task, cache=cache, timeout=timeout)
@@ -560,16 +567,16 @@ def run_bench(cases: Sequence[Case], samplers: Sequence[str], *, repeats: int = 
             if on_update:
                 on_update(_report(cases, samplers, active, skipped, runs, repeats=repeats,
                                   cache=cache, timeout=timeout, quick=quick,
-                                  load_start=load_start))
+                                  load_start=load_start, settings=settings))
     finally:
         if own_tmp:
             shutil.rmtree(own_tmp, ignore_errors=True)
     return _report(cases, samplers, active, skipped, runs, repeats=repeats, cache=cache,
-                   timeout=timeout, quick=quick, load_start=load_start)
+                   timeout=timeout, quick=quick, load_start=load_start, settings=settings)
 
 
 def _report(cases, samplers, active, skipped, runs, *, repeats, cache, timeout, quick,
-            load_start) -> dict:
+            load_start, settings=()) -> dict:
     summary = summarise(cases, runs, active)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -580,7 +587,7 @@ def _report(cases, samplers, active, skipped, runs, *, repeats, cache, timeout, 
         "settings": {"quick": quick, "repeats": repeats, "cache": cache,
                      "samplers": list(samplers), "baseline": BASELINE,
                      "order": "samplers alternate within each repeat of a case",
-                     "timeout_seconds": timeout},
+                     "timeout_seconds": timeout, "spec_settings": list(settings)},
         "samplers": {s: ({"status": "skipped", "reason": skipped[s]} if skipped[s]
                          else {"status": "run"}) for s in samplers},
         "cases": [dataclasses.asdict(c) for c in cases],
@@ -632,6 +639,8 @@ def format_table(report: dict) -> str:
              f"R-hat = max, BFMI = min, peak MB = max; ESS/s = min bulk ESS / wall; "
              f"cache {report['settings']['cache']}; load average "
              f"{report['load_average']['start']} -> {report['load_average']['end']}"]
+    if report["settings"].get("spec_settings"):
+        notes.append("spec settings: " + ", ".join(report["settings"]["spec_settings"]))
     for s, info in report["samplers"].items():
         if info["status"] == "skipped":
             notes.append(f"{s}: skipped ({info['reason']})")

@@ -211,6 +211,34 @@ def parse_spec(raw: dict[str, Any], *, origin: str = "<dict>") -> ModelSpec:
         raise SpecError("\n".join(lines)) from None
 
 
+def parse_setting(text: str) -> dict[str, Any]:
+    """``"trend.latent=centred"`` -> ``{"trend": {"latent": "centred"}}`` (a command-line override).
+
+    The value is read as a TOML value when it is one (numbers, booleans, quoted strings,
+    arrays), else taken as a bare string. Validation happens when the override is merged into
+    a spec (:meth:`ModelSpec.with_overrides`), which names every problem.
+    """
+    key, sep, value = text.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not sep or not all(path):
+        raise SpecError(f"setting '{text}': expected SECTION.KEY=VALUE, e.g. trend.latent=centred")
+    try:
+        parsed: Any = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    for part in reversed(path):
+        parsed = {part: parsed}
+    return parsed
+
+
+def merge_settings(texts: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Several ``--set`` overrides as one nested dict (later ones win)."""
+    merged: dict[str, Any] = {}
+    for text in texts:
+        merged = _deep_merge(merged, parse_setting(text))
+    return merged
+
+
 def bundled_spec_names() -> list[str]:
     return sorted(p.stem for p in resources.specs_dir().glob("*.toml"))
 

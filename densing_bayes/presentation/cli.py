@@ -156,6 +156,7 @@ def cmd_predict(args) -> int:
 # ------------------------------------------------------------------------------ benchmark
 def cmd_bench(args) -> int:
     from densing_bayes.inference import bench
+    from densing_bayes.model.spec import SpecError, load_spec, merge_settings
 
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     unknown = sorted(set(samplers) - set(bench.SAMPLERS))
@@ -172,6 +173,11 @@ def cmd_bench(args) -> int:
         cases = bench.select_cases(cases, args.cases.split(",") if args.cases else None)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    try:
+        for case in cases:  # every case's spec must accept the settings before anything runs
+            load_spec(case.spec).with_overrides(merge_settings(args.set))
+    except SpecError as exc:
+        raise UserError(f"--set: {exc}") from None
     repeats = 1 if args.quick and args.repeats is None else (args.repeats or 3)
     def save(partial):
         if args.out:
@@ -179,7 +185,7 @@ def cmd_bench(args) -> int:
 
     report = bench.run_bench(cases, samplers, repeats=repeats, cache=args.cache,
                              timeout=args.timeout, quick=args.quick, log=log.info,
-                             on_update=save)
+                             on_update=save, settings=args.set)
     if args.out:
         bench.write_report(report, Path(args.out))
         log.info("wrote %s", args.out)
@@ -345,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, help="posterior draws per chain (default 1000)")
     p.add_argument("--tune", type=int, help="tuning steps per chain (default 1000)")
     p.add_argument("--chains", type=int, help="number of chains (default 4)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a setting of every case's spec (repeatable), e.g. "
+                   "--set trend.latent=centred --set sampler.mass_matrix=low_rank")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("sensitivity", help="refits under prior and data variants, "

@@ -146,6 +146,6 @@ def test_refit_from_the_saved_spec_reproduces_the_draws(run, paper_folder):
     saved = load_spec(out / "spec.toml")
     again = fit_data(load_data(paper_folder), saved, progress=False, predictive=False,
                      baseline=False)
-    for name in ("slope_post", "log_density_std", "loss_log_alpha"):
+    for name in ("slope_post", "log_density_deviation", "loss_log_alpha"):
         np.testing.assert_array_equal(again.idata.posterior[name].values,
                                       result.idata.posterior[name].values)

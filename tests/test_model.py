@@ -142,7 +142,7 @@ def test_latent_coordinates_are_the_same_model(paper_data, paper_spec, kind, ine
     """trend.latent only moves the sampler's coordinates: at the same log densities the joint
     log densities differ by exactly the Jacobian of r = f + scale * z."""
     trend = {"kind": kind, "inefficiency": inefficiency}
-    non_centred_spec = paper_spec.with_overrides({"trend": trend})
+    non_centred_spec = paper_spec.with_overrides({"trend": {**trend, "latent": "non_centred"}})
     other_spec = paper_spec.with_overrides({"trend": {**trend, "latent": latent}})
     inputs = prepare_inputs(paper_data, non_centred_spec)
     non_centred = build_model(inputs, non_centred_spec)

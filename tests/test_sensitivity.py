@@ -64,7 +64,7 @@ def test_only_top_level_priors_are_power_scaled(paper_data, paper_spec):
     assert {"slope_pre", "slope_post", "frontier_inefficiency", "loss_log_alpha_mu",
             "sigmoid_ceiling"} <= scaled
     # population distributions of latent effects are structure, not prior choices
-    assert not {"log_density_std", "loss_log_alpha", "sigmoid_log_slope"} & scaled
+    assert not {"log_density_deviation", "loss_log_alpha", "sigmoid_log_slope"} & scaled
 
 
 def _interval(median, lower, upper):

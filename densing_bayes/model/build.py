@@ -27,8 +27,8 @@ coordinates the data pin, with priors stated on those same coordinates; slopes a
 scale parameters that can approach zero have boundary-avoiding priors; the frontier's
 inefficiency is integrated out analytically (the normal / half-normal convolution is the
 skew-normal), which removes one latent per model. The latent log densities are sampled in the
-coordinates ``trend.latent`` names (standardised deviations from the trend by default; their
-deviations in log-density units, or the log densities themselves): the same posterior, different
+coordinates ``trend.latent`` names (deviations from the trend in log-density units by default;
+standardised deviations, or the log densities themselves): the same posterior, different
 geometry, measured in README "Performance".
 """
 
@@ -185,14 +185,15 @@ def _trend_block(inputs: ModelInputs, spec: ModelSpec):
         scales = {"sigma_u": sigma_u, "sigma_v": sigma_v}
     else:
         scales = {"sigma": spec.prior("trend_noise").create_variable("trend_noise")}
+    # Scores pin densities *relative to each other* far better than their common level (which
+    # trades off against the protocol offsets), so the common level should move through f
+    # alone, not through every latent at once: the deviation and non-centred forms do that.
     if spec.trend.latent == "centred":
         return _deviation_from_trend("log_density", f, spec, **scales)
     if spec.trend.latent == "deviation":
         deviation = _deviation_from_trend("log_density_deviation", 0.0, spec, **scales)
         return pm.Deterministic("log_density", f + deviation, dims="model")
-    # Non-centred: r_m = f(t_m) + scale * z_m. Scores pin densities *relative to each other*
-    # far better than their common level (which trades off against the protocol offsets), so
-    # the common level should move through f alone, not through every latent at once.
+    # Non-centred: r_m = f(t_m) + scale * z_m.
     if spec.trend.kind == "frontier" and spec.trend.inefficiency == "half_normal":
         # v - u with u half-normal is skew-normal(0, sqrt(su^2 + sv^2), -su/sv).
         scale = pt.sqrt(sigma_u**2 + sigma_v**2)

@@ -67,10 +67,11 @@ class TrendSettings(_Section):
     changepoint: Literal["none", "fixed", "unknown"] = "fixed"
     changepoint_date: dt.date = dt.date(2022, 11, 30)
     latent: Literal["non_centred", "deviation", "centred"] = Field(
-        "non_centred", description="coordinates in which the per-model latent log densities "
-        "r_m are sampled: 'non_centred' (standardised deviations (r_m - f(t_m)) / scale), "
-        "'deviation' (r_m - f(t_m) in log-density units) or 'centred' (r_m itself). The same "
-        "model and posterior; only the sampler's geometry differs (README, Performance)")
+        "deviation", description="coordinates in which the per-model latent log densities "
+        "r_m are sampled: 'deviation' (r_m - f(t_m) in log-density units), 'non_centred' "
+        "(standardised deviations (r_m - f(t_m)) / scale) or 'centred' (r_m itself). The same "
+        "model and posterior; only the sampler's geometry differs. 'deviation' is the default "
+        "because it was the only one that mixed at every size measured (README, Performance)")
 
 
 class SamplerSettings(_Section):

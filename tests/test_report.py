@@ -415,3 +415,18 @@ def test_holdout_table_scores_held_out_runs_against_predictive_intervals(report_
     wild_upper = predict_scores(fitted.idata, params=8e9, tokens=tokens,
                                 ci_prob=0.9)["upper"].iloc[0]
     assert by_run["held_wild"] == (["no"] if wild_upper < 1.0 else ["yes"])
+
+
+def test_sensitivity_from_another_configuration_is_flagged(report_run, tmp_path):
+    """A sensitivity analysis stored beside a run refitted under another spec says so."""
+    run, html, _ = report_run
+    assert "another configuration" not in html  # SENSITIVITY carries no config hash
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    current = load_run(folder).spec.config_hash()
+    for analysed, stale in ((current, False), ("0" * 64, True)):
+        (folder / "sensitivity" / "sensitivity.json").write_text(
+            json.dumps({**SENSITIVITY, "config_hash": analysed}))
+        note = report.sensitivity_tables(load_run(folder))["stale"]
+        assert (note is not None) == stale
+    assert "000000000000" in note and current[:12] in note

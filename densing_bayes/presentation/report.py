@@ -360,6 +360,15 @@ def _diagnostics_cell(diag) -> str:
     return ", ".join(parts)
 
 
+def _stale_note(analysed: str | None, current: str) -> str | None:
+    """Say so when a stored analysis was computed under another configuration than the run."""
+    if analysed is None or analysed == current:
+        return None
+    return (f"This analysis was computed under another configuration (config hash "
+            f"{analysed[:12]}) than this run ({current[:12]}): its refits are not this fit's. "
+            f"Re-run densing-bayes sensitivity to refresh it.")
+
+
 def sensitivity_tables(run: FittedRun) -> dict | None:
     """The sensitivity analysis stored beside the run (``RUN/sensitivity/sensitivity.json``,
     written by ``densing-bayes sensitivity``) as tables; None when it was not run."""
@@ -368,7 +377,8 @@ def sensitivity_tables(run: FittedRun) -> dict | None:
         return None
     data = json.loads(path.read_text())
     ci = float(data.get("ci_prob", run.summary.get("ci_prob", plots.CI_PROB)))
-    out = {"path": str(SENSITIVITY_FILE), "raw": data, "ci": f"{ci:.0%}", "tables": []}
+    out = {"path": str(SENSITIVITY_FILE), "raw": data, "ci": f"{ci:.0%}", "tables": [],
+           "stale": _stale_note(data.get("config_hash"), run.spec.config_hash())}
     ps = data.get("power_scaling")
     if isinstance(ps, dict) and ps:
         rows = []

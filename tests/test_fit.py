@@ -5,6 +5,7 @@ statistics are the point: the truth must sit inside the posterior intervals.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,48 @@ def test_refit_from_the_saved_spec_reproduces_the_draws(run, paper_folder):
     for name in ("slope_post", "log_density_deviation", "loss_log_alpha"):
         np.testing.assert_array_equal(again.idata.posterior[name].values,
                                       result.idata.posterior[name].values)
+
+
+def test_replacing_a_run_keeps_the_sensitivity_analysis_stored_in_it(tmp_path):
+    """--force replaces the fit's own files, not the refits another command stored beside it."""
+    from densing_bayes.inference.run_io import write_folder_atomically
+
+    out = tmp_path / "run"
+    write_folder_atomically(out, {"posterior.nc": lambda p: p.write_text("old draws"),
+                                  "report.html": lambda p: p.write_text("old report")}, False)
+    (out / "sensitivity").mkdir()
+    (out / "sensitivity" / "sensitivity.json").write_text("{\"refits\": 12}")
+    with pytest.raises(RunFolderError, match="--force"):
+        write_folder_atomically(out, {"posterior.nc": lambda p: p.write_text("new")}, False,
+                                keep=("sensitivity",))
+    write_folder_atomically(out, {"posterior.nc": lambda p: p.write_text("new draws")}, True,
+                            keep=("sensitivity",))
+    assert (out / "posterior.nc").read_text() == "new draws"
+    assert not (out / "report.html").exists()  # the old run's own output is replaced
+    assert (out / "sensitivity" / "sensitivity.json").read_text() == "{\"refits\": 12}"
+    assert not list(tmp_path.glob(".run.*"))  # no staging or backup folder left behind
+
+
+def test_a_failed_replacement_leaves_the_old_run_whole(tmp_path, monkeypatch):
+    from densing_bayes.inference import run_io
+
+    out = tmp_path / "run"
+    run_io.write_folder_atomically(out, {"posterior.nc": lambda p: p.write_text("old")}, False)
+    (out / "sensitivity").mkdir()
+    (out / "sensitivity" / "sensitivity.json").write_text("{}")
+    real_rename = Path.rename
+    failures = []
+
+    def failing_rename(self, target):  # the new folder's swap into place fails, once
+        if Path(target) == out and not failures:
+            failures.append(self)
+            raise OSError("disk full")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk full"):
+        run_io.write_folder_atomically(out, {"posterior.nc": lambda p: p.write_text("new")},
+                                       True, keep=("sensitivity",))
+    monkeypatch.undo()
+    assert failures and (out / "posterior.nc").read_text() == "old"
+    assert (out / "sensitivity" / "sensitivity.json").is_file()

@@ -9,7 +9,9 @@ Layout of RUN/:
     spec.toml       the resolved spec (every default written out): refit with it to reproduce
 
 The folder is assembled in a temporary sibling and renamed into place, so a crash never leaves a
-half-written run, and an existing run is replaced only with ``force=True``.
+half-written run, and an existing run is replaced only with ``force=True``. Replacing a run keeps
+what other jobs stored in it (``sensitivity/``, :data:`OTHER_JOBS_OUTPUT`): a refit must not
+delete an hour of refits it did not make (the report flags them when their config hash differs).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ POSTERIOR_FILE = "posterior.nc"
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 SPEC_FILE = "spec.toml"
+#: Entries of a run folder written by other commands, carried over when the run is replaced.
+OTHER_JOBS_OUTPUT = ("sensitivity",)
 
 
 class RunFolderError(RuntimeError):
@@ -64,8 +68,11 @@ def check_writable(out: Path, force: bool) -> None:
 
 
 def write_folder_atomically(out: Path, writers: dict[str, Callable[[Path], None]],
-                            force: bool) -> None:
-    """Write every file into a temporary sibling, then swap it in for ``out``."""
+                            force: bool, keep: tuple[str, ...] = ()) -> None:
+    """Write every file into a temporary sibling, then swap it in for ``out``.
+
+    Entries of an existing ``out`` named in ``keep`` move into the new folder unchanged.
+    """
     out = Path(out)
     check_writable(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +84,19 @@ def write_folder_atomically(out: Path, writers: dict[str, Callable[[Path], None]
             backup = out.with_name(f".{out.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
             out.rename(backup)
-            staging.rename(out)
+            moved = []
+            try:
+                for name in keep:
+                    if (backup / name).exists() and not (staging / name).exists():
+                        (backup / name).rename(staging / name)
+                        moved.append(name)
+                staging.rename(out)
+            except BaseException:  # put the old run back as it was
+                for name in moved:
+                    (staging / name).rename(backup / name)
+                if not out.exists():
+                    backup.rename(out)
+                raise
             shutil.rmtree(backup)
         else:
             staging.rename(out)
@@ -112,7 +131,7 @@ def save_run(out: Path, idata: az.InferenceData, spec: ModelSpec, summary: dict,
         SUMMARY_JSON: write_json,
         SUMMARY_CSV: lambda p: summary_rows.to_csv(p, index=False),
         SPEC_FILE: lambda p: p.write_text(spec.to_toml()),
-    }, force)
+    }, force, keep=OTHER_JOBS_OUTPUT)
     return Path(out)
 
 

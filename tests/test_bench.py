@@ -22,6 +22,7 @@ def fake_runner(ess_per_second: dict[str, float]):
         result.update(status="ok", error=None, wall_seconds=wall, compile_seconds=wall / 4,
                       sample_seconds=wall / 2, build_seconds=wall / 4,
                       ess_bulk_per_second=ess_per_second[task["sampler"]] * (1 + task["repeat"]),
+                      min_ess_bulk=100.0 * (1 + task["repeat"]),
                       seconds_per_gradient=1e-5 * n, peak_rss_mb=100.0 + n,
                       divergences=task["repeat"], max_rhat=1.001 + 0.001 * task["repeat"],
                       sizes={"models": n, "benchmarks": 5})
@@ -111,6 +112,7 @@ def test_report_schema_ratios_growth_and_skipped_sampler(monkeypatch, tmp_path):
     json.loads(json.dumps(report, default=float))  # JSON-ready
     table = bench.format_table(report)
     assert "numpyro: skipped" in table and "sim_1000x5" in table and "15.00" in table
+    assert "150 [100-200]" in table  # min bulk ESS: median [min-max] over the two repeats
 
 
 def test_failed_fits_are_reported_not_raised(tmp_path):

@@ -625,7 +625,7 @@ def format_table(report: dict) -> str:
         rows.append([
             e["case"], e["sampler"], _fmt_spread(m["compile_seconds"]),
             _fmt_spread(m["sample_seconds"]), _fmt_spread(m["wall_seconds"]),
-            _fmt(m["min_ess_bulk"]["median"], 0), _fmt(m["min_ess_tail"]["median"], 0),
+            _fmt_spread(m["min_ess_bulk"], 0), _fmt_spread(m["min_ess_tail"], 0),
             _fmt_spread(m["ess_bulk_per_second"], 2),
             _fmt_spread(ratio | {"n": m["ess_bulk_per_second"]["n"]}, 2),
             _fmt(m["divergences"]["max"], 0), _fmt(m["max_rhat"]["max"], 3),

@@ -1,7 +1,8 @@
 """Sampling: prior, posterior, posterior predictive and pointwise log-likelihood, all seeded.
 
-The default backend is nutpie: ``densing-bayes bench`` measured 4.3x the ESS per second of
-PyMC's NUTS on the bundled model and 2.9x on the paper design (README "Performance"). PyMC's
+The default backend is nutpie: ``densing-bayes bench`` measured 2.1x the ESS per second of
+PyMC's NUTS on the bundled model and 2.7-3.5x on the paper design (medians over three seeds),
+with 40% of its memory (README "Performance"). PyMC's
 NUTS (``jitter+adapt_diag_grad``) and NumPyro (optional extra) are the alternatives. Every random
 step takes its own seed derived from the spec's seed, so the same data, spec and seed give the
 same InferenceData.

@@ -430,3 +430,16 @@ def test_sensitivity_from_another_configuration_is_flagged(report_run, tmp_path)
         note = report.sensitivity_tables(load_run(folder))["stale"]
         assert (note is not None) == stale
     assert "000000000000" in note and current[:12] in note
+    # Newer files carry the model hash, which leaves the sampler out: shorter chains are the
+    # same model, another prior is not.
+    spec = load_run(folder).spec
+    short_chains = spec.with_overrides({"sampler": {"draws": 300, "chains": 2}})
+    other_prior = spec.with_overrides({"trend": {"inefficiency": "exponential"}})
+    assert short_chains.config_hash() != spec.config_hash()
+    for analysed, stale in ((short_chains, False), (other_prior, True)):
+        (folder / "sensitivity" / "sensitivity.json").write_text(json.dumps(
+            {**SENSITIVITY, "config_hash": analysed.config_hash(),
+             "model_hash": analysed.model_hash()}))
+        note = report.sensitivity_tables(load_run(folder))["stale"]
+        assert (note is not None) == stale
+    assert "model hash" in note

@@ -90,6 +90,7 @@ def test_report_from_records(tmp_path, paper_spec):
 
     saved = json.loads((tmp_path / sens.SENSITIVITY_JSON).read_text())
     assert saved == json.loads(json.dumps(report))
+    assert saved["model_hash"] == paper_spec.model_hash()  # what the report checks it against
     assert saved["power_scaling"]["slope_post"]["flag"] == "-"
     entries = {e["name"]: e for e in saved["prior_variants"]}
     assert entries["baseline"]["kind"] == "baseline"

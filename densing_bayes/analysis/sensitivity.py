@@ -229,6 +229,7 @@ def write_sensitivity_outputs(out: Path, variants: Sequence[Variant], records: M
     report = {
         "spec": spec.name,
         "config_hash": spec.config_hash(),
+        "model_hash": spec.model_hash(),
         "data_folder": str(data_folder),
         "sampler": spec.sampler.model_dump(),
         "ci_prob": spec.ci_prob,

@@ -141,8 +141,16 @@ class ModelSpec(_Section):
 
     def config_hash(self) -> str:
         """SHA-256 of the resolved spec, canonical JSON: same hash <=> same configuration."""
-        text = json.dumps(self.resolved().to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return _sha256_json(self.resolved().to_dict())
+
+    def model_hash(self) -> str:
+        """SHA-256 of the resolved spec without its sampler settings and labels: the same hash
+        <=> the same model, priors and data choices, however long the chains (a sensitivity
+        analysis refits with shorter chains than the run it belongs to)."""
+        content = self.resolved().to_dict()
+        for key in ("sampler", "name", "description"):
+            content.pop(key, None)
+        return _sha256_json(content)
 
     def to_toml(self) -> str:
         return tomli_w.dumps(_drop_none(self.resolved().to_dict()))
@@ -160,6 +168,11 @@ class ModelSpec(_Section):
                             f"available: {sorted(self.variants)}")
         return self.with_overrides(self.variants[variant_name],
                                    name=f"{self.name}:{variant_name}")
+
+
+def _sha256_json(content: dict[str, Any]) -> str:
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _prior_dict(entry: dict[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from densing_bayes.analysis.derived import PAPER_REPORTED
 from densing_bayes.inference.run_io import FittedRun, RunFolderError, data_hash, load_run
 from densing_bayes.model.build import KEY_PARAMETERS
 from densing_bayes.model.inputs import ModelInputs
+from densing_bayes.model.spec import ModelSpec
 from densing_bayes.presentation import plots
 
 log = logging.getLogger("densing_bayes")
@@ -360,11 +361,19 @@ def _diagnostics_cell(diag) -> str:
     return ", ".join(parts)
 
 
-def _stale_note(analysed: str | None, current: str) -> str | None:
-    """Say so when a stored analysis was computed under another configuration than the run."""
+def _stale_note(stored: dict, spec: ModelSpec) -> str | None:
+    """Say so when a stored analysis was computed for another model than the run's.
+
+    Compared by model hash (sampler settings left out: the analysis refits with shorter
+    chains by design); files written before it existed carry only the config hash.
+    """
+    key, current = (("model_hash", spec.model_hash()) if "model_hash" in stored
+                    else ("config_hash", spec.config_hash()))
+    analysed = stored.get(key)
     if analysed is None or analysed == current:
         return None
-    return (f"This analysis was computed under another configuration (config hash "
+    label = key.replace("_", " ")
+    return (f"This analysis was computed under another configuration ({label} "
             f"{analysed[:12]}) than this run ({current[:12]}): its refits are not this fit's. "
             f"Re-run densing-bayes sensitivity to refresh it.")
 
@@ -378,7 +387,7 @@ def sensitivity_tables(run: FittedRun) -> dict | None:
     data = json.loads(path.read_text())
     ci = float(data.get("ci_prob", run.summary.get("ci_prob", plots.CI_PROB)))
     out = {"path": str(SENSITIVITY_FILE), "raw": data, "ci": f"{ci:.0%}", "tables": [],
-           "stale": _stale_note(data.get("config_hash"), run.spec.config_hash())}
+           "stale": _stale_note(data, run.spec)}
     ps = data.get("power_scaling")
     if isinstance(ps, dict) and ps:
         rows = []

@@ -11,7 +11,8 @@ Layout of RUN/:
 The folder is assembled in a temporary sibling and renamed into place, so a crash never leaves a
 half-written run, and an existing run is replaced only with ``force=True``. Replacing a run keeps
 what other jobs stored in it (``sensitivity/``, :data:`OTHER_JOBS_OUTPUT`): a refit must not
-delete an hour of refits it did not make (the report flags them when their config hash differs).
+delete an hour of refits it did not make (the report flags them when they were computed for
+another model: ``ModelSpec.model_hash``).
 """
 
 from __future__ import annotations

@@ -100,17 +100,38 @@ def test_ladder_benchmarks_present_everywhere(runs, scores):
     assert set(scores["benchmark"]) <= benchmarks
 
 
-def test_holdout_rows_are_the_7b(runs):
-    assert ((runs["holdout"] == "true") == (runs["size_label"] == "7B")).all()
+def test_holdout_rows_are_the_last_fifth_of_the_7b_run_and_its_anneal(runs):
+    held = runs["holdout"] == "true"
+    assert (runs.loc[held, "size_label"] == "7B").all()
+    main = runs["run"] == "olmo-7B"
+    steps = pd.to_numeric(runs.loc[main, "step"])
+    assert (held[main] == (steps > 0.8 * steps.max())).all()
+    assert held[runs["run"] == "olmo-7B-anneal"].all()
+    assert not held[runs["run"] == "olmo-7B-medlr"].any()
+    # 37 checkpoints (745k..925k) + the anneal, 10 benchmarks, 2 formats
+    assert held.sum() == 38 * 10 * 2
+
+
+def test_ladder_rows_are_rc_and_the_7b_runs_carry_both_formats(runs):
+    assert set(runs.loc[runs["size_label"] != "7B", "format"]) == {"rc"}
+    per_run = runs[runs["size_label"] == "7B"].groupby(["run", "format"]).size().unstack()
+    assert list(per_run.columns) == ["mc", "rc"]
+    assert (per_run["mc"] == per_run["rc"]).all()
+    # the loss is the RC task loss in both formats' rows
+    pair = runs[runs["size_label"] == "7B"].pivot_table(
+        index=["run_id", "benchmark"], columns="format", values="loss", aggfunc="first")
+    assert (pair["mc"] == pair["rc"]).all()
 
 
 def test_final_rows_carry_params_and_tokens_and_the_others_none(runs):
     final = runs["final"] == "true"
     assert ((runs["params"] != "") & (runs["tokens"] != ""))[final].all()
     assert ((runs["params"] == "") & (runs["tokens"] == ""))[~final].all()
-    per_run = runs[final].groupby("run")["benchmark"].agg(["size", "nunique"])
+    per_run = runs[final].groupby(["run", "format"])["benchmark"].agg(["size", "nunique"])
     assert (per_run["size"] == len(LADDER_BENCHMARKS)).all()
     assert (per_run["nunique"] == len(LADDER_BENCHMARKS)).all()
+    # the medium-LR run stopped before its schedule ended: no loss-law row
+    assert not final[runs["run"] == "olmo-7B-medlr"].any()
 
 
 def test_params_are_the_sourced_counts(runs):

@@ -56,14 +56,26 @@ MMLU_TEST_ITEMS = {"stem": 3018, "humanities": 4705, "social_sciences": 3077, "o
 
 LADDER_FILE = re.compile(r"^(?P<size>\d+[MB])-(?P<mult>[\d.]+)xC(?:-rerun)?\.csv$")
 
-#: The OLMo-2 7B files used (held out): the main pre-training run and its annealed final model.
-#: Not used: peteish7_eval_170k-450k.csv (its rows repeat the main file's) and the
-#: peteish7_medlr_* files (a different run, peak LR 6e-4, stopped at step 490k).
+#: The OLMo-2 7B files used: the main pre-training run, its annealed final model, and the
+#: medium-LR run (peak LR 6e-4, stopped at step 490k, never decayed: curve rows only, no final
+#: row). Not used: peteish7_eval_170k-450k.csv (its rows repeat the main file's) and the
+#: medlr partial files (their rows are in peteish7_medlr_eval_full.csv).
 OLMO_7B_FILES = {"7B": "peteish7_eval_full.csv", "7B-anneal": "peteish7_eval_anneal.csv"}
+OLMO_7B_MEDLR_FILE = ("7B-medlr", "peteish7_medlr_eval_full.csv")
+
+#: The last 20% of the main 7B run's steps (and both 7B final models) are held out of every fit:
+#: they are the self-consistency check of the bridge (issue 14): a reference-family model whose
+#: size is known, scored in MC format, must come back at its own size.
+OLMO_7B_HOLDOUT_FROM = 0.8
+
+#: Scoring formats of the reference rows. "rc": the answer text's likelihood (cloze, OLMo's
+#: ``rc_5shot``); "mc": options listed in the prompt, the answer letter scored (``mc_5shot``).
+#: MC columns: MMLU ``mc_5shot_len_norm`` per group, every other task ``mc_5shot_acc``.
+REFERENCE_FORMATS = ("rc", "mc")
 
 REFERENCE_COLUMNS = [
-    "run_id", "benchmark", "params", "tokens", "loss", "score", "holdout", "final", "step",
-    "size_label", "token_multiplier", "source_file", "source", "run", "tokens_seen",
+    "run_id", "benchmark", "format", "params", "tokens", "loss", "score", "holdout", "final",
+    "step", "size_label", "token_multiplier", "source_file", "source", "run", "tokens_seen",
 ]
 
 
@@ -83,26 +95,31 @@ def _bpb(task: str, split: str) -> str:
     return f"eval/downstream_bpb/{task}_{split}_rc_5shot_bpb"
 
 
-def _accuracy(task: str, split: str, metric: str) -> str:
-    return f"eval/downstream/{task}_{split}_rc_5shot_{metric}"
+def _accuracy(task: str, split: str, metric: str, fmt: str = "rc") -> str:
+    if fmt == "mc" and not task.startswith("mmlu"):
+        metric = "acc"  # OLMo logs MC accuracy as acc (MMLU groups: len_norm)
+    return f"eval/downstream/{task}_{split}_{fmt}_5shot_{metric}"
 
 
-def _mmlu(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _mmlu(frame: pd.DataFrame, fmt: str = "rc") -> tuple[np.ndarray, np.ndarray]:
     """Question-weighted mean of the four MMLU test groups, for the bpb and the accuracy.
 
     Weighting bits-per-byte by questions is an approximation (bpb is per byte of answer).
+    The loss is always the RC bpb: the task loss the loss law describes, whatever the format
+    of the accuracy beside it.
     """
     weights = np.array(list(MMLU_TEST_ITEMS.values()), dtype=float)
     groups = [f"mmlu_{g}" for g in MMLU_TEST_ITEMS]
     loss = frame[[_bpb(g, "test") for g in groups]].to_numpy(float) @ weights / weights.sum()
-    score = frame[[_accuracy(g, "test", "len_norm") for g in groups]].to_numpy(float) @ weights
-    return loss, score / weights.sum()
+    score = frame[[_accuracy(g, "test", "len_norm", fmt) for g in groups]].to_numpy(float)
+    return loss, score @ weights / weights.sum()
 
 
-def _task_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Long table (row of ``frame``, benchmark, loss, score) for the ten ladder benchmarks."""
+def _task_table(frame: pd.DataFrame, fmt: str = "rc") -> pd.DataFrame:
+    """Long table (row of ``frame``, benchmark, format, loss, score) for the ten ladder
+    benchmarks; the loss is the task's RC bpb in both formats."""
     parts = []
-    loss, score = _mmlu(frame)
+    loss, score = _mmlu(frame, fmt)
     parts.append(pd.DataFrame({"row": frame.index, "benchmark": "mmlu", "loss": loss,
                                "score": score}))
     for benchmark, (task, split, metric) in OLMO_TASKS.items():
@@ -110,29 +127,41 @@ def _task_table(frame: pd.DataFrame) -> pd.DataFrame:
             "row": frame.index,
             "benchmark": benchmark,
             "loss": frame[_bpb(task, split)].to_numpy(float),
-            "score": frame[_accuracy(task, split, metric)].to_numpy(float),
+            "score": frame[_accuracy(task, split, metric, fmt)].to_numpy(float),
         }))
-    return pd.concat(parts, ignore_index=True)
+    table = pd.concat(parts, ignore_index=True)
+    table["format"] = fmt
+    return table
 
 
 def _ladder_file_rows(path: Path, run: str, size: str, multiplier: float | None,
-                      holdout: bool) -> pd.DataFrame:
+                      holdout: bool | float, formats: tuple[str, ...] = ("rc",),
+                      has_final: bool = True) -> pd.DataFrame:
     """Rows for one file: its last checkpoint is final (params, tokens); the others are
-    curve-only (params and tokens empty, the tokens seen kept in ``tokens_seen``)."""
+    curve-only (params and tokens empty, the tokens seen kept in ``tokens_seen``).
+
+    ``holdout``: True/False for every row, or a fraction q: the final row and the checkpoints
+    after q of the file's last step are held out. ``has_final=False``: a run stopped before its
+    schedule ended has no final (loss-law) row.
+    """
     frame = pd.read_csv(path, engine="python")  # Python float(): exact in every pandas version
     tokens_seen = _tokens_seen(frame)
     if not np.array_equal(tokens_seen, tokens_seen.round()):
         raise ValueError(f"{path.name}: non-integral token counts")
     step = frame["_step"] if "_step" in frame else pd.Series(pd.NA, index=frame.index)
-    final = frame.index == frame.index[-1]
-    rows = _task_table(frame)
+    final = (frame.index == frame.index[-1]) & has_final
+    if isinstance(holdout, bool):
+        held = np.full(len(frame), holdout)
+    else:
+        held = final | (step.to_numpy(float) > holdout * step.max())
+    rows = pd.concat([_task_table(frame, fmt) for fmt in formats], ignore_index=True)
     at = rows["row"].to_numpy()
     rows["run"] = f"olmo-{run}"
     rows["step"] = pd.array(step.to_numpy()[at], dtype="Int64")
     rows["run_id"] = [f"olmo-{run}-step{s}" if s is not pd.NA else f"olmo-{run}"
                       for s in rows["step"]]
     rows["final"] = _bool_text(final[at])
-    rows["holdout"] = _bool_text(np.full(len(rows), holdout))
+    rows["holdout"] = _bool_text(held[at])
     rows["tokens_seen"] = pd.array(tokens_seen.to_numpy()[at].astype(np.int64), dtype="Int64")
     rows["tokens"] = rows["tokens_seen"].where(final[at])
     rows["params"] = pd.Series(OLMO_PARAMS[size], index=rows.index, dtype="Int64").where(final[at])
@@ -158,10 +187,15 @@ def derive_reference_runs(ladder_dir: Path) -> pd.DataFrame:
         if match:
             run = path.name.removesuffix(".csv")
             parts.append(_ladder_file_rows(path, run, match["size"], float(match["mult"]), False))
-    for run, name in OLMO_7B_FILES.items():
-        parts.append(_ladder_file_rows(ladder_dir / name, run, "7B", None, True))
+    parts.append(_ladder_file_rows(ladder_dir / OLMO_7B_FILES["7B"], "7B", "7B", None,
+                                   OLMO_7B_HOLDOUT_FROM, REFERENCE_FORMATS))
+    parts.append(_ladder_file_rows(ladder_dir / OLMO_7B_FILES["7B-anneal"], "7B-anneal", "7B",
+                                   None, True, REFERENCE_FORMATS))
+    run, name = OLMO_7B_MEDLR_FILE
+    parts.append(_ladder_file_rows(ladder_dir / name, run, "7B", None, False, REFERENCE_FORMATS,
+                                   has_final=False))
     rows = _drop_missing_loss(pd.concat(parts, ignore_index=True), "OLMo ladder")
-    rows = rows.sort_values(["run", "step", "benchmark"], na_position="last")
+    rows = rows.sort_values(["run", "step", "benchmark", "format"], na_position="last")
     return rows[REFERENCE_COLUMNS].reset_index(drop=True)
 
 
@@ -242,10 +276,96 @@ SOURCE_RANK = {"own": 0, "minicpm_report": 1, "other": 2, "harness": 3, "aggrega
                "third_party": 5}
 
 SCORE_COLUMNS = [
-    "model", "benchmark", "score", "shots", "source", "source_kind", "source_url", "provenance",
-    "setting_notes", "cot", "preferred", "score_reported", "shots_reported", "source_not_before",
-    "source_line",
+    "model", "benchmark", "score", "format", "format_rule", "shots", "source", "source_kind",
+    "source_url", "provenance", "setting_notes", "cot", "preferred", "score_reported",
+    "shots_reported", "source_not_before", "source_line",
 ]
+
+#: Benchmarks whose reported scores can be cloze (rc) or multiple-choice (mc); other benchmarks
+#: (MATH, GSM8K, BBH, HumanEval, MBPP) are generative by definition.
+CHOICE_BENCHMARKS = {"mmlu", "hellaswag", "arc_challenge", "arc_easy", "piqa", "csqa", "siqa",
+                     "openbookqa", "boolq", "winogrande"}
+
+#: Words in a row's setting notes that state the scoring format (checked in this order).
+MC_WORDS = ("acc_char", "MMLU-style", "choice-based", "choice-likelihood")
+UNKNOWN_WORDS = ("higher of PPL-scoring and direct-generation",)
+RC_WORDS = ("partial scoring", "cloze")
+HARNESS_WORDS = ("lm-eval", "Open LLM Leaderboard", "HuggingFace H6", "LM Evaluation Harness",
+                 "acc_norm", "GPT4All")
+
+
+def score_format(benchmark: str, notes: str, shots) -> tuple[str, str]:
+    """(format, rule) of one reported score, by the first rule that applies (data/PROVENANCE.md).
+
+    Formats: "mc" (options in the prompt, the answer letter scored), "rc" (cloze: the answer
+    text's likelihood), "gen" (generated answer: CoT, or a generative benchmark), "unknown".
+    Aggregator rows are classified afterwards (``_inherit_formats``).
+    """
+    if benchmark not in CHOICE_BENCHMARKS:
+        return "gen", "generative benchmark"
+    for word in MC_WORDS:  # before CoT: a CoT prompt scored by choice likelihood is MC
+        if word in notes:
+            return "mc", f"notes say '{word}'"
+    if re.search(r"\bCoT\b", notes) and "CoT not stated" not in notes:
+        return "gen", "CoT stated"
+    for word in UNKNOWN_WORDS:
+        if word in notes:
+            return "unknown", "notes: best of two protocols reported"
+    for word in RC_WORDS:
+        if word in notes:
+            return "rc", f"notes say '{word}'"
+    if benchmark == "mmlu":
+        return "mc", "MMLU's standard protocol (answer letter)"
+    for word in HARNESS_WORDS:
+        if word in notes:
+            return "rc", f"harness default for this task (notes: '{word}')"
+    if (not pd.isna(shots) and shots == 0) or re.search(r"\b0-shot\b", notes):
+        return "rc", "0-shot on a choice task (LLaMA-style cloze protocol)"
+    return "unknown", "format not stated"
+
+
+def harness_spread(scores: pd.DataFrame, chance: pd.Series) -> dict:
+    """How far reports of the same (model, benchmark, format) from different sources differ,
+    on the logit scale of the score above chance: the data behind the residual protocol
+    offset's prior scale (``densing_bayes.model.priors``, ``protocol_offset``).
+
+    Distinct reported values per triple (exact copies count once); every pair of them gives a
+    difference; one report's harness shift has SD = SD(difference) / sqrt(2).
+    """
+    rows = scores[scores["format"].isin(["mc", "rc"])]
+    floor = rows["benchmark"].map(chance)
+    above = ((rows["score"] - floor) / (1 - floor)).clip(0.005, 0.995)
+    rows = rows.assign(z=np.log(above / (1 - above)))
+    diffs, triples = [], 0
+    for _, group in rows.groupby(["model", "benchmark", "format"]):
+        z = group.drop_duplicates("score")["z"].to_numpy()
+        if len(z) > 1:
+            triples += 1
+            i, j = np.triu_indices(len(z), 1)
+            diffs.append(z[i] - z[j])
+    diffs = np.concatenate(diffs) if diffs else np.zeros(0)
+    return {"triples": triples, "differences": int(len(diffs)),
+            "sd_difference": float(diffs.std()) if len(diffs) else float("nan"),
+            "sd_per_report": float(diffs.std() / np.sqrt(2)) if len(diffs) else float("nan")}
+
+
+def _inherit_formats(scores: pd.DataFrame) -> pd.DataFrame:
+    """An aggregator row that repeats a classified row's (model, benchmark, score) exactly is a
+    transcription of it and takes its format; other aggregator rows stay unknown (MMLU rows
+    keep MMLU's standard-protocol rule)."""
+    known = scores[(scores["source_kind"] != "aggregator") & scores["format"].isin(["mc", "rc"])]
+    lookup = (known.groupby(["model", "benchmark", "score"])["format"]
+              .agg(lambda f: f.iloc[0] if f.nunique() == 1 else "unknown"))
+    agg = (scores["source_kind"] == "aggregator") & (scores["benchmark"] != "mmlu")
+    keys = pd.MultiIndex.from_frame(scores.loc[agg, ["model", "benchmark", "score"]])
+    inherited = pd.Series(lookup.reindex(keys).to_numpy(), index=scores.index[agg])
+    hit = inherited.isin(["mc", "rc"])
+    scores.loc[agg, "format"] = np.where(hit, inherited, "unknown")
+    scores.loc[agg, "format_rule"] = np.where(
+        hit, "aggregator copy of a classified row", "aggregator row, format not stated")
+    gen = agg & ~scores["benchmark"].isin(CHOICE_BENCHMARKS)
+    scores.loc[gen, ["format", "format_rule"]] = ["gen", "generative benchmark"]
+    return scores
 
 
 def _source_kind(provenance: str) -> str:
@@ -326,6 +446,11 @@ def derive_scores(scores_csv: Path, models: pd.DataFrame) -> pd.DataFrame:
     })
     scores["source_not_before"] = _source_not_before(scores, models)
     scores["preferred"] = _mark_preferred(scores)
+    classified = [score_format(b, n, s) for b, n, s in
+                  zip(scores["benchmark"], scores["setting_notes"], scores["shots"])]
+    scores["format"] = [f for f, _ in classified]
+    scores["format_rule"] = [r for _, r in classified]
+    scores = _inherit_formats(scores)
     scores = scores.sort_values(["model", "benchmark", "source_line"])
     return scores[SCORE_COLUMNS].reset_index(drop=True)
 

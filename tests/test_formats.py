@@ -1,0 +1,96 @@
+"""Score formats: the written rule that classifies reported scores, and the curves they use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from densing_bayes.data.derive import _inherit_formats, harness_spread, score_format
+from densing_bayes.model.build import format_mixture_logp
+from densing_bayes.model.inputs import format_weights
+
+
+@pytest.mark.parametrize("benchmark, notes, shots, expected", [
+    ("gsm8k", "5-shot", 5, "gen"),
+    ("mmlu", "5-shot", 5, "mc"),
+    ("mmlu", "", pd.NA, "mc"),
+    ("arc_challenge", "acc_char (MMLU-style choice likelihood)", pd.NA, "mc"),
+    # a CoT prompt scored by choice likelihood is MC (Llama 3.1's CSQA)
+    ("csqa", "acc_char (7-shot CoT prompt, choice-likelihood per eval_details.md)", 7, "mc"),
+    ("mmlu", "5-shot CoT", 5, "gen"),
+    ("mmlu", "CoT not stated", 5, "mc"),
+    ("hellaswag", "UltraEval ...; for multiple-choice tasks the higher of PPL-scoring and "
+     "direct-generation scoring is reported", pd.NA, "unknown"),
+    ("winogrande", "partial scoring", pd.NA, "rc"),
+    ("arc_challenge", "Open LLM Leaderboard v1 protocol (lm-eval-harness; ARC-C 25-shot)", 25,
+     "rc"),
+    ("piqa", "Table 20; 0-shot accuracy", 0, "rc"),
+    ("boolq", "", 0, "rc"),
+    ("arc_challenge", "25-shot", 25, "unknown"),
+    ("hellaswag", "Qwen team evaluation of base models (Qwen2.5 blog)", pd.NA, "unknown"),
+])
+def test_score_format_rule(benchmark, notes, shots, expected):
+    fmt, rule = score_format(benchmark, notes, shots)
+    assert fmt == expected
+    assert rule  # every classification names the rule that made it
+
+
+def _rows(**columns):
+    return pd.DataFrame(columns)
+
+
+def test_aggregator_copies_inherit_the_format_of_the_row_they_copy():
+    scores = _rows(model=["m", "m", "m", "m"], benchmark=["piqa", "piqa", "piqa", "mmlu"],
+                   score=[0.7, 0.7, 0.71, 0.5],
+                   source_kind=["own", "aggregator", "aggregator", "aggregator"],
+                   format=["rc", "unknown", "unknown", "mc"],
+                   format_rule=["0-shot", "", "", "MMLU's standard protocol"])
+    out = _inherit_formats(scores.copy())
+    assert list(out["format"]) == ["rc", "rc", "unknown", "mc"]
+    assert out.loc[1, "format_rule"] == "aggregator copy of a classified row"
+
+
+def test_bundled_scores_carry_a_format_for_every_row():
+    scores = pd.read_csv("data/default/scores.csv")
+    assert set(scores["format"]) <= {"mc", "rc", "gen", "unknown"}
+    assert scores["format_rule"].notna().all()
+    # MMLU reports are multiple choice unless their notes say otherwise
+    mmlu = scores[scores["benchmark"] == "mmlu"]
+    assert (mmlu["format"] == "mc").mean() > 0.9
+
+
+def test_harness_spread_is_the_pairwise_sd_over_root_two():
+    chance = pd.Series({"piqa": 0.5})
+    z = np.array([0.0, 1.0])  # logits above chance of two distinct reports
+    score = 0.5 + 0.5 / (1 + np.exp(-z))
+    scores = _rows(model=["m", "m", "m"], benchmark=["piqa"] * 3, format=["rc"] * 3,
+                   score=[score[0], score[1], score[1]])  # an exact copy counts once
+    out = harness_spread(scores, chance)
+    assert out["triples"] == 1 and out["differences"] == 1
+    assert out["sd_per_report"] == pytest.approx(0.0)  # one difference: SD 0
+    scores = _rows(model=["a", "a", "b", "b"], benchmark=["piqa"] * 4, format=["rc"] * 4,
+                   score=[score[0], score[1], score[1], score[0]])
+    out = harness_spread(scores, chance)
+    assert out["sd_difference"] == pytest.approx(1.0, rel=1e-3)  # differences -1 and +1
+    assert out["sd_per_report"] == pytest.approx(1.0 / np.sqrt(2), rel=1e-3)
+
+
+def test_format_weights_are_laplace_shares_of_stated_formats():
+    scores = _rows(benchmark=["a", "a", "a", "b"], format=["mc", "mc", "rc", "unknown"])
+    w = format_weights(scores, ["a", "b", "c"], {("a", "mc"), ("b", "mc")})
+    np.testing.assert_allclose(w, [3 / 5, 1 / 2, 0.0])
+
+
+def test_format_mixture_logp_matches_scipy():
+    y = np.array([0.3, 0.8, 0.6])
+    mean = np.array([[0.4, 0.7], [0.5, 0.9], [0.55, 0.65]])
+    phi = 50.0
+    log_w = np.log(np.array([[1.0, 1e-300], [1e-300, 1.0], [0.25, 0.75]]))
+    log_w = np.maximum(log_w, -700.0)
+    from scipy.special import gammaln
+    got = format_mixture_logp(y, mean, log_w, np.float64(phi), np.float64(gammaln(phi))).eval()
+    dens = stats.beta.pdf(y[:, None], mean * phi, (1 - mean) * phi)
+    expected = np.log([dens[0, 0], dens[1, 1], 0.25 * dens[2, 0] + 0.75 * dens[2, 1]])
+    np.testing.assert_allclose(got, expected, rtol=1e-8)

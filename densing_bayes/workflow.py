@@ -62,7 +62,8 @@ def fit_data(data: DensingData, spec: ModelSpec, *, progress: bool = True,
     timing = {"compile": times.compile_seconds, "sample": times.sample_seconds,
               "predictive": times.predictive_seconds, "total": time.perf_counter() - start}
     summary = build_summary(idata, inputs, spec, diagnostics, baseline=base, timing=timing,
-                            data_folder=str(data.folder), data_hash=data_hash(data.folder))
+                            data_folder=str(data.folder), data_hash=data_hash(data.folder),
+                            data=data)
     return FitResult(idata, inputs, model, diagnostics, summary)
 
 

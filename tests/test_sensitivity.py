@@ -30,9 +30,14 @@ def test_variants_of_the_default_spec(default_data):
     assert [v.name for v in by_kind["baseline"]] == ["baseline"]
     assert {v.name for v in by_kind["prior"]} == {
         "wide_slopes", "narrow_slopes", "exponential_inefficiency",
-        "halfnormal_inefficiency_scale", "low_ceilings"}
+        "halfnormal_inefficiency_scale", "low_ceilings", "protocol_offset_tight",
+        "protocol_offset_wide", "wide_trend_intercept", "d0_300B", "d0_5T",
+        "wide_exponent_hyperprior"}
     wide = next(v for v in variants if v.name == "wide_slopes")
     assert wide.spec.prior("slope_post").parameters["sigma"] == 5.0
+    tight = next(v for v in variants if v.name == "protocol_offset_tight")
+    assert tight.spec.prior("protocol_offset").parameters["sigma"] == 0.15
+    assert next(v for v in variants if v.name == "d0_5T").spec.data.d0_tokens == 5e12
     benchmarks = prepare_inputs(default_data, spec).benchmarks
     without_mmlu = next(v for v in variants if v.name == "without_benchmark:mmlu")
     assert set(without_mmlu.spec.data.benchmarks) == set(benchmarks) - {"mmlu"}

@@ -141,17 +141,24 @@ def natural_parameters(idata: az.InferenceData, inputs: ModelInputs) -> dict[str
     """Posterior draws of the paper's a, alpha, b, beta, E, c, gamma, l, d per benchmark.
 
     The model samples amplitudes at the design centre: A = a N_c^-alpha, so a = A e^{alpha c_N}.
+    The sigmoid's c, gamma, l are those of the reference protocol (RC, the paper's curve);
+    other formats' curves follow with the format as suffix (``c_mc``, ``gamma_mc``, ``l_mc``).
     """
     post = idata.posterior
     chance = xr.DataArray(inputs.chance, coords={"benchmark": inputs.benchmarks})
-    return {
+    params = {
         "a": post["A"] * np.exp(post["alpha"] * inputs.centre_log_params),
         "alpha": post["alpha"],
         "b": post["B"] * np.exp(post["beta"] * inputs.centre_log_tokens),
         "beta": post["beta"],
         "E": post["E"],
-        "c": post["score_span"],
-        "gamma": post["gamma"],
-        "l": post["midpoint"],
-        "d": xr.zeros_like(post["gamma"]) + chance,
     }
+    formats = (list(post["format"].values) if "format" in post["gamma"].dims else ["rc"])
+    for fmt in formats:
+        pick = ({"format": fmt} if "format" in post["gamma"].dims else {})
+        suffix = "" if fmt == "rc" else f"_{fmt}"
+        params[f"c{suffix}"] = post["score_span"].sel(pick, drop=True)
+        params[f"gamma{suffix}"] = post["gamma"].sel(pick, drop=True)
+        params[f"l{suffix}"] = post["midpoint"].sel(pick, drop=True)
+    params["d"] = xr.zeros_like(params["gamma"]) + chance
+    return params

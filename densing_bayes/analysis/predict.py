@@ -17,9 +17,13 @@ CENTRE_ATTRS = ("centre_log_params", "centre_log_tokens")
 
 
 def attach_constants(idata, inputs) -> None:
-    """Store what forward predictions need beside the draws: centring and chance levels."""
+    """Store what forward predictions need beside the draws: centring, the design box (for the
+    extrapolation tilt) and chance levels."""
+    from densing_bayes.model.build import design_box
+
     for name in CENTRE_ATTRS:
         idata.posterior.attrs[name] = float(getattr(inputs, name))
+    idata.posterior.attrs["design_box"] = list(design_box(inputs))
     chance = xr.Dataset({"chance": ("benchmark", np.asarray(inputs.chance))},
                         coords={"benchmark": inputs.benchmarks})
     if "constant_data" in idata.groups():
@@ -28,25 +32,60 @@ def attach_constants(idata, inputs) -> None:
         idata.add_groups(constant_data=chance)
 
 
-def mean_score(posterior, chance, params: float, tokens: float) -> xr.DataArray:
-    """Posterior draws of the expected score of a (params, tokens) reference model."""
+def format_curve(posterior, fmt: str = "rc"):
+    """(gamma, midpoint, span, precision) of one scoring format's curve, per benchmark."""
+    names = ("gamma", "midpoint", "score_span")
+    if "format" in posterior["gamma"].dims:
+        if fmt not in posterior["format"].values:
+            raise ValueError(f"the fit has no '{fmt}' curve; it has "
+                             f"{list(posterior['format'].values)}")
+        curve = [posterior[n].sel(format=fmt, drop=True) for n in names]
+    elif fmt != "rc":
+        raise ValueError(f"the fit has no '{fmt}' curve; it has ['rc']")
+    else:
+        curve = [posterior[n] for n in names]
+    precision = posterior["score_precision_ref" if fmt == "rc" else f"{fmt}_score_precision_ref"]
+    return (*curve, precision)
+
+
+def extrapolation_factor(posterior, x_n, x_d):
+    """exp(tilt . distance outside the design box): 1 inside the box or without the term.
+
+    The tilts of a benchmark are shared by every point it is extrapolated to, so predictions at
+    the same (N, D) from one draw agree; across draws they carry the law's extrapolation error.
+    """
+    from densing_bayes.model.build import outside_distances
+
+    if "loss_extrapolation_tilt" not in posterior or "design_box" not in posterior.attrs:
+        return 1.0
+    distance = outside_distances(np.asarray(x_n, float), np.asarray(x_d, float),
+                                 posterior.attrs["design_box"], xp=np)
+    tilt = posterior["loss_extrapolation_tilt"]
+    return np.exp((tilt * xr.DataArray(distance, dims=["extrapolation"])).sum("extrapolation"))
+
+
+def mean_score(posterior, chance, params: float, tokens: float, fmt: str = "rc") -> xr.DataArray:
+    """Posterior draws of the expected score of a (params, tokens) reference model, scored in
+    format ``fmt`` ("rc": the reference family's cloze protocol; "mc": multiple choice)."""
+    gamma, midpoint, span, _ = format_curve(posterior, fmt)
     x_n = np.log(params) - posterior.attrs["centre_log_params"]
     x_d = np.log(tokens) - posterior.attrs["centre_log_tokens"]
     loss = (posterior["E"] + posterior["A"] * np.exp(-posterior["alpha"] * x_n)
-            + posterior["B"] * np.exp(-posterior["beta"] * x_d))
-    logit = -posterior["gamma"] * (loss - posterior["midpoint"])
-    score = chance + posterior["score_span"] / (1.0 + np.exp(-logit))
-    return score.transpose(*posterior["gamma"].dims)
+            + posterior["B"] * np.exp(-posterior["beta"] * x_d)) * extrapolation_factor(
+                posterior, x_n, x_d)
+    logit = -gamma * (loss - midpoint)
+    score = chance + span / (1.0 + np.exp(-logit))
+    return score.transpose(*gamma.dims)
 
 
 def predict_scores(idata, *, params: float, tokens: float, ci_prob: float = 0.9,
-                   seed: int = 0) -> pd.DataFrame:
+                   seed: int = 0, fmt: str = "rc") -> pd.DataFrame:
     """Median and equal-tailed ``ci_prob`` predictive interval of the score per benchmark."""
     if params <= 0 or tokens <= 0:
         raise ValueError("params and tokens must be positive counts")
     post = idata.posterior
-    mean = mean_score(post, idata.constant_data["chance"], params, tokens)
-    phi = post["score_precision_ref"]
+    mean = mean_score(post, idata.constant_data["chance"], params, tokens, fmt)
+    phi = format_curve(post, fmt)[3]
     rng = np.random.default_rng(seed)
     m, p = xr.broadcast(mean, phi)
     m, p = m.transpose(*mean.dims).values, p.transpose(*mean.dims).values

@@ -50,7 +50,8 @@ PSENS_THRESHOLD = 0.05
 #: The quantities whose power-scaling sensitivity is reported (those present in the fit).
 POWER_SCALED = ("slope", "slope_pre", "slope_post", "doubling_time_days",
                 "doubling_time_days_pre", "acceleration_ratio", "alpha", "beta",
-                "sigmoid_ceiling", "frontier_inefficiency")
+                "sigmoid_ceiling", "mc_sigmoid_ceiling", "frontier_inefficiency",
+                "frontier_noise", "trend_intercept", "protocol_offset")
 
 #: Intervals reported for every variant (summary.json's definitions: equal-tailed, ci_prob).
 REPORTED = ("doubling_time_days", "doubling_time_days_pre", "acceleration_ratio")
@@ -127,6 +128,7 @@ def fit_variant(spec: ModelSpec, data_folder: str, drop_source: str | None = Non
                   timing=result.summary["timing_seconds"])
     if power_scaling:
         record["power_scaling"] = power_scaling_table(result.idata, result.model)
+        record["per_prior_power_scaling"] = per_prior_power_scaling(result.idata, result.model)
     return record
 
 
@@ -139,23 +141,55 @@ def top_level_priors(model) -> list[str]:
     return [rv.name for rv in model.free_RVs if not free & set(ancestors(rv.owner.inputs))]
 
 
+#: The answer's quantities whose sensitivity to each prior separately is reported.
+PER_PRIOR_QUANTITIES = ("doubling_time_days", "doubling_time_days_pre", "acceleration_ratio")
+
+
 def power_scaling_table(idata: az.InferenceData, model) -> dict[str, dict]:
     """{quantity[element]: {prior, likelihood, flag}} from the fit's draws, no refits.
 
-    Needs the ``log_likelihood`` group (every observed variable, summed by ArviZ); the
-    ``log_prior`` group of the top-level priors is added here.
+    The likelihood is the *whole* likelihood (loss-law rows, reference curves and reported
+    scores: every observed variable, summed by ArviZ), computed here; the run's own
+    ``log_likelihood`` group holds the reported scores only (for LOO). The prior is the joint
+    of the top-level priors; ``per_prior_power_scaling`` scales them one at a time.
     """
-    import pymc as pm
-
-    pm.compute_log_prior(idata, var_names=top_level_priors(model), model=model,
-                         progressbar=False)
-    names = [q for q in POWER_SCALED if q in idata.posterior]
-    prior = az.psens(idata, component="prior", var_names=names)
-    likelihood = az.psens(idata, component="likelihood", var_names=names)
+    scaled = _with_full_likelihood(idata, model)
+    names = [q for q in POWER_SCALED if q in scaled.posterior]
+    prior = az.psens(scaled, component="prior", var_names=names)
+    likelihood = az.psens(scaled, component="likelihood", var_names=names)
     table = {}
     for name in names:
         for label, p, lik in _elements(name, prior[name], likelihood[name]):
             table[label] = {"prior": p, "likelihood": lik, "flag": psens_flag(p, lik)}
+    return table
+
+
+def _with_full_likelihood(idata: az.InferenceData, model) -> az.InferenceData:
+    """The posterior with the log prior of every top-level prior and the log-likelihood of
+    every observed variable (a new InferenceData; ``idata`` is not changed)."""
+    import pymc as pm
+
+    priors = pm.compute_log_prior(idata, var_names=top_level_priors(model), model=model,
+                                  progressbar=False, extend_inferencedata=False)
+    likelihood = pm.compute_log_likelihood(
+        idata, var_names=[rv.name for rv in model.observed_RVs], model=model,
+        progressbar=False, extend_inferencedata=False)
+    return az.InferenceData(posterior=idata.posterior, log_prior=priors.log_prior,
+                            log_likelihood=likelihood.log_likelihood)
+
+
+def per_prior_power_scaling(idata: az.InferenceData, model,
+                            quantities: Sequence[str] = PER_PRIOR_QUANTITIES) -> dict[str, dict]:
+    """{prior: {quantity: sensitivity}}: each top-level prior power-scaled alone (priorsense's
+    per-prior analysis), so the table says *which* prior moves the answer."""
+    scaled = _with_full_likelihood(idata, model)
+    names = [q for q in quantities if q in scaled.posterior]
+    table = {}
+    for prior_name in top_level_priors(model):
+        values = az.psens(scaled, component="prior", component_var_names=[prior_name],
+                          var_names=names)
+        table[prior_name] = {q: (float(values[q]) if math.isfinite(float(values[q])) else None)
+                             for q in names}
     return table
 
 
@@ -236,6 +270,7 @@ def write_sensitivity_outputs(out: Path, variants: Sequence[Variant], records: M
         "interval": "equal-tailed",
         "psens_threshold": PSENS_THRESHOLD,
         "power_scaling": baseline.get("power_scaling", {}),
+        "per_prior_power_scaling": baseline.get("per_prior_power_scaling", {}),
         "prior_variants": entries,
         "timing": {"wall_seconds": wall_seconds,
                    "fit_seconds": {v.name: records[v.task_id]["seconds"] for v in variants}},

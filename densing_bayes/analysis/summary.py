@@ -15,6 +15,7 @@ import pandas as pd
 
 from densing_bayes import __version__
 from densing_bayes.analysis import derived
+from densing_bayes.analysis.identification import identification_summary
 from densing_bayes.inference.diagnostics import Diagnostics
 from densing_bayes.model.inputs import ModelInputs
 from densing_bayes.model.spec import ModelSpec
@@ -49,7 +50,7 @@ def baseline_summary(baseline) -> dict:
 
 def build_summary(idata: az.InferenceData, inputs: ModelInputs, spec: ModelSpec,
                   diagnostics: Diagnostics, *, baseline=None, timing: dict | None = None,
-                  data_folder: str = "", data_hash: str = "") -> dict:
+                  data_folder: str = "", data_hash: str = "", data=None) -> dict:
     ci = spec.ci_prob
     summary = {
         "package_version": __version__,
@@ -78,6 +79,7 @@ def build_summary(idata: az.InferenceData, inputs: ModelInputs, spec: ModelSpec,
                                           "acceleration_ratio")})
         summary["models"] = {}
     summary["benchmarks"] = derived.benchmark_summary(idata, inputs, ci)
+    summary["identification"] = identification_summary(idata, inputs, spec, data)
     return _clean(summary)
 
 

@@ -5,13 +5,18 @@ One PyMC model, sampled jointly (statistical brief: docs section 2; README "The 
 Reference family, per benchmark b (x_N = log N - centre, x_D = log D - centre):
     loss law     L = E_b + A_b exp(-alpha_b x_N) + B_b exp(-beta_b x_D)
                  log L_obs ~ Normal(log L, sigma_loss_b)                       (law rows)
-    sigmoid      S(L) = d_b + c_b logistic(-gamma_b (L - l_b)),  d_b = chance_b,
-                 c_b = (1 - d_b) ceiling_b
-                 score_obs ~ Beta(mean S(L_obs), precision phi_ref_b)            (curve rows)
+    sigmoid      S_f(L) = d_b + c_fb logistic(-gamma_fb (L - l_fb)),  d_b = chance_b,
+                 c_fb = (1 - d_b) ceiling_fb, one curve per scoring format f (rc: cloze, the
+                 ladder's protocol; mc: answer letter, bridged by the OLMo-2 7B checkpoints
+                 that log both on the same task loss)
+                 score_obs ~ Beta(mean S_f(L_obs), precision phi_ref_fb)         (curve rows)
 Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e^{r_m} at D0):
     L_mb = loss law at (N_hat_m, D0)
-    score_obs_mbk ~ Beta(mean d_b + c_b logistic(-gamma_b (L_mb - l_b) + delta_b + eta_k), phi_eval)
-    (delta_b: protocol offset of reported scores; eta_k: who reported it, sums to zero)
+    score_obs_mbk ~ Beta(mean d_b + c_fb logistic(-gamma_fb (L_mb - l_fb) + delta_b + eta_k),
+                         phi_eval)   through the curve of the row's stated format f, or a
+                         mixture over the formats (weights: the benchmark's stated-format
+                         shares) when the format is unknown
+    (delta_b: residual harness offset within a format; eta_k: who reported it, sums to zero)
 Density trend (t = years since the changepoint date):
     f(t) = B + slope_pre min(t - tau, 0) + slope_post max(t - tau, 0)     (continuous at tau)
                B = trend_intercept + sigma_u sqrt(2/pi)  (prior on the mean level, which data pin)
@@ -134,26 +139,103 @@ def _loss_law_block(inputs: ModelInputs, spec: ModelSpec):
     return E, A, B, alpha, beta
 
 
+#: Prior names of each format's sigmoid: the reference protocol ("rc") keeps the historical
+#: names; every other format's curve has its own priors, prefixed with the format.
+SIGMOID_PRIORS = ("sigmoid_log_slope", "sigmoid_log_midpoint", "sigmoid_ceiling",
+                  "score_precision_ref")
+
+
+def sigmoid_prior_name(name: str, fmt: str) -> str:
+    return name if fmt == "rc" else f"{fmt}_{name}"
+
+
+def _format_sigmoid(spec: ModelSpec, fmt: str, loss_scale):
+    """gamma, midpoint, ceiling, precision of one format's curve (each of dim benchmark)."""
+    var = {n: spec.prior(sigmoid_prior_name(n, fmt)).create_variable(sigmoid_prior_name(n, fmt))
+           for n in SIGMOID_PRIORS}
+    gamma = pt.exp(var["sigmoid_log_slope"]) / loss_scale
+    midpoint = loss_scale * pt.exp(var["sigmoid_log_midpoint"])
+    return gamma, midpoint, var["sigmoid_ceiling"], var["score_precision_ref"]
+
+
+#: The four directions in which a point can leave the reference design box, in the order of
+#: the ``extrapolation`` dim: below / above the ladder's log N range, below / above its log D.
+EXTRAPOLATION_DIRECTIONS = ("params_below", "params_above", "tokens_below", "tokens_above")
+
+
+def design_box(inputs: ModelInputs) -> tuple[float, float, float, float]:
+    """(min, max) of centred log N and of centred log D over the loss-law rows."""
+    return (float(np.min(inputs.law_x_params)), float(np.max(inputs.law_x_params)),
+            float(np.min(inputs.law_x_tokens)), float(np.max(inputs.law_x_tokens)))
+
+
+def outside_distances(x_n, x_d, box, xp=pt):
+    """Distances (log units) outside the design box per direction, stacked on the last axis."""
+    n_lo, n_hi, d_lo, d_hi = box
+    zero = 0.0
+    return xp.stack([xp.maximum(n_lo - x_n, zero), xp.maximum(x_n - n_hi, zero),
+                     xp.maximum(d_lo - x_d, zero) + 0.0 * x_n,
+                     xp.maximum(x_d - d_hi, zero) + 0.0 * x_n], axis=-1)
+
+
+def _extrapolation_tilt(spec: ModelSpec):
+    """Per-benchmark random tilts of the log loss law outside the design box, (benchmark,
+    direction): tilt = sd * z, z ~ Normal(0, 1); the law is exact inside the box and its log
+    error grows linearly, at a rate the ladder cannot see, in each direction it is extrapolated.
+    ``None`` when the spec switches it off."""
+    sd = spec.loss_law.extrapolation_sd
+    if sd <= 0:
+        return None
+    z = pm.Normal("loss_extrapolation_z", 0.0, 1.0, dims=("benchmark", "extrapolation"))
+    return pm.Deterministic("loss_extrapolation_tilt", sd * z,
+                            dims=("benchmark", "extrapolation"))
+
+
 def _sigmoid_block(inputs: ModelInputs, spec: ModelSpec):
-    """Per-benchmark loss -> score sigmoid and the likelihood of the curve rows."""
+    """Per-(format, benchmark) loss -> score sigmoids and the likelihood of the curve rows.
+
+    Returns (format, benchmark) tensors. All formats share the task loss and the chance floor;
+    each has its own slope, midpoint, ceiling and precision.
+    """
     loss_scale = pt.as_tensor(inputs.loss_scale)
-    gamma = pm.Deterministic(
-        "gamma", pt.exp(spec.prior("sigmoid_log_slope").create_variable("sigmoid_log_slope"))
-        / loss_scale, dims="benchmark")
-    midpoint = pm.Deterministic(
-        "midpoint", loss_scale * pt.exp(spec.prior("sigmoid_log_midpoint")
-                                        .create_variable("sigmoid_log_midpoint")), dims="benchmark")
-    ceiling = spec.prior("sigmoid_ceiling").create_variable("sigmoid_ceiling")
+    parts = [_format_sigmoid(spec, fmt, loss_scale) for fmt in inputs.formats]
+    gamma = pm.Deterministic("gamma", pt.stack([p[0] for p in parts]),
+                             dims=("format", "benchmark"))
+    midpoint = pm.Deterministic("midpoint", pt.stack([p[1] for p in parts]),
+                                dims=("format", "benchmark"))
     chance = pt.as_tensor(inputs.chance)
-    span = pm.Deterministic("score_span", (1.0 - chance) * ceiling, dims="benchmark")
-    phi = spec.prior("score_precision_ref").create_variable("score_precision_ref")
+    span = pm.Deterministic("score_span", (1.0 - chance) * pt.stack([p[2] for p in parts]),
+                            dims=("format", "benchmark"))
+    phi = pt.stack([p[3] for p in parts])
 
     b = pm.Data("curve_benchmark", inputs.curve_benchmark, dims="curve_row")
+    f = pm.Data("curve_format", inputs.curve_format, dims="curve_row")
     loss = pm.Data("curve_loss", inputs.curve_loss, dims="curve_row")
-    mean = chance[b] + span[b] * pm.math.sigmoid(-gamma[b] * (loss - midpoint[b]))
+    mean = chance[b] + span[f, b] * pm.math.sigmoid(-gamma[f, b] * (loss - midpoint[f, b]))
     observed = pm.Data("curve_score", inputs.curve_score, dims="curve_row")
-    _beta_obs("curve_score_obs", mean, phi[b], observed, "curve_row", pt.gammaln(phi)[b])
+    _beta_obs("curve_score_obs", mean, phi[f, b], observed, "curve_row", pt.gammaln(phi)[f, b])
     return gamma, midpoint, span, chance
+
+
+def format_mixture_logp(value, mean, log_weight, precision, log_norm):
+    """log sum_f w_rf Beta(value_r | mean_rf, precision): a stated format has weight 1 on its
+    own curve (the others carry IMPOSSIBLE_LOG_WEIGHT), an unknown one the benchmark's shares."""
+    mean = pt.clip(mean, BETA_MEAN_EPS, 1.0 - BETA_MEAN_EPS)
+    per_format = beta_mean_precision_logp(value[:, None], mean, precision[..., None],
+                                          log_norm[..., None])
+    if mean.type.shape[-1] == 1:
+        return per_format[:, 0]
+    return pt.logsumexp(per_format + log_weight, axis=-1)
+
+
+def _format_mixture_random(mean, log_weight, precision, log_norm, rng=None, size=None):
+    mean = np.clip(mean, BETA_MEAN_EPS, 1.0 - BETA_MEAN_EPS)
+    weight = np.exp(log_weight - log_weight.max(axis=-1, keepdims=True))
+    cumulative = np.cumsum(weight / weight.sum(axis=-1, keepdims=True), axis=-1)
+    pick = (rng.random(cumulative.shape[:-1])[..., None] > cumulative).sum(axis=-1)
+    pick = np.minimum(pick, mean.shape[-1] - 1)
+    chosen = np.take_along_axis(mean, pick[..., None], axis=-1)[..., 0]
+    return rng.beta(chosen * precision, (1.0 - chosen) * precision, size=size)
 
 
 def _trend_block(inputs: ModelInputs, spec: ModelSpec):
@@ -249,12 +331,21 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
         k = pm.Data("score_source", inputs.score_source, dims="score_row")
         x_n = log_eff[m] - inputs.centre_log_params
         loss = loss_law_centred(x_n, inputs.log_d0_centred, E[b], A[b], B[b], alpha[b], beta[b])
-        logit = -gamma[b] * (loss - midpoint[b])
-        logit = logit + spec.prior("protocol_offset").create_variable("protocol_offset")[b]
+        tilt = _extrapolation_tilt(spec)
+        if tilt is not None:
+            distance = outside_distances(x_n, inputs.log_d0_centred, design_box(inputs))
+            loss = loss * pt.exp(pt.sum(distance * tilt[b], axis=-1))
+        shift = spec.prior("protocol_offset").create_variable("protocol_offset")[b]
         if len(inputs.source_kinds) > 1:
-            logit = logit + spec.prior("source_offset").create_variable("source_offset")[k]
-        mean = chance[b] + span[b] * pm.math.sigmoid(logit)
+            shift = shift + spec.prior("source_offset").create_variable("source_offset")[k]
+        # (row, format): the row's score under each format's curve; the mixture picks.
+        logit = (-gamma[:, b] * (loss[None, :] - midpoint[:, b]) + shift[None, :]).T
+        mean = chance[b][:, None] + span[:, b].T * pm.math.sigmoid(logit)
+        log_weight = pm.Data("score_format_log_weight", inputs.score_format_log_weight,
+                             dims=("score_row", "format"))
         phi = spec.prior("score_precision_eval").create_variable("score_precision_eval")
         observed = pm.Data("score_value", inputs.score_value, dims="score_row")
-        _beta_obs("score_obs", mean, phi, observed, "score_row", pt.gammaln(phi))
+        pm.CustomDist("score_obs", mean, log_weight, phi, pt.gammaln(phi),
+                      logp=format_mixture_logp, random=_format_mixture_random,
+                      observed=observed, dims="score_row", signature="(f),(f),(),()->()")
     return model

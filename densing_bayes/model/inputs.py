@@ -25,6 +25,17 @@ from densing_bayes import laws
 from densing_bayes.data.schema import DensingData, truthy
 from densing_bayes.model.spec import ModelSpec
 
+#: Scoring formats a reference curve can have, in the order of the model's ``format`` dim:
+#: "rc" (cloze: the answer text's likelihood, the reference family's own protocol) and "mc"
+#: (options in the prompt, the answer letter scored). A reported score may also be "unknown"
+#: (marginalised over the formats with curves) or "gen" (generated answers: no curve, not fitted).
+CURVE_FORMATS = ("rc", "mc")
+SCORE_FORMAT_CODES = {"rc": 0, "mc": 1, "unknown": -1}
+
+#: Floor of the log-weight of a format a reported row cannot have (exp(-700) ~ 1e-304: zero in
+#: the mixture, but finite so that gradients stay finite).
+IMPOSSIBLE_LOG_WEIGHT = -700.0
+
 #: Item count used to squeeze scores of 0 or 1 into the open interval the Beta likelihood
 #: needs, y' = (y (n - 1) + 0.5) / n (Smithson & Verkuilen 2006), when n_items is unknown.
 DEFAULT_SQUEEZE_ITEMS = 1000.0
@@ -53,6 +64,8 @@ class ModelInputs:
     curve_benchmark: np.ndarray
     curve_loss: np.ndarray
     curve_score: np.ndarray  # squeezed into (0, 1)
+    curve_format: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # index in formats
+    formats: tuple[str, ...] = ("rc",)
     # evaluated models
     models: list[str] = field(default_factory=list)
     model_log_params: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -63,6 +76,12 @@ class ModelInputs:
     score_source: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     score_value: np.ndarray = field(default_factory=lambda: np.zeros(0))  # squeezed
     score_raw: np.ndarray = field(default_factory=lambda: np.zeros(0))  # as reported
+    score_format: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # -1: unknown
+    #: log P(format) per score row and format (rows, formats): 0 / IMPOSSIBLE_LOG_WEIGHT for a
+    #: stated format, the benchmark's format shares for an unknown one.
+    score_format_log_weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 1)))
+    #: P(mc) of an unknown-format row, per benchmark (see ``format_weights``).
+    mc_weight: np.ndarray = field(default_factory=lambda: np.zeros(0))
     source_kinds: list[str] = field(default_factory=list)
     notes: tuple[str, ...] = ()
 
@@ -80,6 +99,9 @@ class ModelInputs:
             coords["model"] = list(self.models)
             coords["score_obs"] = list(range(len(self.score_value)))
             coords["source_kind"] = list(self.source_kinds)
+        coords["format"] = list(self.formats)
+        coords["extrapolation"] = ["params_below", "params_above", "tokens_below",
+                                   "tokens_above"]
         return coords
 
 
@@ -98,9 +120,25 @@ def _reference_rows(data: DensingData, spec: ModelSpec, notes: list[str]):
             notes.append(f"reference_runs.csv: {int(held.sum())} hold-out rows "
                          f"({runs.loc[held, 'run_id'].nunique()} runs) kept out of the fit")
         runs = runs[~held]
-    law = runs[runs["params"].notna() & runs["tokens"].notna() & runs["loss"].notna()]
+    fmt = reference_formats(runs)
+    unknown = ~fmt.isin(CURVE_FORMATS)
+    if unknown.any():
+        notes.append(f"reference_runs.csv: {int(unknown.sum())} rows with a format other than "
+                     f"{list(CURVE_FORMATS)} are not used")
+    runs = runs.assign(format=fmt)[~unknown]
+    # One loss-law row per (run, benchmark): the loss is the same in every format's row.
+    law = runs[runs["params"].notna() & runs["tokens"].notna() & runs["loss"].notna()
+               & (runs["format"] == "rc")]
     curve = runs[runs["loss"].notna() & runs["score"].notna()]
     return law, curve
+
+
+def reference_formats(runs: pd.DataFrame) -> pd.Series:
+    """Format of every reference row: the ``format`` column, "rc" where absent or empty (the
+    reference family's own cloze protocol, what a folder without the column has always meant)."""
+    if "format" not in runs:
+        return pd.Series("rc", index=runs.index)
+    return runs["format"].fillna("").astype(str).str.strip().str.lower().replace("", "rc")
 
 
 def _choose_benchmarks(law, curve, data, spec, notes) -> list[str]:
@@ -130,7 +168,7 @@ def thin_curve_rows(curve: pd.DataFrame, max_rows: int, notes: list[str]) -> pd.
     if max_rows <= 0:
         return curve
     kept = []
-    for _, rows in curve.groupby("benchmark", sort=False):
+    for _, rows in curve.groupby(["benchmark", "format"], sort=False):
         if len(rows) > max_rows:
             order = rows.sort_values(["loss", "run_id"], kind="stable")
             picks = np.unique(np.round(np.linspace(0, len(order) - 1, max_rows)).astype(int))
@@ -138,7 +176,8 @@ def thin_curve_rows(curve: pd.DataFrame, max_rows: int, notes: list[str]) -> pd.
         kept.append(rows)
     thinned = pd.concat(kept).sort_index()
     if len(thinned) < len(curve):
-        notes.append(f"curve rows thinned to at most {max_rows} per benchmark, evenly spaced in "
+        notes.append(f"curve rows thinned to at most {max_rows} per benchmark and format, "
+                     "evenly spaced in "
                      f"loss: {len(thinned)} of {len(curve)} used ([data] max_curve_rows)")
     return thinned
 
@@ -152,7 +191,39 @@ def _chance(benchmarks: list[str], data: DensingData, curve: pd.DataFrame, notes
     return np.zeros(len(benchmarks))
 
 
-def _evaluated(data, spec, benchmarks, notes):
+def _score_formats(scores, curve_formats, benchmarks, notes):
+    """Each reported row's format: stated ("rc"/"mc"), "unknown" (marginalised), or left out.
+
+    Without a ``format`` column every row is taken to be in the reference protocol ("rc"), as
+    before formats existed. "gen" rows (generated answers) and rows whose format has no
+    reference curve for their benchmark are left out with a note: no curve can map them.
+    """
+    fmt = (scores["format"].fillna("").astype(str).str.strip().str.lower().replace("", "unknown")
+           if "format" in scores else pd.Series("rc", index=scores.index))
+    has_curve = pd.Series([(b, f) in curve_formats for b, f in zip(scores["benchmark"], fmt)],
+                          index=scores.index)
+    usable = has_curve | (fmt == "unknown")
+    for label, dropped in (("generated-answer ('gen')", fmt == "gen"),
+                           ("a format without a reference curve", ~usable & (fmt != "gen"))):
+        if dropped.any():
+            notes.append(f"scores.csv: {int(dropped.sum())} rows in {label} format are not "
+                         "used: no reference curve maps them")
+    return scores.assign(format=fmt)[usable]
+
+
+def format_weights(scores: pd.DataFrame, benchmarks: list[str], curve_formats) -> np.ndarray:
+    """P(mc) of an unknown-format row of each benchmark: the share of MC among the benchmark's
+    stated-format rows, with one pseudo-row of each (Laplace's rule: 1/2 with no stated row);
+    0 where the benchmark has no MC curve."""
+    weights = []
+    for b in benchmarks:
+        stated = scores.loc[scores["benchmark"] == b, "format"]
+        n_mc, n_rc = int((stated == "mc").sum()), int((stated == "rc").sum())
+        weights.append((n_mc + 1) / (n_mc + n_rc + 2) if (b, "mc") in curve_formats else 0.0)
+    return np.array(weights)
+
+
+def _evaluated(data, spec, benchmarks, notes, curve_formats):
     models = data.models.copy()
     scores = data.scores.copy()
     if spec.data.exclude_flags and "flags" in models:
@@ -180,6 +251,7 @@ def _evaluated(data, spec, benchmarks, notes):
         else:
             notes.append("scores.csv has no 'preferred' column: the first row per pair is used")
             scores = scores.drop_duplicates(["model", "benchmark"], keep="first")
+    scores = _score_formats(scores, curve_formats, benchmarks, notes)
     scored = models["model"].isin(scores["model"])
     if (~scored).any():
         notes.append(f"models without a score on a modelled benchmark are not fitted: "
@@ -196,6 +268,8 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
     law = law[law["benchmark"].isin(benchmarks)]
     curve = thin_curve_rows(curve[curve["benchmark"].isin(benchmarks)],
                             spec.data.max_curve_rows, notes)
+    formats = tuple(f for f in CURVE_FORMATS if f in set(curve["format"]))
+    fidx = {f: i for i, f in enumerate(formats)}
 
     log_n, log_d = np.log(law["params"].to_numpy(float)), np.log(law["tokens"].to_numpy(float))
     centre_n, centre_d = float(log_n.mean()), float(log_d.mean())
@@ -215,11 +289,14 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
         curve_benchmark=curve["benchmark"].map(bidx).to_numpy(int),
         curve_loss=curve["loss"].to_numpy(float),
         curve_score=squeeze_scores(curve["score"].to_numpy(float)),
+        curve_format=curve["format"].map(fidx).to_numpy(int),
+        formats=formats,
     )
     if not data.has_evaluated_models:
         return ModelInputs(**common, notes=tuple(notes))
 
-    models, scores = _evaluated(data, spec, benchmarks, notes)
+    curve_formats = set(zip(curve["benchmark"], curve["format"]))
+    models, scores = _evaluated(data, spec, benchmarks, notes, curve_formats)
     if models.empty:
         notes.append("no evaluated model can be fitted: the two-step chain is fitted alone")
         return ModelInputs(**common, notes=tuple(notes))
@@ -229,6 +306,16 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
     source_kinds = sorted(kinds.unique())
     n_items = scores["n_items"].to_numpy(float) if "n_items" in scores else None
     release = models["release_date"].to_numpy("datetime64[D]")
+    score_bidx = scores["benchmark"].map(bidx).to_numpy(int)
+    mc_weight = format_weights(scores, benchmarks, curve_formats)
+    code = scores["format"].map(lambda f: fidx.get(f, -1)).to_numpy(int)
+    log_weight = np.full((len(scores), len(formats)), IMPOSSIBLE_LOG_WEIGHT)
+    for f, i in fidx.items():
+        log_weight[code == i, i] = 0.0
+        share = mc_weight[score_bidx] if f == "mc" else 1.0 - mc_weight[score_bidx]
+        unknown = code == -1
+        log_weight[unknown, i] = np.log(np.maximum(share[unknown], 1e-300))
+    log_weight = np.maximum(log_weight, IMPOSSIBLE_LOG_WEIGHT)
     return ModelInputs(
         **common,
         models=models["model"].astype(str).tolist(),
@@ -236,10 +323,13 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
         model_time=laws.years_since(release, np.datetime64(spec.trend.changepoint_date, "D")),
         model_release=release,
         score_model=scores["model"].map(midx).to_numpy(int),
-        score_benchmark=scores["benchmark"].map(bidx).to_numpy(int),
+        score_benchmark=score_bidx,
         score_source=kinds.map({k: i for i, k in enumerate(source_kinds)}).to_numpy(int),
         score_value=squeeze_scores(scores["score"].to_numpy(float), n_items),
         score_raw=scores["score"].to_numpy(float),
+        score_format=code,
+        score_format_log_weight=log_weight,
+        mc_weight=mc_weight,
         source_kinds=source_kinds,
         notes=tuple(notes),
     )

@@ -57,6 +57,12 @@ class DataSettings(_Section):
 
 class LossLawSettings(_Section):
     irreducible: bool = Field(True, description="add an irreducible loss E per benchmark")
+    extrapolation_sd: float = Field(
+        0.035, ge=0, description="SD, per unit of log distance outside the reference design "
+        "(log N or log D beyond the ladder's range), of a random tilt of each benchmark's log "
+        "loss law: the law's error where it is extrapolated. 0.035 is calibrated by "
+        "leave-largest-size-out on the ladder (docs/model.md, 'Extrapolation discrepancy'); "
+        "0 switches the term off")
 
 
 class TrendSettings(_Section):

@@ -854,10 +854,14 @@ def loss_score_data(*, idata, inputs, ci_prob: float = CI_PROB, n_grid: int = 12
     score, the model, benchmark, score and the posterior median and interval of the model's loss.
     """
     post = idata.posterior
+    if "format" in post["gamma"].dims:  # the reference protocol's (RC) curve
+        post = post.sel(format="rc")
     bench_names = np.asarray(inputs.benchmarks)
+    formats = np.asarray(getattr(inputs, "curve_format", []))
+    rc_rows = formats == 0 if len(formats) else slice(None)
     curve_points = pd.DataFrame({"benchmark": bench_names[np.asarray(inputs.curve_benchmark)],
                                  "loss": np.asarray(inputs.curve_loss),
-                                 "score": np.asarray(inputs.curve_score)})
+                                 "score": np.asarray(inputs.curve_score)})[rc_rows]
     gamma, mid, span = (draws(post, k, max_draws=MAX_CURVE_DRAWS)
                         for k in ("gamma", "midpoint", "score_span"))
     delta = (draws(post, "protocol_offset", max_draws=MAX_CURVE_DRAWS)

@@ -1,0 +1,129 @@
+"""The identification checks: exact distances, a known-size anchor recovered, reachability."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from densing_bayes.analysis.identification import anchor_check, protocol_offsets, reachability
+from densing_bayes.analysis.predict import extrapolation_factor
+from densing_bayes.data.schema import DensingData
+from densing_bayes.model.build import outside_distances
+
+BOX = (-1.0, 1.0, -2.0, 2.0)
+
+
+def test_outside_distances_are_zero_inside_and_linear_outside():
+    x_n = np.array([0.0, -3.0, 2.5])
+    x_d = np.array([0.0, 3.0, -2.5])
+    d = outside_distances(x_n, x_d, BOX, xp=np)
+    np.testing.assert_allclose(d, [[0, 0, 0, 0], [2.0, 0, 0, 1.0], [0, 1.5, 0.5, 0]])
+
+
+def _posterior(n_draws=200, seed=0, tilt_sd=0.0):
+    """A fake two-benchmark posterior: loss law, RC and MC curves, offsets, all known."""
+    rng = np.random.default_rng(seed)
+    bench = ["b1", "b2"]
+    shape = (1, n_draws, 2)
+    def var(value, jitter=0.0):
+        return (("chain", "draw", "benchmark"),
+                np.full(shape, value) * (1 + jitter * rng.standard_normal(shape)))
+    post = xr.Dataset({
+        "E": var(0.3, 0.01), "A": var(0.4, 0.01), "B": var(0.3, 0.01),
+        "alpha": var(0.35, 0.01), "beta": var(0.3, 0.01),
+        "gamma": (("chain", "draw", "format", "benchmark"),
+                  np.stack([np.full(shape, 8.0), np.full(shape, 12.0)], axis=2)),
+        "midpoint": (("chain", "draw", "format", "benchmark"),
+                     np.stack([np.full(shape, 1.0), np.full(shape, 0.9)], axis=2)),
+        "score_span": (("chain", "draw", "format", "benchmark"),
+                       np.stack([np.full(shape, 0.6), np.full(shape, 0.7)], axis=2)
+                       * np.array([1.0, 0.6])),
+        "score_precision_ref": var(300.0), "mc_score_precision_ref": var(300.0),
+        "protocol_offset": var(0.15),
+        "loss_extrapolation_tilt": (("chain", "draw", "benchmark", "extrapolation"),
+                                    tilt_sd * rng.standard_normal((1, n_draws, 2, 4))),
+    }, coords={"chain": [0], "draw": np.arange(n_draws), "benchmark": bench,
+               "format": ["rc", "mc"],
+               "extrapolation": ["params_below", "params_above", "tokens_below",
+                                 "tokens_above"]})
+    post.attrs.update(centre_log_params=np.log(1e9), centre_log_tokens=np.log(1e11),
+                      design_box=list(BOX))
+    const = xr.Dataset({"chance": ("benchmark", [0.25, 0.5])}, coords={"benchmark": bench})
+    return az.InferenceData(posterior=post, constant_data=const)
+
+
+def _anchor_data(idata, true_n, tokens, seed=1):
+    """Held-out MC rows of a run of size ``true_n``, simulated from the fake chain itself."""
+    rng = np.random.default_rng(seed)
+    post = idata.posterior
+    rows = []
+    for t in tokens:
+        for bi, b in enumerate(["b1", "b2"]):
+            x_n = np.log(true_n) - post.attrs["centre_log_params"]
+            x_d = np.log(t) - post.attrs["centre_log_tokens"]
+            loss = float(0.3 + 0.4 * np.exp(-0.35 * x_n) + 0.3 * np.exp(-0.3 * x_d))
+            mean = [0.25, 0.5][bi] + [0.7, 0.42][bi] / (1 + np.exp(12.0 * (loss - 0.9)))
+            rows.append({"run_id": f"r-{t}", "run": "r", "benchmark": b, "format": "mc",
+                         "holdout": "true", "final": "false", "params": np.nan,
+                         "tokens": np.nan, "tokens_seen": t, "loss": loss,
+                         "score": rng.beta(mean * 300, (1 - mean) * 300)})
+    rows.append({"run_id": "r-final", "run": "r", "benchmark": "b1", "format": "rc",
+                 "holdout": "true", "final": "true", "params": true_n, "tokens": tokens[-1],
+                 "tokens_seen": tokens[-1], "loss": 0.5, "score": 0.5})
+    return DensingData(folder="fake", reference_runs=pd.DataFrame(rows))
+
+
+def test_anchor_of_known_size_comes_back_at_its_size():
+    idata = _posterior()
+    data = _anchor_data(idata, true_n=3e9, tokens=[2e11, 4e11, 8e11, 1.6e12])
+    (result,) = anchor_check(idata, data, fmt="mc")
+    assert result["run"] == "r" and result["n_scores"] == 8
+    assert result["true_inside"]
+    assert abs(result["log_ratio_median"]) < 0.3
+    assert result["predictive_coverage"] >= 0.75
+
+
+def test_anchor_interval_widens_with_the_extrapolation_tilt():
+    data_args = dict(true_n=3e9, tokens=[2e11, 4e11, 8e11, 1.6e12])
+    narrow = anchor_check(_posterior(), _anchor_data(_posterior(), **data_args))[0]
+    wide = anchor_check(_posterior(tilt_sd=0.05), _anchor_data(_posterior(), **data_args))[0]
+    width = lambda r: r["log_effective_params"]["upper"] - r["log_effective_params"]["lower"]
+    assert width(wide) > 1.2 * width(narrow)  # 0.1 and 0.8 log units outside the box
+
+
+def test_extrapolation_factor_is_one_inside_the_box():
+    idata = _posterior(tilt_sd=0.1)
+    inside = extrapolation_factor(idata.posterior, 0.0, 0.0)
+    np.testing.assert_allclose(inside, 1.0)
+    outside = extrapolation_factor(idata.posterior, 3.0, 0.0)  # 2 units above in log N
+    tilt = idata.posterior["loss_extrapolation_tilt"].sel(extrapolation="params_above")
+    np.testing.assert_allclose(outside, np.exp(2.0 * tilt))
+
+
+class _Inputs:
+    has_evaluated_models = True
+    benchmarks = ["b1", "b2"]
+    score_benchmark = np.array([0, 0, 1, 1])
+    score_format = np.array([1, -1, 0, 0])  # mc, unknown, rc, rc
+    score_raw = np.array([0.90, 0.99, 0.70, 0.86])
+
+
+def test_reachability_counts_scores_above_the_reachable_ceiling():
+    idata = _posterior()
+    out = {r["benchmark"]: r for r in reachability(idata, _Inputs())}
+    # b1: chance 0.25; rc reach 0.85, mc reach 0.95. 0.90 (mc) is reachable; 0.99 (unknown) is
+    # above both formats' reach.
+    assert out["b1"]["reachable_q99"] == pytest.approx({"rc": 0.85, "mc": 0.95})
+    assert out["b1"]["n_above"] == 1
+    # b2: chance 0.5, rc span 0.36: reach 0.86; 0.70 is reachable, 0.86 is not above it
+    assert out["b2"]["reachable_q99"]["rc"] == pytest.approx(0.86)
+    assert out["b2"]["n_above"] == 0
+
+
+def test_protocol_offsets_report_the_prior_z_score():
+    (b1, b2) = protocol_offsets(_posterior(), prior_sigma=0.3)
+    assert b1["median"] == pytest.approx(0.15)
+    assert b1["prior_z"] == pytest.approx(0.5)

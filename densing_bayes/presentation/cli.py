@@ -96,9 +96,11 @@ def _report_fit(result, spec, out: Path, strict: bool) -> int:
             print(f"doubling time before: {fmt(s['doubling_time_days_pre'])}")
     failures = s["diagnostics"]["failures"]
     d = s["diagnostics"]
-    print(f"diagnostics: {d['divergences']} divergences, max R-hat {d['max_rhat']:.3f}, "
-          f"min ESS bulk/tail {d['min_ess_bulk']:.0f}/{d['min_ess_tail']:.0f}, "
-          f"min E-BFMI {d['min_bfmi']:.2f}")
+    def num(value, fmt):  # None: not computable (R-hat of one chain, E-BFMI without energy)
+        return "n/a" if value is None else format(value, fmt)
+    print(f"diagnostics: {d['divergences']} divergences, max R-hat {num(d['max_rhat'], '.3f')}, "
+          f"min ESS bulk/tail {num(d['min_ess_bulk'], '.0f')}/{num(d['min_ess_tail'], '.0f')}, "
+          f"min E-BFMI {num(d['min_bfmi'], '.2f')}")
     for line in failures:
         print(f"WARNING: {line}", file=sys.stderr)
     if failures and strict:

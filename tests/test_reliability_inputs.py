@@ -227,8 +227,15 @@ BAD_CELLS = ["", " ", "1e400", "-1e400", "-1", "0", "nan", "inf", "NaN", "7B", "
              "'; DROP TABLE", "\"", "2023-07-18T00:00", "0x10", "1_000"]
 
 
-def _rows(path: Path) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+def _rows(path: Path) -> list[list[str]] | None:
+    """The rows of a file another mutation left as parseable CSV with data, else None."""
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if len(rows) < 2 or not rows[0] or any(len(row) != len(rows[0]) for row in rows):
+        return None
+    return rows
 
 
 def _write_rows(path: Path, rows) -> None:
@@ -239,8 +246,24 @@ def _write_rows(path: Path, rows) -> None:
 
 def _mutate(folder: Path, rng: random.Random, kind: str) -> str:
     """Break ``folder`` in one way; return a description for the failure message."""
-    files = sorted(folder.glob("*.csv"))
+    files = sorted(p for p in folder.glob("*.csv") if p.is_file())
+    if not files:
+        return "no file left"
     path = rng.choice(files)
+    if kind in ("date", "cell", "drop_column", "rename_header", "ragged") and \
+            _rows(folder / "models.csv" if kind == "date" else path) is None:
+        kind = "bytes"  # an earlier mutation broke the file's CSV: break its bytes instead
+    if kind == "date":  # the column whose conversion used to crash data check itself
+        path = folder / "models.csv"
+        rows = _rows(path)
+        if "release_date" not in rows[0] or len(rows) < 2:
+            return "models.csv without release dates"
+        column = rows[0].index("release_date")
+        r = rng.randrange(1, len(rows))
+        rows[r][column] = rng.choice(["9999-12-31", "0001-01-01", "1600-01-01", "2262-04-12",
+                                      "1677-09-21", "1990-01-01", "2031-01-01"])
+        _write_rows(path, rows)
+        return f"models.csv line {r + 1} release_date = {rows[r][column]}"
     if kind == "cell":
         rows = _rows(path)
         r, c = rng.randrange(1, len(rows)), rng.randrange(len(rows[0]))
@@ -263,7 +286,7 @@ def _mutate(folder: Path, rng: random.Random, kind: str) -> str:
         rows[r] = rows[r][:-1] if rng.random() < 0.5 else rows[r] + ["extra"]
         _write_rows(path, rows)
         return f"{path.name} ragged line {r + 1}"
-    data = path.read_bytes()
+    data = path.read_bytes() or b"\n"
     if kind == "truncate":
         path.write_bytes(data[:rng.randrange(len(data))])
     elif kind == "bytes":
@@ -284,7 +307,7 @@ def _mutate(folder: Path, rng: random.Random, kind: str) -> str:
     return f"{path.name}: {kind}"
 
 
-KINDS = ["cell"] * 6 + ["drop_column", "rename_header", "ragged", "truncate", "bytes", "empty",
+KINDS = ["cell"] * 6 + ["date", "date", "drop_column", "rename_header", "ragged", "truncate", "bytes", "empty",
                         "delete", "folder", "duplicate_row"]
 
 

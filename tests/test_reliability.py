@@ -197,6 +197,29 @@ def test_a_corrupt_posterior_with_a_matching_checksum_is_still_one_line(small_ru
         run_io.load_run(small_run)
 
 
+def test_a_posterior_reading_other_files_is_refused(small_run, tmp_path):
+    """HDF5 external storage let a crafted posterior.nc return the bytes of a local file."""
+    import h5py
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    path = small_run / "posterior.nc"
+    with h5py.File(path, "a") as fh:
+        group = fh["posterior"]
+        attrs = dict(group["slope_post"].attrs)
+        shape = group["slope_post"].shape
+        del group["slope_post"]
+        group.create_dataset("slope_post", shape=shape, dtype="u1",
+                             external=[(str(secret), 0, int(np.prod(shape)))])
+        group["slope_post"].attrs.update({k: v for k, v in attrs.items()
+                                          if k != "DIMENSION_LIST"})
+    marker = json.loads((small_run / "run.json").read_text())
+    marker["sha256"]["posterior.nc"] = run_io.file_sha256(path)
+    (small_run / "run.json").write_text(json.dumps(marker))
+    with pytest.raises(RunFolderError, match="other files"):
+        run_io.load_run(small_run)
+
+
 def test_invalid_summary_json_is_refused(small_run):
     (small_run / "summary.json").write_text("{not json")
     with pytest.raises(RunFolderError):
@@ -351,3 +374,21 @@ def test_local_cluster_listens_on_loopback_and_serves_no_dashboard():
         assert _http_status(port, "/health") == 200
         for page in ("/info/main/workers.html", "/json/identity.json", "/metrics"):
             assert _http_status(port, page) == 404, page
+
+
+@pytest.mark.integration
+def test_cli_fit_with_one_chain_writes_the_run(tmp_path, capsys):
+    """A real fit (1 chain x 30 draws): the run is written and loads; R-hat says n/a."""
+    from densing_bayes.data.simulate import simulate_design, write_simulation
+
+    data = tmp_path / "sim"
+    write_simulation(simulate_design("paper", seed=3, n_benchmarks=2), data, force=True)
+    out = tmp_path / "run"
+    code = cli.main(["fit", "paper_design", "--data", str(data), "--out", str(out), "--chains",
+                     "1", "--draws", "30", "--tune", "30", "--quiet"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "max R-hat n/a" in printed.out and "R-hat unavailable" in printed.err
+    loaded = run_io.load_run(out)
+    assert loaded.summary["diagnostics"]["max_rhat"] is None
+    assert loaded.idata.posterior.sizes["chain"] == 1

@@ -214,6 +214,7 @@ def write_folder_atomically(out: Path, writers: dict[str, Callable[[Path], None]
     clean_stale_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(out)}{os.getpid()}-",
                                     suffix=".tmp", dir=out.parent))
+    staging.chmod(out.parent.stat().st_mode & 0o777)  # mkdtemp's 0700 would hide the run
     try:
         try:
             for name, write in writers.items():
@@ -364,6 +365,22 @@ def verify_run_files(folder: Path) -> dict:
     return marker
 
 
+def _external_data(path: Path) -> str | None:
+    """A dataset of the HDF5 file that reads its bytes from elsewhere (external storage or a
+    virtual dataset), or None. Such a dataset makes a crafted posterior.nc read local files."""
+    import h5py
+
+    found = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
+            found.append(name)
+
+    with h5py.File(path, "r") as fh:
+        fh.visititems(visit)
+    return found[0] if found else None
+
+
 def load_run(folder: Path, *, expected_spec: ModelSpec | None = None) -> FittedRun:
     """Load a run folder; refuse a version, configuration or file content that does not match."""
     folder = Path(folder)
@@ -372,7 +389,14 @@ def load_run(folder: Path, *, expected_spec: ModelSpec | None = None) -> FittedR
         raise RunFolderError(f"{folder} is not a complete run folder: missing {missing}")
     marker = verify_run_files(folder)
     try:
+        external = _external_data(folder / POSTERIOR_FILE)
+        if external is not None:
+            raise RunFolderError(f"{folder / POSTERIOR_FILE}: dataset '{external}' reads its "
+                                 "data from other files (HDF5 external or virtual storage); "
+                                 "this package never writes that, so it is refused")
         idata = az.from_netcdf(str(folder / POSTERIOR_FILE), engine="h5netcdf")
+    except RunFolderError:
+        raise
     except Exception as exc:  # noqa: BLE001 - h5py/xarray raise OSError, ValueError, KeyError...
         raise RunFolderError(f"{folder / POSTERIOR_FILE} cannot be read "
                              f"({type(exc).__name__}: {str(exc)[:120]}); refit the run") from None

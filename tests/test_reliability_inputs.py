@@ -341,3 +341,15 @@ def test_fuzz_data_check_never_raises(small_folder, tmp_path, capsys):
         assert "Traceback" not in err
         outcomes.append(code)
     assert outcomes.count(2) >= 50  # the variants really are malformed
+
+
+def test_a_file_over_the_size_limit_and_a_broken_link_are_named(tmp_path, capsys, monkeypatch):
+    from densing_bayes.data import load
+
+    folder = _folder(tmp_path)
+    monkeypatch.setattr(load, "MAX_FILE_BYTES", 60)
+    (folder / "benchmarks.csv").symlink_to(tmp_path / "nowhere.csv")
+    code, _, err = _check(folder, capsys)
+    assert code == 2
+    assert "reference_runs.csv: is 0 MB, more than" in err
+    assert "benchmarks.csv: cannot be read (No such file or directory)" in err

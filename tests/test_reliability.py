@@ -392,3 +392,45 @@ def test_cli_fit_with_one_chain_writes_the_run(tmp_path, capsys):
     loaded = run_io.load_run(out)
     assert loaded.summary["diagnostics"]["max_rhat"] is None
     assert loaded.idata.posterior.sizes["chain"] == 1
+
+
+# A slow batch in its own process, as a second user's batch on the same folder would be.
+SLOW_BATCH = """
+import sys, time
+from pathlib import Path
+from densing_bayes.inference import batch
+
+def slow(i):
+    time.sleep(0.5)
+    return {"i": i}
+
+if __name__ == "__main__":
+    tasks = [batch.Task(f"t{i}", slow, {"i": i}) for i in range(8)]
+    batch.run_batch(tasks, Path(sys.argv[1]), manifest={"job": "A"}, n_workers=1,
+                    processes=False, progress=False)
+"""
+
+
+def test_a_second_batch_is_refused_while_another_process_runs_one(tmp_path):
+    script, out = tmp_path / "slow.py", tmp_path / "out"
+    script.write_text(SLOW_BATCH)
+    env = {**os.environ, "PYTHONPATH": str(Path(batch.__file__).parents[2])}
+    first = subprocess.Popen([sys.executable, str(script), str(out)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not list((out / batch.TASKS_DIR).glob("*.json")) and time.time() < deadline:
+            time.sleep(0.2)
+        assert first.poll() is None, "the first batch ended before the test could start"
+        tasks = [batch.Task(f"t{i}", _square, {"x": i}) for i in range(8)]
+        for mode, manifest in (({"force": True}, {"job": "B"}), ({"resume": True}, {"job": "A"})):
+            with pytest.raises(batch.BatchFolderError, match="in use by another batch"):
+                batch.run_batch(tasks, out, manifest=manifest, n_workers=1, processes=False,
+                                progress=False, **mode)
+        assert first.wait(timeout=60) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    records = batch.load_records(out)
+    assert len(records) == 8 and all(r["result"] == {"i": int(k[1:])} for k, r in records.items())
+    assert json.loads((out / batch.MANIFEST_FILE).read_text()) == {"job": "A"}

@@ -11,13 +11,11 @@ import random
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from densing_bayes.data.load import load_data
-from densing_bayes.data.schema import DataValidationError
 from densing_bayes.model.spec import SpecError, parse_spec
 from densing_bayes.presentation import cli
 
@@ -199,7 +197,7 @@ def test_bench_out_is_never_rewritten_in_place(tmp_path, monkeypatch, capsys):
 
     out = tmp_path / "bench.json"
     in_place = []
-    real_write_text, real_open = Path.write_text, open
+    real_write_text = Path.write_text
 
     def watch_write_text(self, *args, **kwargs):
         if Path(self) == out:
@@ -307,8 +305,8 @@ def _mutate(folder: Path, rng: random.Random, kind: str) -> str:
     return f"{path.name}: {kind}"
 
 
-KINDS = ["cell"] * 6 + ["date", "date", "drop_column", "rename_header", "ragged", "truncate", "bytes", "empty",
-                        "delete", "folder", "duplicate_row"]
+KINDS = ["cell"] * 6 + ["date", "date", "drop_column", "rename_header", "ragged", "truncate",
+                        "bytes", "empty", "delete", "folder", "duplicate_row"]
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def read_marker(folder: Path) -> dict | None:
 
 
 def holds_run(folder: Path) -> bool:
-    """True when ``folder`` holds a run folder this package wrote (so ``--force`` may replace it)."""
+    """True when ``folder`` holds a run this package wrote (so ``--force`` may replace it)."""
     folder = Path(folder)
     if read_marker(folder) is not None:
         return True
@@ -196,7 +196,8 @@ def disk_full_message(exc: BaseException, where: Path) -> str | None:
     """One line for a full disk or a file-size limit, else None."""
     text = str(exc)
     if isinstance(exc, OSError) and exc.errno in DISK_FULL or "No space left on device" in text:
-        return f"no space left to write {where} ({text.splitlines()[0][:120]}); nothing was replaced"
+        first = text.splitlines()[0][:120] if text else type(exc).__name__
+        return f"no space left to write {where} ({first}); nothing was replaced"
     return None
 
 

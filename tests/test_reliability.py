@@ -72,6 +72,23 @@ def test_force_still_replaces_a_run(tmp_path):
         out / "posterior.nc")
 
 
+@pytest.mark.parametrize("entries", [
+    ("posterior.nc", "spec.toml", "summary.json", "summary.csv", "report.html", "figures"),
+    ("spec.toml", "summary.json", "summary.csv", "report.html", "figures", "sensitivity"),
+])
+def test_a_run_written_before_the_marker_is_still_replaceable(tmp_path, entries):
+    """Runs of earlier versions, and the committed reference report (its posterior.nc is
+    git-ignored), have no run.json: `run --force` on a fresh clone must still work."""
+    out = tmp_path / "default"
+    out.mkdir()
+    for name in entries:
+        (out / name).mkdir() if "." not in name else (out / name).write_text("x")
+    run_io.check_writable(out, force=True)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(RunFolderError, match="not a densing_bayes run"):
+        run_io.check_writable(out, force=True)
+
+
 def test_cli_fit_force_on_a_user_folder_exits_2_before_sampling(tmp_path, paper_folder, capsys):
     user = _user_folder(tmp_path / "project")
     before = _snapshot(user)

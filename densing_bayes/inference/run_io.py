@@ -106,8 +106,11 @@ def holds_run(folder: Path) -> bool:
     folder = Path(folder)
     if read_marker(folder) is not None:
         return True
+    # Before the marker: a run's own files only. The committed reference report has no
+    # posterior.nc (git-ignored), so spec.toml with either posterior.nc or summary.json counts.
     entries = {p.name for p in folder.iterdir()}
-    return {POSTERIOR_FILE, SPEC_FILE} <= entries and entries <= _LEGACY_RUN_ENTRIES
+    return (SPEC_FILE in entries and bool({POSTERIOR_FILE, SUMMARY_JSON} & entries)
+            and entries <= _LEGACY_RUN_ENTRIES)
 
 
 def _backup_of(out: Path) -> Path:

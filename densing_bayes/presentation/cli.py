@@ -293,7 +293,9 @@ def _sampler_flags(p: argparse.ArgumentParser) -> None:
 
 def _batch_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="Dask scheduler of an existing cluster (default: a local cluster)")
+                   help="Dask scheduler of an existing cluster (default: a local cluster on "
+                   "127.0.0.1); trusted fully, as Dask runs pickled code: use tls:// with "
+                   "Dask's TLS settings beyond your machine (docs/reliability.md)")
     p.add_argument("--workers", type=int, help="local cluster size (default: one per core)")
     p.add_argument("--resume", action="store_true", help="continue a batch: run only the "
                    "tasks without a result in --out")

@@ -317,9 +317,8 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None,
         with connect(scheduler) as client:
             yield client
         return
-    from distributed import Client, LocalCluster
-
     import dask
+    from distributed import Client, LocalCluster
 
     # Threads in one process talk in-process (no socket at all); processes over loopback TCP.
     network = {"host": "127.0.0.1"} if processes else {}

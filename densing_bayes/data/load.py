@@ -19,9 +19,10 @@ import csv
 import io
 import math
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +43,15 @@ from densing_bayes.data.schema import (
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+#: What datetime64[ns] can hold (pandas.Timestamp.min/max, whole days).
+_DATE_RANGE = (date(1677, 9, 22), date(2262, 4, 11))
+#: Plausibility: values outside these get a note (not an error): they may be typos that move the
+#: fit (params = 7 meaning 7e9; a release in 1990 meaning 2019).
+PLAUSIBLE_MIN_PARAMS = 1e6
+PLAUSIBLE_FIRST_RELEASE = date(2015, 1, 1)
+#: An input file larger than this is refused before it is read: parsing takes about 25 times
+#: the file's size in memory (the bundled reference_runs.csv: about 6 MB).
+MAX_FILE_BYTES = 100 * 1024 * 1024
 
 #: What an empty (allowed) cell becomes, and the dtype of the column, per column kind.
 _MISSING = {"count": math.nan, "nonnegative": math.nan, "positive": math.nan,
@@ -94,6 +104,7 @@ def load_data(folder: str | Path) -> DensingData:
     if REFERENCE_RUNS.filename in raw:
         problems += _reference_row_problems(raw[REFERENCE_RUNS.filename])
     notes = _cross_file_checks(raw, problems)
+    notes += _plausibility_notes(raw, typed)
     if problems:
         raise DataValidationError(problems)
     return DensingData(
@@ -131,8 +142,9 @@ def _files_to_read(folder: Path, problems: list[Problem]) -> list[FileSchema]:
 
     A lone models.csv or scores.csv is still read so that its own problems are reported too.
     """
+    # A broken symlink counts as present, so that it is reported as unreadable, not missing.
     present = [s for s in (REFERENCE_RUNS, MODELS, SCORES, BENCHMARKS)
-               if (folder / s.filename).exists()]
+               if (folder / s.filename).exists() or (folder / s.filename).is_symlink()]
     if REFERENCE_RUNS not in present:
         problems.append(Problem(REFERENCE_RUNS.filename,
                                 f"required file is missing from {folder}; every data folder needs "
@@ -149,6 +161,17 @@ def _files_to_read(folder: Path, problems: list[Problem]) -> list[FileSchema]:
 def _read_table(path: Path, schema: FileSchema, problems: list[Problem]) -> _RawTable | None:
     """Decode, tokenize and check the shape of one file; None when its cells cannot be trusted."""
     try:
+        info = path.stat()  # follows a symlink: what matters is what would be read
+        if not stat.S_ISREG(info.st_mode):
+            problems.append(Problem(schema.filename, "is not a regular file (a device, pipe or "
+                                                     "folder); it must be a CSV file"))
+            return None
+        if info.st_size > MAX_FILE_BYTES:
+            problems.append(Problem(schema.filename, f"is {info.st_size / 1e6:.0f} MB, more than "
+                                                     f"the {MAX_FILE_BYTES / 1e6:.0f} MB a data "
+                                                     "file may have; check that it is the right "
+                                                     "file"))
+            return None
         data = path.read_bytes()
     except OSError as exc:
         problems.append(Problem(schema.filename, f"cannot be read ({exc.strerror}); it must be a "
@@ -313,7 +336,11 @@ def _number(cell: str, column: Column) -> tuple[float, str | None]:
         return math.nan, (f"'{cell}' is not a number; write a plain decimal number such as 0.53 "
                           "or 7e9, without units, '%' or thousands separators"
                           + ("; leave the cell empty if unknown" if column.nullable else ""))
-    return float(cell), None
+    value = float(cell)
+    if not math.isfinite(value):
+        return math.nan, (f"'{cell}' is too large to be a number here (it reads as infinity); "
+                          "check the exponent")
+    return value, None
 
 
 def _positive(cell: str, column: Column) -> tuple[float, str | None]:
@@ -340,10 +367,18 @@ def _fraction(cell: str, column: Column) -> tuple[float, str | None]:
 
 
 def _date(cell: str, column: Column) -> tuple[pd.Timestamp, str | None]:
-    """Only YYYY-MM-DD: day-first and month-first dates cannot be told apart, so none is guessed."""
+    """Only YYYY-MM-DD: day-first and month-first dates cannot be told apart, so none is guessed.
+
+    Dates are held as datetime64[ns], which spans 1677-09-22 to 2262-04-11; a date outside
+    that is a typo for any model release, and is refused here rather than crash the conversion.
+    """
     try:
         if _ISO_DATE.fullmatch(cell):
-            return pd.Timestamp(date.fromisoformat(cell)), None
+            day = date.fromisoformat(cell)
+            if not _DATE_RANGE[0] <= day <= _DATE_RANGE[1]:
+                return pd.NaT, (f"'{cell}' is outside the dates this tool can hold "
+                                f"({_DATE_RANGE[0]} to {_DATE_RANGE[1]}); check the year")
+            return pd.Timestamp(day), None
     except ValueError:
         pass  # matches the pattern but is no calendar date, e.g. 2023-02-30
     return pd.NaT, f"{column.name} must be an existing date written YYYY-MM-DD; got '{cell}'"
@@ -445,6 +480,46 @@ def _benchmark_checks(raw: dict[str, _RawTable], problems: list[Problem]) -> lis
     count, verb = ("1 row", "is") if len(unusable) == 1 else (f"{len(unusable)} rows", "are")
     return [f"{SCORES.filename}: {count} on benchmarks without reference runs ({names}) {verb} "
             "kept but cannot enter the model"]
+
+
+def _plausibility_notes(raw: dict[str, _RawTable], typed: dict[str, pd.DataFrame]) -> list[str]:
+    """Notes on values that are valid but likely typos: each one moves the fitted trend.
+
+    Parameter counts below 1e6 (7 meant as 7e9), release dates before 2015 or more than a year
+    ahead, and repeated reference rows (which add weight to one measurement).
+    """
+    notes = []
+    latest = date.today() + timedelta(days=366)
+    for schema in (REFERENCE_RUNS, MODELS):
+        table, frame = raw.get(schema.filename), typed.get(schema.filename)
+        if table is None or frame is None or "params" not in frame:
+            continue
+        small = [line for line, value in zip(table.lines, frame["params"])
+                 if value < PLAUSIBLE_MIN_PARAMS]
+        if small:
+            notes.append(f"{schema.filename}: params below {PLAUSIBLE_MIN_PARAMS:.0e} on "
+                         f"{_describe_lines(small)}; parameter counts are plain numbers (7e9, "
+                         "not 7): check the unit")
+    table, frame = raw.get(MODELS.filename), typed.get(MODELS.filename)
+    if table is not None and frame is not None and "release_date" in frame:
+        early = [line for line, day in zip(table.lines, frame["release_date"])
+                 if pd.notna(day) and day.date() < PLAUSIBLE_FIRST_RELEASE]
+        late = [line for line, day in zip(table.lines, frame["release_date"])
+                if pd.notna(day) and day.date() > latest]
+        if early:
+            notes.append(f"{MODELS.filename}: release_date before {PLAUSIBLE_FIRST_RELEASE} on "
+                         f"{_describe_lines(early)}; check the year")
+        if late:
+            notes.append(f"{MODELS.filename}: release_date more than a year ahead ({latest}) on "
+                         f"{_describe_lines(late)}; check the year")
+    table = raw.get(REFERENCE_RUNS.filename)
+    if table is not None and not table.cells.empty:
+        repeated = table.cells.duplicated(keep="first")
+        if repeated.any():
+            lines = [line for line, dup in zip(table.lines, repeated) if dup]
+            notes.append(f"{REFERENCE_RUNS.filename}: rows on {_describe_lines(lines)} repeat "
+                         "an earlier row exactly; each copy adds weight to one measurement")
+    return notes
 
 
 def _duplicate_problems(table: _RawTable, column: str) -> list[Problem]:

@@ -18,9 +18,25 @@ Guarantees:
   is a result, since the same seed fails the same way; delete its file to retry it);
 * a task that raises, or whose worker dies, is recorded as failed and the batch goes on;
 * without ``resume`` a non-empty folder is refused unless ``force``, which first removes the
-  records of the earlier batch (and nothing else).
+  records of the earlier batch (and nothing else); ``--force`` and ``--resume`` both refuse a
+  folder that holds no ``batch.json`` (it is not a batch this package wrote);
+* one batch at a time per folder: ``OUT/.lock`` (created with O_EXCL, holding pid and host) is
+  taken before anything in the folder changes, and a second batch refuses while it is held. A
+  lock whose process is dead (same host) is stale and taken over;
+* a remote scheduler is connected to before anything in the folder changes, so an unreachable
+  one costs a few seconds and no records;
+* record file names are derived from task ids (names with characters other than letters,
+  digits, ``_ . -`` get a hash suffix), so a benchmark called ``mmlu/stem`` or a variant called
+  ``../x`` never becomes a path; the record itself carries the task id.
 
 Records are written by the client, not the workers, so a remote cluster needs no shared disk.
+
+Security: the local cluster listens on 127.0.0.1 only and has no dashboard unless asked
+(``dashboard=True``, also on 127.0.0.1). Dask runs pickled code, so whoever can reach a
+scheduler can run code as its workers' user: ``scheduler=ADDRESS`` trusts that cluster fully, and
+a cluster reachable beyond one's own machine should use Dask's TLS and authentication
+(``distributed.security.Security``, the ``distributed.comm.tls.*`` settings, ``tls://``
+addresses; docs: distributed.dask.org "TLS/SSL").
 
 Compilation is most of a small fit's time (nutpie's compile of the joint model: about a minute;
 sampling a small posterior: seconds), so ``worker_cached`` keeps compiled objects per worker
@@ -29,10 +45,12 @@ process, keyed by model structure: every later task with that structure only swa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -41,7 +59,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,18 +71,22 @@ log = logging.getLogger("densing_bayes")
 
 MANIFEST_FILE = "batch.json"
 TASKS_DIR = "tasks"
+LOCK_FILE = ".lock"
+#: Seconds to wait for a remote scheduler before giving up with one line.
+CONNECT_TIMEOUT = 10.0
+_SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 class BatchFolderError(RuntimeError):
-    """A batch folder that cannot be used as asked (occupied, or a different batch)."""
+    """A batch that cannot run as asked: occupied, another batch, locked, or no scheduler."""
 
 
 @dataclass(frozen=True)
 class Task:
     """One unit of work: ``function(**kwargs)`` returns a JSON-able dict.
 
-    ``function`` must be importable by the workers (a module-level function); ``task_id`` names
-    the record file, so it is unique within a batch and safe as a file name.
+    ``function`` must be importable by the workers (a module-level function); ``task_id`` is
+    unique within a batch and names its record file through :func:`record_filename`.
     """
 
     task_id: str
@@ -112,28 +134,118 @@ def _iso(timestamp: float) -> str:
 
 
 # ---------------------------------------------------------------------------- the folder
+def record_filename(task_id: str) -> str:
+    """The record file of a task: its id when that is a safe file name, else a slug + hash."""
+    if _SAFE_ID.fullmatch(task_id) and ".." not in task_id:
+        return f"{task_id}.json"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", task_id).strip("._")[:60] or "task"
+    digest = hashlib.sha256(task_id.encode("utf-8")).hexdigest()[:12]
+    return f"{slug}-{digest}.json"
+
+
+def _entries(out: Path) -> list[str]:
+    """What the folder holds besides the lock (an empty ``tasks/`` counts as nothing)."""
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE
+                  and not (p.name == TASKS_DIR and p.is_dir() and not any(p.iterdir())))
+
+
+def check_folder(out: Path, manifest: dict, *, resume: bool, force: bool) -> None:
+    """Refuse, changing nothing, a folder the batch must not use (see the module docstring)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BatchFolderError(f"{out} exists and is not a folder")
+    entries = _entries(out)
+    if not entries:
+        return
+    existing = out / MANIFEST_FILE
+    if not existing.is_file():
+        raise BatchFolderError(
+            f"{out} holds files but no {MANIFEST_FILE}, so it is not a batch folder "
+            f"({', '.join(entries[:3])}, ...); choose another --out")
+    try:
+        previous = json.loads(existing.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = None
+    if not isinstance(previous, dict):
+        raise BatchFolderError(f"{existing} is not a readable batch manifest; "
+                               "move the folder away or choose another --out")
+    if resume:
+        if previous != _jsonable(manifest):
+            raise BatchFolderError(
+                f"{out} holds a different batch ({_differences(previous, manifest)}); "
+                "resume it with the same settings, or start a new folder")
+    elif not force:
+        raise BatchFolderError(f"{out} is not empty; pass --resume to continue the batch "
+                               "in it, or --force to start it again")
+
+
 def prepare_folder(out: Path, manifest: dict, *, resume: bool, force: bool) -> Path:
-    """Check ``out`` against the run mode, then write the manifest.
+    """Check ``out`` against the run mode, then write the manifest (call under the lock).
 
     A resume must match the existing manifest: records of another configuration (other draws,
     another spec) must never be mixed into one result.
     """
     out = Path(out)
-    existing = out / MANIFEST_FILE
-    if resume and existing.is_file():
-        previous = json.loads(existing.read_text(encoding="utf-8"))
-        if previous != _jsonable(manifest):
-            raise BatchFolderError(
-                f"{out} holds a different batch ({_differences(previous, manifest)}); "
-                "resume it with the same settings, or start a new folder")
-    elif out.exists() and any(out.iterdir()) and not resume:
-        if not force:
-            raise BatchFolderError(f"{out} is not empty; pass --resume to continue the batch "
-                                   "in it, or --force to start it again")
+    check_folder(out, manifest, resume=resume, force=force)
+    if force and not resume:
         shutil.rmtree(out / TASKS_DIR, ignore_errors=True)
     (out / TASKS_DIR).mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / MANIFEST_FILE, manifest)
     return out
+
+
+@contextmanager
+def folder_lock(out: Path) -> Iterator[Path]:
+    """Hold ``OUT/.lock`` for the duration; refuse when another live batch holds it."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_FILE
+    content = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                          "started": _iso(time.time())})
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is None:  # stale: its process is gone
+                lock.unlink(missing_ok=True)
+                log.warning("removed the stale lock of a batch that is no longer running "
+                            "in %s", out)
+                continue
+            raise BatchFolderError(
+                f"{out} is in use by another batch (pid {holder.get('pid')} on "
+                f"{holder.get('host')}, since {holder.get('started')}); wait for it to finish, "
+                f"or delete {lock} if that process is gone") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        break
+    else:
+        raise BatchFolderError(f"{out}: could not take {lock}; another batch is starting")
+    try:
+        yield out
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_holder(lock: Path) -> dict | None:
+    """Who holds the lock, or None when it is stale (its process is dead on this host)."""
+    from densing_bayes.inference.run_io import pid_alive
+
+    try:
+        holder = json.loads(lock.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        # Being written right now, or garbage: garbage older than a minute is stale.
+        try:
+            return None if time.time() - lock.stat().st_mtime > 60 else {}
+        except OSError:
+            return None
+    if not isinstance(holder, dict):
+        return None
+    if holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", 0))):
+        return None
+    return holder
 
 
 def _differences(previous: dict, manifest: dict) -> str:
@@ -143,9 +255,22 @@ def _differences(previous: dict, manifest: dict) -> str:
 
 
 def load_records(out: Path) -> dict[str, dict]:
-    """Every task record in the batch folder, by task id."""
-    return {path.stem: json.loads(path.read_text(encoding="utf-8"))
-            for path in sorted((Path(out) / TASKS_DIR).glob("*.json"))}
+    """Every task record in the batch folder, by task id (read from the record).
+
+    An empty or unreadable record (what a power loss can leave) is skipped with a warning, so
+    its task runs again on resume.
+    """
+    records = {}
+    for path in sorted((Path(out) / TASKS_DIR).glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("task_id"), str):
+            log.warning("record %s is empty or unreadable; its task will run again", path)
+            continue
+        records[record["task_id"]] = record
+    return records
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -156,6 +281,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as fh:
             json.dump(_jsonable(obj), fh, indent=2, allow_nan=False)
             fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -178,38 +305,79 @@ def _jsonable(obj: Any) -> Any:
 # ---------------------------------------------------------------------------- running
 @contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int | None = None,
-                processes: bool = True) -> Iterator[Any]:
+                processes: bool = True, dashboard: bool = False) -> Iterator[Any]:
     """A client of the cluster at ``scheduler``, or of a new LocalCluster.
 
-    The local cluster has one single-threaded worker per core (``n_workers`` overrides), its
-    HTTP endpoints on a free port (never a collision with another user's 8787) and quiet logs.
+    The local cluster has one single-threaded worker per core (``n_workers`` overrides), listens
+    on 127.0.0.1 only, and serves no dashboard unless ``dashboard`` (then on 127.0.0.1, a free
+    port). A remote ``scheduler`` is the caller's explicit choice: see the module docstring on
+    what that trusts.
     """
-    from distributed import Client, LocalCluster
-
     if scheduler:
-        with Client(scheduler) as client:
+        with connect(scheduler) as client:
             yield client
         return
-    with LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                      processes=processes, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    import dask
+    from distributed import Client, LocalCluster
+
+    # Threads in one process talk in-process (no socket at all); processes over loopback TCP.
+    network = {"host": "127.0.0.1"} if processes else {}
+    # The scheduler always runs an HTTP server (without an address: port 8787, and ":0" means
+    # every interface); so it gets loopback and a free port, and without the dashboard only
+    # its health route (no worker logs, call stacks or metrics).
+    routes = {} if dashboard else {"distributed.scheduler.http.routes": ["distributed.http.health"]}
+    with dask.config.set(routes), \
+            LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                         processes=processes, **network, dashboard_address="127.0.0.1:0",
+                         scheduler_kwargs={"dashboard": dashboard},
+                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
+
+
+def connect(scheduler: str, timeout: float | None = None):
+    """A client of the scheduler at ``scheduler``, or one BatchFolderError line within
+    ``timeout`` seconds (default :data:`CONNECT_TIMEOUT`)."""
+    from distributed import Client
+
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    try:
+        return Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise BatchFolderError(f"cannot reach the Dask scheduler at {scheduler} within "
+                               f"{timeout:g} s ({type(exc).__name__}); check the address, or "
+                               "leave out --scheduler to use a local cluster; nothing was "
+                               "changed") from None
 
 
 def run_batch(tasks: Sequence[Task], out: Path, *, manifest: dict, resume: bool = False,
               force: bool = False, scheduler: str | None = None, n_workers: int | None = None,
-              processes: bool = True, progress: bool = True, desc: str = "fits") -> dict[str, dict]:
-    """Run the tasks without a record in ``out``; return every record, in task order."""
+              processes: bool = True, progress: bool = True, desc: str = "fits",
+              dashboard: bool = False) -> dict[str, dict]:
+    """Run the tasks without a record in ``out``; return every record, in task order.
+
+    Order matters for what a failure leaves: the folder is checked, then the scheduler is
+    reached, then the lock taken, and only then are old records removed.
+    """
     ids = [task.task_id for task in tasks]
     if len(set(ids)) != len(ids):
         raise ValueError("task ids must be unique within a batch")
-    out = prepare_folder(out, manifest, resume=resume, force=force)
-    done = load_records(out)
-    todo = [task for task in tasks if task.task_id not in done]
-    if done and todo:
-        log.info("resuming: %d of %d tasks already recorded", len(tasks) - len(todo), len(tasks))
-    if todo:
-        with dask_client(scheduler, n_workers, processes) as client:
+    files = [record_filename(i) for i in ids]
+    if len(set(files)) != len(files):
+        raise ValueError("task ids must map to distinct record files")
+    check_folder(out, manifest, resume=resume, force=force)
+    with ExitStack() as stack:
+        client = stack.enter_context(connect(scheduler)) if scheduler else None
+        stack.enter_context(folder_lock(out))
+        out = prepare_folder(out, manifest, resume=resume, force=force)
+        done = load_records(out)
+        todo = [task for task in tasks if task.task_id not in done]
+        if done and todo:
+            log.info("resuming: %d of %d tasks already recorded", len(tasks) - len(todo),
+                     len(tasks))
+        if todo:
+            if client is None:
+                client = stack.enter_context(
+                    dask_client(None, n_workers, processes, dashboard=dashboard))
             done.update(_run_on(client, todo, out, len(tasks), progress, desc))
     return {task_id: done[task_id] for task_id in ids if task_id in done}
 
@@ -229,7 +397,7 @@ def _run_on(client, tasks: Sequence[Task], out: Path, total: int, progress: bool
         for future in as_completed(futures):
             task_id = futures.pop(future)
             record = _collect(future, task_id)
-            write_json_atomic(out / TASKS_DIR / f"{task_id}.json", record)
+            write_json_atomic(out / TASKS_DIR / record_filename(task_id), record)
             records[task_id] = record
             failed += record["status"] == "failed"
             if record["status"] == "failed":

@@ -3,6 +3,9 @@
 ArviZ computes R-hat, bulk/tail ESS and E-BFMI; this module reduces them to the worst value over
 every *sampled* parameter (deterministics are functions of those and would only repeat them),
 compares them with the spec's thresholds and says, for each miss, what to try.
+
+R-hat compares chains, so with one chain it does not exist: it is reported as unavailable
+(``max_rhat`` NaN, ``None`` in summary.json) and listed as a miss, never computed from nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from densing_bayes.model.spec import Thresholds
 ADVICE = {
     "divergences": "divergent transitions bias the posterior: raise [sampler] target_accept "
                    "(e.g. 0.95-0.99) or check the priors of scale parameters near zero",
+    "rhat_unavailable": "convergence across chains was not checked: run 2 or more chains",
     "max_rhat": "chains disagree: run more tune/draws, or look for multimodality in rank plots",
     "min_ess_bulk": "too few effective draws for medians: raise [sampler] draws",
     "min_ess_tail": "too few effective draws for interval ends: raise [sampler] draws",
@@ -39,10 +43,12 @@ class Diagnostics:
 
     def failures(self, thresholds: Thresholds) -> list[str]:
         """One human-readable line per missed threshold, with what to try."""
+        rhat_missing = not np.isfinite(self.max_rhat)
         checks = [
             ("divergences", self.divergences > thresholds.max_divergences,
              f"{self.divergences} divergences (allowed {thresholds.max_divergences})"),
-            ("max_rhat", not self.max_rhat <= thresholds.max_rhat,
+            ("rhat_unavailable", rhat_missing, "R-hat unavailable (one chain)"),
+            ("max_rhat", not rhat_missing and not self.max_rhat <= thresholds.max_rhat,
              f"max R-hat {self.max_rhat:.4f} > {thresholds.max_rhat} "
              f"({self.worst_rhat_parameter})"),
             ("min_ess_bulk", not self.min_ess_bulk >= thresholds.min_ess,
@@ -62,8 +68,11 @@ def sampled_variables(idata: az.InferenceData, free_names: list[str]) -> list[st
 
 
 def _worst(dataset, reducer) -> tuple[float, str]:
+    """The worst finite value and its variable; (NaN, "n/a") when none is finite (one chain)."""
     values = {name: float(reducer(da.values)) for name, da in dataset.data_vars.items()
               if np.isfinite(da.values).any()}
+    if not values:
+        return float("nan"), "n/a"
     name = (max if reducer is np.nanmax else min)(values, key=values.get)
     return values[name], name
 
@@ -71,7 +80,10 @@ def _worst(dataset, reducer) -> tuple[float, str]:
 def diagnose(idata: az.InferenceData, var_names: list[str]) -> Diagnostics:
     """Worst-case diagnostics over ``var_names`` (the sampled parameters)."""
     post = idata.posterior[var_names]
-    rhat, rhat_name = _worst(az.rhat(post), np.nanmax)
+    if post.sizes.get("chain", 1) < 2:
+        rhat, rhat_name = float("nan"), "n/a"
+    else:
+        rhat, rhat_name = _worst(az.rhat(post), np.nanmax)
     ess_bulk, ess_name = _worst(az.ess(post, method="bulk"), np.nanmin)
     ess_tail, _ = _worst(az.ess(post, method="tail"), np.nanmin)
     stats = idata.sample_stats

@@ -13,6 +13,8 @@ import copy
 import datetime as dt
 import hashlib
 import json
+import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +29,26 @@ from densing_bayes.model.priors import DEFAULT_PRIORS
 
 class SpecError(ValueError):
     """A spec file that cannot be used, with every problem in the message."""
+
+
+#: A spec or variant name: it becomes a folder name (reports/<name>), so no separators, no
+#: leading dot, no "..", and nothing that an absolute path could start with.
+_SAFE_NAME = re.compile(r"\w[\w .:+=@-]{0,99}")
+#: Parameters that must be > 0 wherever they appear, and per distribution the shape ones.
+_POSITIVE_KWARGS = {"sigma", "tau", "lam"}
+_POSITIVE_SHAPES = {"Beta": {"alpha", "beta"}, "Gamma": {"alpha", "beta", "mu"},
+                    "InverseGamma": {"alpha", "beta"}, "Kumaraswamy": {"a", "b"},
+                    "Weibull": {"alpha", "beta"}, "LogNormal": set(), "Exponential": {"scale"},
+                    "HalfNormal": set(), "HalfCauchy": {"beta"}, "Cauchy": {"beta"},
+                    "Laplace": {"b"}, "StudentT": {"nu"}, "HalfStudentT": {"nu"}}
+
+
+def check_name(name: str, what: str = "spec name") -> str:
+    """``name`` if it is safe as one folder name, else a SpecError saying what is allowed."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise SpecError(f"{what} {name!r} cannot be used as a folder name: use letters, digits, "
+                        "spaces and _ . : + = @ - (no '/', '\\', '..' or leading dot)")
+    return name
 
 
 class BackendUnavailableError(SpecError):
@@ -125,10 +147,23 @@ class ModelSpec(_Section):
             raise ValueError(f"unknown prior(s) {unknown}; known: {sorted(DEFAULT_PRIORS)}")
         for name, entry in priors.items():
             try:
-                Prior.from_dict(_prior_dict(entry))
+                prior = Prior.from_dict(_prior_dict(entry))
             except Exception as exc:  # pymc-extras raises several types
                 raise ValueError(f"prior '{name}': {exc}") from exc
+            problem = _role_problem(name, prior)
+            if problem:
+                raise ValueError(f"prior '{name}': {problem}")
         return priors
+
+    @field_validator("variants")
+    @classmethod
+    def _safe_variant_names(cls, variants: dict[str, dict[str, Any]]) -> dict:
+        for name in variants:
+            try:
+                check_name(name, "variant name")
+            except SpecError as exc:
+                raise ValueError(str(exc)) from None
+        return variants
 
     # ---------------------------------------------------------------- resolved views
     def prior(self, name: str) -> Prior:
@@ -174,6 +209,42 @@ class ModelSpec(_Section):
                             f"available: {sorted(self.variants)}")
         return self.with_overrides(self.variants[variant_name],
                                    name=f"{self.name}:{variant_name}")
+
+
+def _role_problem(name: str, prior: Prior) -> str | None:
+    """Why an override cannot take the place of the default prior ``name``, or None.
+
+    The model indexes each prior by the dims of its role (one value per benchmark, one shared
+    value, ...); an override with other dims would build silently with the wrong shape, or fail
+    deep inside PyTensor, so it is refused here with the dims to write.
+    """
+    role = tuple(DEFAULT_PRIORS[name].prior.dims or ())
+    dims = tuple(prior.dims or ())
+    if dims != role:
+        need = f"dims = {list(role)}" if role else "no dims (one value shared by all)"
+        return f"dims {list(dims)} do not match its role in the model, which needs {need}"
+    return _distribution_problem(prior)
+
+
+def _distribution_problem(prior: Prior) -> str | None:
+    """A distribution the model cannot use, or a scale/shape parameter that is not > 0."""
+    import pymc as pm
+
+    dist = getattr(pm, prior.distribution, None)
+    if not (isinstance(dist, type) and issubclass(dist, pm.Distribution)):
+        return (f"dist '{prior.distribution}' is not a PyMC distribution with a closed form "
+                "(CustomDist, DensityDist and Simulator cannot be used as priors here)")
+    positive = _POSITIVE_KWARGS | _POSITIVE_SHAPES.get(prior.distribution, set())
+    for key, value in prior.parameters.items():
+        if isinstance(value, Prior):
+            problem = _distribution_problem(value)
+            if problem:
+                return problem
+        elif key in positive and isinstance(value, int | float) and not value > 0:
+            return f"{prior.distribution} needs {key} > 0; got {value}"
+        elif isinstance(value, int | float) and not math.isfinite(value):
+            return f"{key} must be a finite number; got {value}"
+    return None
 
 
 def _sha256_json(content: dict[str, Any]) -> str:
@@ -285,4 +356,8 @@ def load_spec(name_or_path: str | Path = "default") -> ModelSpec:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     raw.setdefault("name", path.stem)
+    try:
+        check_name(raw["name"])
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
     return parse_spec(raw, origin=str(path))

@@ -42,11 +42,25 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_data_derive(args) -> int:
+    import os
+    import shutil
+    import tempfile
+
     from densing_bayes.data.derive import derive_all
 
-    written = derive_all(Path(args.datasets), Path(args.out))
-    for path in written.values():
-        print(path)
+    # Derived into a staging sibling, then each file replaced atomically: a failure or a kill
+    # halfway never leaves a truncated or half-updated data folder.
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.derive-", dir=out.parent))
+    try:
+        written = derive_all(Path(args.datasets), staging)
+        for name in written:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, out / name)
+            print(out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return EXIT_OK
 
 
@@ -96,9 +110,11 @@ def _report_fit(result, spec, out: Path, strict: bool) -> int:
             print(f"doubling time before: {fmt(s['doubling_time_days_pre'])}")
     failures = s["diagnostics"]["failures"]
     d = s["diagnostics"]
-    print(f"diagnostics: {d['divergences']} divergences, max R-hat {d['max_rhat']:.3f}, "
-          f"min ESS bulk/tail {d['min_ess_bulk']:.0f}/{d['min_ess_tail']:.0f}, "
-          f"min E-BFMI {d['min_bfmi']:.2f}")
+    def num(value, fmt):  # None: not computable (R-hat of one chain, E-BFMI without energy)
+        return "n/a" if value is None else format(value, fmt)
+    print(f"diagnostics: {d['divergences']} divergences, max R-hat {num(d['max_rhat'], '.3f')}, "
+          f"min ESS bulk/tail {num(d['min_ess_bulk'], '.0f')}/{num(d['min_ess_tail'], '.0f')}, "
+          f"min E-BFMI {num(d['min_bfmi'], '.2f')}")
     for line in failures:
         print(f"WARNING: {line}", file=sys.stderr)
     if failures and strict:
@@ -137,7 +153,7 @@ def cmd_report(args) -> int:
 
 def cmd_predict(args) -> int:
     from densing_bayes.analysis.predict import predict_scores
-    from densing_bayes.inference.run_io import load_run
+    from densing_bayes.inference.run_io import atomic_write_text, load_run
 
     run = load_run(Path(args.run))
     table = predict_scores(run.idata, params=args.params, tokens=args.tokens,
@@ -146,7 +162,7 @@ def cmd_predict(args) -> int:
         out = Path(args.out)
         if out.exists() and not args.force:
             raise UserError(f"{out} exists; pass --force to overwrite it")
-        table.to_csv(out, index=False)
+        atomic_write_text(out, table.to_csv(index=False))
         print(f"wrote {out}")
     else:
         print(table.to_csv(index=False), end="")
@@ -156,6 +172,7 @@ def cmd_predict(args) -> int:
 # ------------------------------------------------------------------------------ benchmark
 def cmd_bench(args) -> int:
     from densing_bayes.inference import bench
+    from densing_bayes.inference.run_io import atomic_write_text
     from densing_bayes.model.spec import SpecError, load_spec, merge_settings
 
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
@@ -179,15 +196,15 @@ def cmd_bench(args) -> int:
     except SpecError as exc:
         raise UserError(f"--set: {exc}") from None
     repeats = 1 if args.quick and args.repeats is None else (args.repeats or 3)
-    def save(partial):
+    def save(partial):  # atomically: a kill mid-write must not truncate hours of results
         if args.out:
-            bench.write_report(partial, Path(args.out))
+            atomic_write_text(Path(args.out), json.dumps(partial, indent=2, default=float) + "\n")
 
     report = bench.run_bench(cases, samplers, repeats=repeats, cache=args.cache,
                              timeout=args.timeout, quick=args.quick, log=log.info,
                              on_update=save, settings=args.set)
     if args.out:
-        bench.write_report(report, Path(args.out))
+        save(report)
         log.info("wrote %s", args.out)
     print(bench.format_table(report))
     return EXIT_OK
@@ -276,7 +293,9 @@ def _sampler_flags(p: argparse.ArgumentParser) -> None:
 
 def _batch_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="Dask scheduler of an existing cluster (default: a local cluster)")
+                   help="Dask scheduler of an existing cluster (default: a local cluster on "
+                   "127.0.0.1); trusted fully, as Dask runs pickled code: use tls:// with "
+                   "Dask's TLS settings beyond your machine (docs/reliability.md)")
     p.add_argument("--workers", type=int, help="local cluster size (default: one per core)")
     p.add_argument("--resume", action="store_true", help="continue a batch: run only the "
                    "tasks without a result in --out")
@@ -418,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except (SpecError, UserError, FileNotFoundError, ModelInputError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:  # a full disk or a file-size limit: one line, not a traceback
+        from densing_bayes.inference.run_io import DISK_FULL
+
+        if err.errno not in DISK_FULL:
+            raise
+        print(f"error: no space left on device ({err}); nothing was replaced", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -7,6 +7,8 @@ Layout of RUN/:
     summary.json    the documented contract (README "summary.json")
     summary.csv     the same numbers as a flat table
     spec.toml       the resolved spec (every default written out): refit with it to reproduce
+    posterior_thin.nc  ~1000 draws, compressed: committed for reports/default, loaded when
+                    posterior.nc is absent (inference/thin.py)
 
 The folder is assembled in a temporary sibling and renamed into place, so a crash never leaves a
 half-written run, and an existing run is replaced only with ``force=True``. Replacing a run keeps
@@ -28,6 +30,7 @@ from pathlib import Path
 import arviz as az
 
 from densing_bayes import __version__
+from densing_bayes.inference.thin import THIN_FILE, thin_note, write_thinned
 from densing_bayes.model.spec import ModelSpec, load_spec
 
 POSTERIOR_FILE = "posterior.nc"
@@ -132,6 +135,7 @@ def save_run(out: Path, idata: az.InferenceData, spec: ModelSpec, summary: dict,
         SUMMARY_JSON: write_json,
         SUMMARY_CSV: lambda p: summary_rows.to_csv(p, index=False),
         SPEC_FILE: lambda p: p.write_text(spec.to_toml()),
+        THIN_FILE: lambda p: write_thinned(idata, p),  # small enough to commit (inference/thin.py)
     }, force, keep=OTHER_JOBS_OUTPUT)
     return Path(out)
 
@@ -139,10 +143,16 @@ def save_run(out: Path, idata: az.InferenceData, spec: ModelSpec, summary: dict,
 def load_run(folder: Path, *, expected_spec: ModelSpec | None = None) -> FittedRun:
     """Load a run folder; refuse a version or configuration that does not match."""
     folder = Path(folder)
-    missing = [n for n in (POSTERIOR_FILE, SUMMARY_JSON, SPEC_FILE) if not (folder / n).is_file()]
+    # The full draws if present, else the thinned copy a fresh clone of the reference run has.
+    draws_file = next((n for n in (POSTERIOR_FILE, THIN_FILE) if (folder / n).is_file()),
+                      POSTERIOR_FILE)
+    missing = [n for n in (draws_file, SUMMARY_JSON, SPEC_FILE) if not (folder / n).is_file()]
     if missing:
-        raise RunFolderError(f"{folder} is not a complete run folder: missing {missing}")
-    idata = az.from_netcdf(str(folder / POSTERIOR_FILE), engine="h5netcdf")
+        spec_arg = folder / SPEC_FILE if (folder / SPEC_FILE).is_file() else "default"
+        raise RunFolderError(f"{folder} is not a complete run folder: missing {missing}; refit "
+                             f"it with `densing-bayes run {spec_arg} --out {folder} --force` "
+                             "(about 11 minutes for the bundled data)")
+    idata = az.from_netcdf(str(folder / draws_file), engine="h5netcdf")
     attrs = idata.posterior.attrs
     spec = load_spec(folder / SPEC_FILE)
     if attrs.get("densing_bayes_version") != __version__:
@@ -156,4 +166,6 @@ def load_run(folder: Path, *, expected_spec: ModelSpec | None = None) -> FittedR
         raise RunFolderError(f"{folder} was fitted under another configuration than the spec "
                              "given (config hash differs)")
     summary = json.loads((folder / SUMMARY_JSON).read_text())
+    if thin_note(idata):
+        summary["notes"] = [*summary.get("notes", []), thin_note(idata)]
     return FittedRun(folder, idata, spec, summary)

@@ -43,6 +43,9 @@ def resolve_data_folder(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
+    if path.exists():
+        raise FileNotFoundError(f"{path} is a file, not a data folder; pass the folder that "
+                                f"holds it: {path.parent}")
     if isinstance(name_or_path, str) and "/" not in name_or_path:
         return bundled_data_folder(name_or_path)
     raise FileNotFoundError(f"data folder {path} does not exist")

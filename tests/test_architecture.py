@@ -31,3 +31,13 @@ def test_layers_point_one_way():
                 if other == "workflow" and path.name in batch_jobs:
                     continue
                 assert f"densing_bayes.{other}" not in text, f"{path.name} imports {other}"
+
+
+def test_only_the_cli_imports_the_python_api():
+    """The API sits on top of every layer: below it, only the CLI (a thin layer over it) may use it."""
+    uses_api = re.compile(r"densing_bayes\.api\b|from densing_bayes import [\w, ]*\bapi\b|"
+                          r"import densing_bayes as|densing_bayes\.(fit|load)\(")
+    for path in (ROOT / "densing_bayes").rglob("*.py"):
+        if path.name in ("api.py", "__init__.py", "cli.py"):
+            continue
+        assert not uses_api.search(path.read_text()), f"{path.name} imports the Python API"

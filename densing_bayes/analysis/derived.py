@@ -144,12 +144,17 @@ def natural_parameters(idata: az.InferenceData, inputs: ModelInputs) -> dict[str
     """
     post = idata.posterior
     chance = xr.DataArray(inputs.chance, coords={"benchmark": inputs.benchmarks})
-    return {
+    law = {
         "a": post["A"] * np.exp(post["alpha"] * inputs.centre_log_params),
         "alpha": post["alpha"],
         "b": post["B"] * np.exp(post["beta"] * inputs.centre_log_tokens),
         "beta": post["beta"],
         "E": post["E"],
+    }
+    if "gamma" not in post:  # the loss law fitted alone: no sigmoid
+        return law
+    return {
+        **law,
         "c": post["score_span"],
         "gamma": post["gamma"],
         "l": post["midpoint"],

@@ -1,6 +1,8 @@
 """The ``densing-bayes`` command.
 
-Every subcommand is a thin layer over a Python function (so everything here can be scripted),
+Every subcommand is a thin layer over a Python function, the fitting ones over the Python API
+(:mod:`densing_bayes.api`: ``fit``, ``load``, ``DensingFit``), so everything here can be scripted;
+it
 turns known failures (bad data, a bad spec, an occupied output folder) into one line per problem
 and exit status 2, never a traceback, and logs progress to stderr.
 """
@@ -14,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from densing_bayes import __version__, resources
+from densing_bayes import __version__
 
 EXIT_OK, EXIT_FAILED_CHECKS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -27,9 +29,9 @@ class UserError(Exception):
 
 # ------------------------------------------------------------------------------ data
 def cmd_data_check(args) -> int:
-    from densing_bayes.data.load import load_data
+    from densing_bayes import api
 
-    data = load_data(resources.resolve_data_folder(args.folder))
+    data = api.load_data(args.folder)
     counts = [f"{len(data.reference_runs)} reference rows"]
     if data.has_evaluated_models:
         counts += [f"{len(data.models)} models", f"{len(data.scores)} scores"]
@@ -57,8 +59,8 @@ def cmd_simulate(args) -> int:
                           n_benchmarks=args.n_benchmarks)
     try:
         write_simulation(sim, Path(args.out), force=args.force)
-    except FileExistsError as exc:
-        raise UserError(str(exc)) from None
+    except FileExistsError as exc:  # the message names the Python keyword; name the flag
+        raise UserError(str(exc).replace("force=True", "--force")) from None
     tr = sim.truth["trend"]
     print(f"wrote {args.out}: {len(sim.models)} models, {len(sim.scores)} scores, "
           f"{len(sim.reference_runs)} reference rows; true doubling time "
@@ -79,8 +81,7 @@ def _spec_with_flags(args):
     return spec.with_overrides(overrides) if overrides else spec
 
 
-def _report_fit(result, spec, out: Path, strict: bool) -> int:
-    s = result.summary
+def _report_fit(s: dict, out: Path, strict: bool) -> int:
     print(f"run written to {out}")
     dt = s.get("doubling_time_days")
     if dt:
@@ -107,41 +108,36 @@ def _report_fit(result, spec, out: Path, strict: bool) -> int:
 
 
 def cmd_fit(args) -> int:
-    from densing_bayes.workflow import fit_to_folder
+    from densing_bayes import api
 
     spec = _spec_with_flags(args)
     out = Path(args.out)
-    result = fit_to_folder(spec, out, force=args.force, progress=not args.quiet)
-    return _report_fit(result, spec, out, args.strict)
+    fitted = api.fit(spec, progress=not args.quiet, save_to=out, force=args.force)
+    return _report_fit(fitted.summary_dict(), out, args.strict)
 
 
 def cmd_run(args) -> int:
-    from densing_bayes.workflow import fit_to_folder
+    from densing_bayes import api
 
     spec = _spec_with_flags(args)
     out = Path(args.out) if args.out else Path("reports") / spec.name
-    result = fit_to_folder(spec, out, force=args.force, progress=not args.quiet)
-    code = _report_fit(result, spec, out, args.strict)
-    from densing_bayes.presentation.report import write_report
-
-    print(f"report written to {write_report(out)}")
+    fitted = api.fit(spec, progress=not args.quiet, save_to=out, force=args.force)
+    code = _report_fit(fitted.summary_dict(), out, args.strict)
+    print(f"report written to {fitted.report()}")
     return code
 
 
 def cmd_report(args) -> int:
-    from densing_bayes.presentation.report import write_report
+    from densing_bayes import api
 
-    print(f"report written to {write_report(Path(args.run), compare=args.compare)}")
+    print(f"report written to {api.load(args.run).report(compare=args.compare)}")
     return EXIT_OK
 
 
 def cmd_predict(args) -> int:
-    from densing_bayes.analysis.predict import predict_scores
-    from densing_bayes.inference.run_io import load_run
+    from densing_bayes import api
 
-    run = load_run(Path(args.run))
-    table = predict_scores(run.idata, params=args.params, tokens=args.tokens,
-                           ci_prob=run.spec.ci_prob, seed=run.spec.sampler.seed)
+    table = api.load(args.run).predict(params=args.params, tokens=args.tokens)
     if args.out:
         out = Path(args.out)
         if out.exists() and not args.force:

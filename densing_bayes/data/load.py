@@ -377,11 +377,12 @@ def _reference_row_problems(table: _RawTable) -> list[Problem]:
     neither part informs nothing, so both are errors rather than silently dropped rows.
     """
     cells = table.cells
-    if not {"params", "tokens", "score"} <= set(table.header):
+    if not {"params", "tokens"} <= set(table.header):
         return []  # the missing column is already reported
+    scores = cells["score"] if "score" in table.header else [""] * len(cells)  # loss law alone
     problems = []
     for line, params, tokens, score in zip(table.lines, cells["params"], cells["tokens"],
-                                           cells["score"]):
+                                           scores):
         if bool(params) != bool(tokens):
             given, empty = ("params", "tokens") if params else ("tokens", "params")
             problems.append(Problem(table.filename, f"{given} is given but {empty} is empty; a "

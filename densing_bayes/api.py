@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import arviz as az
+import numpy as np
 import pandas as pd
 
 from densing_bayes import resources
@@ -181,14 +182,19 @@ class DensingFit:
 
         Doubling times after/before the changepoint, slopes, the acceleration ratio and each
         evaluated model's effective size and density; for the loss law alone, the per-benchmark
-        loss-law parameters. ``attrs["note"]`` says when the draws are the thinned copy.
+        loss-law parameters. A doubling time unbounded above (some draws do not grow) has
+        ``upper = inf``. ``attrs["note"]`` says when the draws are the thinned copy.
         """
         table = summary_table(self.summary_dict())
         if self.has_models:
             table = table[table["quantity"].isin(KEY_QUANTITIES)].drop(columns="benchmark")
         else:
             table = table[table["benchmark"] != ""].drop(columns="model")
-        table = table[[c for c in table.columns if c != "ci_prob"] + ["ci_prob"]]
+        table = table[[c for c in table.columns if c != "ci_prob"] + ["ci_prob"]].copy()
+        # summary.json writes an interval unbounded above (draws with no growth) as null
+        unbounded = (table["quantity"].str.startswith("doubling_time") & table["upper"].isna()
+                     & table["median"].notna())
+        table.loc[unbounded, "upper"] = np.inf
         table = table.reset_index(drop=True)
         note = thin_note(self.idata)
         if note:

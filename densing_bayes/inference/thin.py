@@ -46,9 +46,9 @@ def thin_idata(idata: az.InferenceData, max_draws: int = THIN_DRAWS) -> az.Infer
             group = group.assign({v: group[v].astype("float32") for v in group.data_vars
                                   if group[v].dtype == np.float64})
         groups[name] = group
-    thinned = az.InferenceData(**groups)
-    thinned.posterior.attrs[THINNED_ATTR] = int(chains * draws)
-    return thinned
+    # assign_attrs copies: the full run's posterior must not be marked as thinned
+    groups["posterior"] = groups["posterior"].assign_attrs({THINNED_ATTR: int(chains * draws)})
+    return az.InferenceData(**groups)
 
 
 def write_thinned(idata: az.InferenceData, path: Path, max_draws: int = THIN_DRAWS) -> Path:

@@ -245,11 +245,20 @@ def cmd_sbc(args) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
+#: Size suffixes accepted by counts, as the package prints them ("7B" parameters, "2T" tokens).
+COUNT_SUFFIXES = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+
+
 def _positive_float(text: str) -> float:
+    """A positive count: a number (7e9) or a number with a size suffix (7B, 70M, 1.5T)."""
+    number, scale = text.strip(), 1.0
+    if number[-1:].upper() in COUNT_SUFFIXES:
+        number, scale = number[:-1], COUNT_SUFFIXES[number[-1].upper()]
     try:
-        value = float(text)
+        value = float(number) * scale
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; write e.g. 7e9 or 7B (suffixes K, M, B, T)") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive count")
     return value
@@ -308,10 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     _sampler_flags(p)
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("predict", help="posterior predictive scores of a new reference model")
+    p = sub.add_parser("predict", help="posterior predictive scores (or, for the loss law "
+                       "alone, the loss) of a new reference model")
     p.add_argument("run", help="a run folder written by fit or run")
-    p.add_argument("--params", type=_positive_float, required=True, help="parameter count N")
-    p.add_argument("--tokens", type=_positive_float, required=True, help="training tokens D")
+    p.add_argument("--params", type=_positive_float, required=True,
+                   help="parameter count N, e.g. 7e9 or 7B")
+    p.add_argument("--tokens", type=_positive_float, required=True,
+                   help="training tokens D, e.g. 2e12 or 2T")
     p.add_argument("--out", help="CSV file to write (default: print)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.set_defaults(func=cmd_predict)

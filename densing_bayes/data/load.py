@@ -37,6 +37,7 @@ from densing_bayes.data.schema import (
     FileSchema,
     Problem,
 )
+from densing_bayes.data.sniff import delimiter_problem, percentage_problem
 
 # A plain decimal number: no units, percent signs, thousands separators, nan or inf.
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -156,6 +157,10 @@ def _read_table(path: Path, schema: FileSchema, problems: list[Problem]) -> _Raw
         return None
     text = _decode(data, schema.filename, problems)
     if text is None:
+        return None
+    wrong_separator = delimiter_problem(text, schema.filename, schema.required_columns)
+    if wrong_separator is not None:  # one line, not one per row
+        problems.append(wrong_separator)
         return None
     records = _tokenize(text, schema.filename, problems)
     if records is None:
@@ -280,6 +285,12 @@ def _parse_table(table: _RawTable, problems: list[Problem]) -> pd.DataFrame:
     columns = {}
     for name in table.header:
         text = table.cells[name]
+        in_percent = (percentage_problem(text, table.filename, name, table.header_line)
+                      if name in known and known[name].kind == "fraction" else None)
+        if in_percent is not None:  # one line for the column, not one per row
+            problems.append(in_percent)
+            columns[name] = pd.Series(math.nan, index=range(len(text)), dtype="float64")
+            continue
         columns[name] = (_parse_column(text, known[name], table, problems) if name in known
                          else text)
     return pd.DataFrame(columns)

@@ -50,3 +50,13 @@ def test_a_few_percentages_are_still_reported_per_row(sim_copy):
 
 def test_a_comma_file_is_not_blamed(paper_folder):
     assert load_data(paper_folder).scores is not None
+
+
+def test_an_unknown_benchmark_gets_a_spelling_hint(sim_copy):
+    scores = pd.read_csv(sim_copy / "scores.csv")
+    name = scores.loc[0, "benchmark"]
+    scores.loc[0, "benchmark"] = name.upper()
+    scores.to_csv(sim_copy / "scores.csv", index=False)
+    found = problems(sim_copy)
+    assert any(f"'{name.upper()}' is not in" in p and f"did you mean '{name}'" in p
+               for p in found), found

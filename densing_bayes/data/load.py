@@ -37,7 +37,7 @@ from densing_bayes.data.schema import (
     FileSchema,
     Problem,
 )
-from densing_bayes.data.sniff import delimiter_problem, percentage_problem
+from densing_bayes.data.sniff import delimiter_problem, did_you_mean, percentage_problem
 
 # A plain decimal number: no units, percent signs, thousands separators, nan or inf.
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -474,8 +474,9 @@ def _unknown_problems(table: _RawTable, column: str, known: set[str],
                       known_from: str) -> list[Problem]:
     """One problem per unknown id (not per row), so a single typo does not flood the report."""
     return [Problem(table.filename, f"{column} '{value}' is not in {known_from} (on "
-                                    f"{_describe_lines(lines)}); add it to {known_from} or fix the "
-                                    "spelling", column=column, row=lines[0])
+                                    f"{_describe_lines(lines)}){did_you_mean(value, known)}; add "
+                                    f"it to {known_from} or fix the spelling", column=column,
+                    row=lines[0])
             for value, lines in _lines_by_value(table, column).items()
             if value not in known]
 

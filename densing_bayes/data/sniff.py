@@ -1,4 +1,4 @@
-"""Whole-file and whole-column mistakes, reported once instead of once per row.
+"""Whole-file and whole-column mistakes, reported once instead of once per row; spelling hints.
 
 A spreadsheet exported with semicolons (European Excel) or a score column typed in percent is
 one mistake, but the per-cell checks of :mod:`densing_bayes.data.load` would report it on every
@@ -8,6 +8,7 @@ user reads one line with the fix.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 
@@ -53,3 +54,10 @@ def percentage_problem(cells: pd.Series, filename: str, column: str,
                              f"values above 1, max {max(above):g}); {column}s are fractions in "
                              "[0, 1]: divide the whole column by 100", column=column,
                    row=header_line)
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean 'x'?)' for the closest of ``choices`` (case-insensitive), else ''."""
+    by_lower = {str(c).lower(): str(c) for c in choices}
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""

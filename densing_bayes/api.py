@@ -80,9 +80,9 @@ def _data_for(spec: ModelSpec, data) -> DensingData:
         return load_data(spec.data.folder)
     except FileNotFoundError as exc:
         raise FileNotFoundError(
-            f"{exc}; spec '{spec.name}' names data folder '{spec.data.folder}', which is not "
-            "here: pass data=... (CLI: --data FOLDER); create a simulated one with "
-            "`densing-bayes simulate --out FOLDER`") from None
+            f"spec '{spec.name}' needs --data (Python: data=...): its data folder "
+            f"'{spec.data.folder}' is not here ({exc}); create one with `densing-bayes simulate "
+            "--out FOLDER`, then pass --data FOLDER") from None
 
 
 def fit(spec: str | Path | ModelSpec | Mapping = "default", data=None, *,

@@ -35,3 +35,11 @@ def test_sizes_accept_suffixes(text, value):
 def test_bad_sizes_are_refused(text):
     with pytest.raises(Exception, match="number|positive"):
         _positive_float(text)
+
+
+def test_data_check_does_not_claim_it_would_have_written(tmp_path, capsys):
+    (tmp_path / "reference_runs.csv").write_text("run_id,benchmark,params,tokens,loss\n"
+                                                 "r1,mmlu,-5,2e10,0.9\n")
+    assert main(["data", "check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "1 problem(s) found." in err and "nothing was written" not in err

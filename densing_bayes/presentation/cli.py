@@ -422,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
         from densing_bayes.data.load import format_problems
 
         print(format_problems(err), file=sys.stderr)
-        print(f"{len(err.problems)} problem(s) found; nothing was written.", file=sys.stderr)
+        checked_only = args.command == "data"  # `data check` never writes anything anyway
+        print(f"{len(err.problems)} problem(s) found" + ("." if checked_only
+              else "; nothing was written."), file=sys.stderr)
         return EXIT_BAD_INPUT
     except (SpecError, UserError, FileNotFoundError, ModelInputError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)

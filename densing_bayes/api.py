@@ -98,6 +98,10 @@ def fit(spec: str | Path | ModelSpec | Mapping = "default", data=None, *,
     from densing_bayes.workflow import fit_data
 
     spec = _with_sampler(load_spec(spec), sampler)
+    if data is not None:  # the saved spec.toml must name the data it was fitted to
+        label = str(data) if isinstance(data, (str, Path)) else str(load_data(data).folder)
+        if label != spec.data.folder:
+            spec = spec.with_overrides({"data": {"folder": label}})
     data = _data_for(spec, data)  # raises DataValidationError before anything is written
     if save_to is not None:
         check_writable(Path(save_to), force)

@@ -93,6 +93,7 @@ def test_load_summary_and_predict_fall_back_to_the_thinned_copy(saved_run):
     folder, fitted, full_summary = saved_run
     loaded = db.load(folder)
     assert loaded.thinned and not fitted.thinned
+    assert loaded.spec.data.folder == str(fitted.data.folder)  # refitting spec.toml finds it
     table = loaded.summary()
     assert list(table.columns) == ["quantity", "model", "median", "lower", "upper", "ci_prob"]
     dt = table.set_index("quantity").loc["doubling_time_days"]

@@ -166,7 +166,7 @@ class DensingFit:
 
     @property
     def has_models(self) -> bool:
-        """Whether evaluated models (and so a density trend) were fitted, not the loss law alone."""
+        """Whether evaluated models (so a density trend) were fitted, not the loss law alone."""
         return "log_density" in self.idata.posterior
 
     @property
@@ -178,7 +178,7 @@ class DensingFit:
     def summary_dict(self) -> dict:
         """The summary.json contract (README "summary.json") as a dict."""
         if self._summary is None:
-            raise ValueError("this fit has no summary; fit it with densing_bayes.fit or load a run")
+            raise ValueError("this fit has no summary; make it with densing_bayes.fit or .load")
         return self._summary
 
     def summary(self) -> pd.DataFrame:

@@ -51,8 +51,9 @@ def _imports_api(source: str) -> bool:
 
 
 def test_only_the_cli_imports_the_python_api():
-    """The API sits on top of every layer: below it, only the CLI (a thin layer over it) may use it."""
-    assert _imports_api("from densing_bayes import api") and not _imports_api('"""densing_bayes.api"""')
+    """The API sits on top of every layer: below it, only the CLI (a thin layer) may use it."""
+    assert _imports_api("from densing_bayes import api")
+    assert not _imports_api('"""densing_bayes.api"""')
     for path in (ROOT / "densing_bayes").rglob("*.py"):
         if path.name in ("api.py", "__init__.py", "cli.py"):
             continue

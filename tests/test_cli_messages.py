@@ -43,3 +43,8 @@ def test_data_check_does_not_claim_it_would_have_written(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "1 problem(s) found." in err and "nothing was written" not in err
+
+
+def test_a_misspelt_bundled_data_name_gets_a_hint(capsys):
+    assert main(["data", "check", "defualt"]) == 2
+    assert "did you mean 'default'?" in capsys.readouterr().err

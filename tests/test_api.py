@@ -161,3 +161,5 @@ def test_the_loss_law_alone(paper_sim, tmp_path):
     assert (small["quantity"] == "loss").all()
     assert (large["median"] < small["median"]).all()  # more compute, lower loss
     assert ((small["lower"] < small["median"]) & (small["median"] < small["upper"])).all()
+    html = fitted.report(tmp_path / "run").read_text()
+    assert "could not be drawn" not in html  # no figure asks for the sigmoid it lacks

@@ -7,6 +7,7 @@ repository, copied by the build). Everything that looks up a bundled name goes t
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -34,7 +35,9 @@ def bundled_data_folder(name: str = "default") -> Path:
     folder = data_dir() / name
     if not folder.is_dir():
         available = sorted(p.name for p in data_dir().iterdir() if p.is_dir())
-        raise FileNotFoundError(f"no bundled data folder '{name}'; available: {available}")
+        close = difflib.get_close_matches(name, available, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise FileNotFoundError(f"no bundled data folder '{name}'{hint}; available: {available}")
     return folder
 
 
@@ -43,6 +46,9 @@ def resolve_data_folder(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
+    if path.exists():
+        raise FileNotFoundError(f"{path} is a file, not a data folder; pass the folder that "
+                                f"holds it: {path.parent}")
     if isinstance(name_or_path, str) and "/" not in name_or_path:
         return bundled_data_folder(name_or_path)
     raise FileNotFoundError(f"data folder {path} does not exist")

@@ -1,7 +1,8 @@
 """One fit, end to end: data folder + spec -> validated inputs -> PyMC model -> draws ->
 diagnostics -> derived quantities and the paper's baseline -> a run folder.
 
-This is the only module that touches every layer; the CLI and the batch jobs call it.
+This is the only module below the Python API that touches every layer; the API
+(:mod:`densing_bayes.api`, which the CLI calls) and the batch jobs call it.
 """
 
 from __future__ import annotations

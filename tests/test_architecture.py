@@ -1,5 +1,6 @@
 """The architecture map in README.md cannot go stale: it lists exactly the package's modules."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -31,3 +32,29 @@ def test_layers_point_one_way():
                 if other == "workflow" and path.name in batch_jobs:
                     continue
                 assert f"densing_bayes.{other}" not in text, f"{path.name} imports {other}"
+
+
+
+def _imports_api(source: str) -> bool:
+    """Whether a module imports densing_bayes.api (or the package's lazy public names)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module == "densing_bayes.api":
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "densing_bayes" and any(
+                a.name in ("api", "fit", "load", "load_data", "load_spec", "DensingFit")
+                for a in node.names):
+            return True
+        if isinstance(node, ast.Import) and any(a.name in ("densing_bayes.api", "densing_bayes")
+                                                for a in node.names):
+            return True
+    return False
+
+
+def test_only_the_cli_imports_the_python_api():
+    """The API sits on top of every layer: below it, only the CLI (a thin layer) may use it."""
+    assert _imports_api("from densing_bayes import api")
+    assert not _imports_api('"""densing_bayes.api"""')
+    for path in (ROOT / "densing_bayes").rglob("*.py"):
+        if path.name in ("api.py", "__init__.py", "cli.py"):
+            continue
+        assert not _imports_api(path.read_text()), f"{path.name} imports the Python API"

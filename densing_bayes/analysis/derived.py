@@ -153,6 +153,8 @@ def natural_parameters(idata: az.InferenceData, inputs: ModelInputs) -> dict[str
         "beta": post["beta"],
         "E": post["E"],
     }
+    if "gamma" not in post:  # the loss law fitted alone: no sigmoid
+        return params
     formats = (list(post["format"].values) if "format" in post["gamma"].dims else ["rc"])
     for fmt in formats:
         pick = ({"format": fmt} if "format" in post["gamma"].dims else {})

@@ -94,3 +94,31 @@ def predict_scores(idata, *, params: float, tokens: float, ci_prob: float = 0.9,
     q = np.quantile(flat, [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2], axis=0)
     return pd.DataFrame({"benchmark": mean["benchmark"].values, "median": q[1],
                          "lower": q[0], "upper": q[2], "ci_prob": ci_prob})
+
+
+def mean_loss(posterior, params: float, tokens: float) -> xr.DataArray:
+    """Posterior draws of the loss-law loss of a (params, tokens) reference model."""
+    x_n = np.log(params) - posterior.attrs["centre_log_params"]
+    x_d = np.log(tokens) - posterior.attrs["centre_log_tokens"]
+    loss = (posterior["E"] + posterior["A"] * np.exp(-posterior["alpha"] * x_n)
+            + posterior["B"] * np.exp(-posterior["beta"] * x_d))
+    return loss.transpose(*posterior["alpha"].dims)
+
+
+def predict_loss(idata, *, params: float, tokens: float, ci_prob: float = 0.9,
+                 seed: int = 0) -> pd.DataFrame:
+    """Median and ``ci_prob`` predictive interval of the loss per benchmark (loss law alone).
+
+    One draw of the fitted log-normal noise per posterior draw, as in the loss-law likelihood.
+    """
+    if params <= 0 or tokens <= 0:
+        raise ValueError("params and tokens must be positive counts")
+    post = idata.posterior
+    loss = mean_loss(post, params, tokens)
+    m, s = xr.broadcast(loss, post["loss_noise"])
+    m, s = m.transpose(*loss.dims).values, s.transpose(*loss.dims).values
+    draws = np.exp(np.random.default_rng(seed).normal(np.log(m), s))
+    flat = draws.reshape(-1, draws.shape[-1])
+    q = np.quantile(flat, [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2], axis=0)
+    return pd.DataFrame({"benchmark": loss["benchmark"].values, "quantity": "loss",
+                         "median": q[1], "lower": q[0], "upper": q[2], "ci_prob": ci_prob})

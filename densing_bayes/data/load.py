@@ -38,6 +38,7 @@ from densing_bayes.data.schema import (
     FileSchema,
     Problem,
 )
+from densing_bayes.data.sniff import delimiter_problem, did_you_mean, percentage_problem
 
 # A plain decimal number: no units, percent signs, thousands separators, nan or inf.
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -180,6 +181,10 @@ def _read_table(path: Path, schema: FileSchema, problems: list[Problem]) -> _Raw
     text = _decode(data, schema.filename, problems)
     if text is None:
         return None
+    wrong_separator = delimiter_problem(text, schema.filename, schema.required_columns)
+    if wrong_separator is not None:  # one line, not one per row
+        problems.append(wrong_separator)
+        return None
     records = _tokenize(text, schema.filename, problems)
     if records is None:
         return None
@@ -303,6 +308,12 @@ def _parse_table(table: _RawTable, problems: list[Problem]) -> pd.DataFrame:
     columns = {}
     for name in table.header:
         text = table.cells[name]
+        in_percent = (percentage_problem(text, table.filename, name, table.header_line)
+                      if name in known and known[name].kind == "fraction" else None)
+        if in_percent is not None:  # one line for the column, not one per row
+            problems.append(in_percent)
+            columns[name] = pd.Series(math.nan, index=range(len(text)), dtype="float64")
+            continue
         columns[name] = (_parse_column(text, known[name], table, problems) if name in known
                          else text)
     return pd.DataFrame(columns)
@@ -412,11 +423,12 @@ def _reference_row_problems(table: _RawTable) -> list[Problem]:
     neither part informs nothing, so both are errors rather than silently dropped rows.
     """
     cells = table.cells
-    if not {"params", "tokens", "score"} <= set(table.header):
+    if not {"params", "tokens"} <= set(table.header):
         return []  # the missing column is already reported
+    scores = cells["score"] if "score" in table.header else [""] * len(cells)  # loss law alone
     problems = []
     for line, params, tokens, score in zip(table.lines, cells["params"], cells["tokens"],
-                                           cells["score"]):
+                                           scores):
         if bool(params) != bool(tokens):
             given, empty = ("params", "tokens") if params else ("tokens", "params")
             problems.append(Problem(table.filename, f"{given} is given but {empty} is empty; a "
@@ -537,8 +549,9 @@ def _unknown_problems(table: _RawTable, column: str, known: set[str],
                       known_from: str) -> list[Problem]:
     """One problem per unknown id (not per row), so a single typo does not flood the report."""
     return [Problem(table.filename, f"{column} '{value}' is not in {known_from} (on "
-                                    f"{_describe_lines(lines)}); add it to {known_from} or fix the "
-                                    "spelling", column=column, row=lines[0])
+                                    f"{_describe_lines(lines)}){did_you_mean(value, known)}; add "
+                                    f"it to {known_from} or fix the spelling", column=column,
+                    row=lines[0])
             for value, lines in _lines_by_value(table, column).items()
             if value not in known]
 

@@ -54,7 +54,9 @@ REFERENCE_RUNS = FileSchema(
         Column("params", "count", nullable=True, doc="parameter count N (empty on curve-only rows)"),
         Column("tokens", "count", nullable=True, doc="training tokens D (empty on curve-only rows)"),
         Column("loss", "positive", doc="conditional loss on the benchmark (> 0)"),
-        Column("score", "fraction", nullable=True, doc="benchmark score in [0, 1] (empty on loss-law-only rows)"),
+        Column("score", "fraction", required=False, nullable=True,
+               doc="benchmark score in [0, 1] (empty on loss-law-only rows; no column: the "
+               "loss law alone is fitted)"),
         Column("holdout", "bool", required=False, nullable=True,
                doc="'true' marks a run kept out of the fit for validation (e.g. OLMo 7B)"),
         Column("final", "bool", required=False, nullable=True,

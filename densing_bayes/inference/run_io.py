@@ -10,6 +10,8 @@ Layout of RUN/:
     run.json        the marker: written by densing_bayes, the config hash and the SHA-256 of every
                     file above but spec.toml (whose content the config hash already binds, so a
                     comment added to it is harmless)
+    posterior_thin.nc  ~1000 draws, compressed: committed for reports/default, loaded when
+                    posterior.nc is absent (inference/thin.py)
 
 The folder is assembled in a temporary sibling and renamed into place, so a crash never leaves a
 half-written run. ``force=True`` replaces only a folder that holds a run (``run.json``, or the
@@ -40,6 +42,7 @@ from pathlib import Path
 import arviz as az
 
 from densing_bayes import __version__
+from densing_bayes.inference.thin import THIN_FILE, thin_note, write_thinned
 from densing_bayes.model.spec import ModelSpec, SpecError, load_spec
 
 log = logging.getLogger("densing_bayes")
@@ -343,6 +346,7 @@ def save_run(out: Path, idata: az.InferenceData, spec: ModelSpec, summary: dict,
         SUMMARY_JSON: write_json,
         SUMMARY_CSV: lambda p: summary_rows.to_csv(p, index=False),
         SPEC_FILE: lambda p: _write_synced(p, spec.to_toml()),
+        THIN_FILE: lambda p: write_thinned(idata, p),  # small enough to commit (inference/thin.py)
     }, force, keep=OTHER_JOBS_OUTPUT, marker={"kind": "run", "config_hash": spec.config_hash()})
     return Path(out)
 
@@ -356,11 +360,15 @@ def verify_run_files(folder: Path) -> dict:
         raise RunFolderError(f"{folder} has no readable {MARKER_FILE} (not a run folder, or one "
                              "written before runs carried checksums): refit it")
     sums = marker.get("sha256")
-    if not isinstance(sums, dict) or not {POSTERIOR_FILE, SUMMARY_JSON} <= set(sums):
+    if (not isinstance(sums, dict) or SUMMARY_JSON not in sums
+            or not {POSTERIOR_FILE, THIN_FILE} & set(sums)):
         raise RunFolderError(f"{folder / MARKER_FILE} lists no checksums for the run's files: "
                              "refit it")
     for name, expected in sorted(sums.items()):
         path = folder / name
+        if (name == POSTERIOR_FILE and not path.exists() and THIN_FILE in sums
+                and (folder / THIN_FILE).is_file()):
+            continue  # the full draws are not committed; the thinned copy stands in, checked
         if "/" in name or name.startswith(".") or not path.is_file():
             raise RunFolderError(f"{folder}: {name} is missing; the run folder is incomplete")
         if file_sha256(path) != expected:
@@ -388,21 +396,26 @@ def _external_data(path: Path) -> str | None:
 def load_run(folder: Path, *, expected_spec: ModelSpec | None = None) -> FittedRun:
     """Load a run folder; refuse a version, configuration or file content that does not match."""
     folder = Path(folder)
-    missing = [n for n in (POSTERIOR_FILE, SUMMARY_JSON, SPEC_FILE) if not (folder / n).is_file()]
+    # The full draws if present, else the thinned copy a fresh clone of the reference run has.
+    draws_file = next((n for n in (POSTERIOR_FILE, THIN_FILE) if (folder / n).is_file()),
+                      POSTERIOR_FILE)
+    missing = [n for n in (draws_file, SUMMARY_JSON, SPEC_FILE) if not (folder / n).is_file()]
     if missing:
-        raise RunFolderError(f"{folder} is not a complete run folder: missing {missing}")
+        spec_arg = folder / SPEC_FILE if (folder / SPEC_FILE).is_file() else "default"
+        raise RunFolderError(f"{folder} is not a complete run folder: missing {missing}; refit "
+                             f"it with `densing-bayes run {spec_arg} --out {folder} --force`")
     marker = verify_run_files(folder)
     try:
-        external = _external_data(folder / POSTERIOR_FILE)
+        external = _external_data(folder / draws_file)
         if external is not None:
-            raise RunFolderError(f"{folder / POSTERIOR_FILE}: dataset '{external}' reads its "
+            raise RunFolderError(f"{folder / draws_file}: dataset '{external}' reads its "
                                  "data from other files (HDF5 external or virtual storage); "
                                  "this package never writes that, so it is refused")
-        idata = az.from_netcdf(str(folder / POSTERIOR_FILE), engine="h5netcdf")
+        idata = az.from_netcdf(str(folder / draws_file), engine="h5netcdf")
     except RunFolderError:
         raise
     except Exception as exc:  # noqa: BLE001 - h5py/xarray raise OSError, ValueError, KeyError...
-        raise RunFolderError(f"{folder / POSTERIOR_FILE} cannot be read "
+        raise RunFolderError(f"{folder / draws_file} cannot be read "
                              f"({type(exc).__name__}: {str(exc)[:120]}); refit the run") from None
     attrs = idata.posterior.attrs
     try:
@@ -426,4 +439,6 @@ def load_run(folder: Path, *, expected_spec: ModelSpec | None = None) -> FittedR
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"{folder / SUMMARY_JSON} cannot be read ({exc}); refit the run") \
             from None
+    if thin_note(idata):
+        summary["notes"] = [*summary.get("notes", []), thin_note(idata)]
     return FittedRun(folder, idata, spec, summary)

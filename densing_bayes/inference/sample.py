@@ -39,7 +39,7 @@ def loo_variable(model: pm.Model) -> str:
     would only inflate the run folder.
     """
     names = [v.name for v in model.observed_RVs]
-    return "score_obs" if "score_obs" in names else "curve_score_obs"
+    return next(n for n in ("score_obs", "curve_score_obs", "log_loss_obs") if n in names)
 
 
 def _seeds(seed: int) -> dict[str, int]:

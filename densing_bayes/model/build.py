@@ -318,6 +318,8 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
     """The PyMC model for ``inputs`` under ``spec`` (no sampling happens here)."""
     with pm.Model(coords=inputs.coords()) as model:
         E, A, B, alpha, beta = _loss_law_block(inputs, spec)
+        if len(inputs.curve_loss) == 0 and not inputs.has_evaluated_models:
+            return model  # the loss law alone: no curve rows to fit a sigmoid to
         gamma, midpoint, span, chance = _sigmoid_block(inputs, spec)
         if not inputs.has_evaluated_models:
             return model

@@ -129,6 +129,8 @@ def _reference_rows(data: DensingData, spec: ModelSpec, notes: list[str]):
     # One loss-law row per (run, benchmark): the loss is the same in every format's row.
     law = runs[runs["params"].notna() & runs["tokens"].notna() & runs["loss"].notna()
                & (runs["format"] == "rc")]
+    if "score" not in runs:  # a loss-law table: no score column at all
+        return law, runs.iloc[:0].assign(score=np.nan)
     curve = runs[runs["loss"].notna() & runs["score"].notna()]
     return law, curve
 
@@ -263,11 +265,17 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
     """All arrays, index maps, centring constants and notes for ``build_model``."""
     notes: list[str] = list(data.notes)
     law, curve = _reference_rows(data, spec, notes)
-    benchmarks = _choose_benchmarks(law, curve, data, spec, notes)
+    # --- the loss law alone (no curve rows, no evaluated models): a Chinchilla-style fit
+    law_alone = curve.empty and not data.has_evaluated_models
+    if law_alone:
+        notes.append("no curve rows (loss, score) and no evaluated models: the loss law is "
+                     "fitted alone")
+    benchmarks = _choose_benchmarks(law, law if law_alone else curve, data, spec, notes)
+    # ---
     bidx = {b: i for i, b in enumerate(benchmarks)}
     law = law[law["benchmark"].isin(benchmarks)]
-    curve = thin_curve_rows(curve[curve["benchmark"].isin(benchmarks)],
-                            spec.data.max_curve_rows, notes)
+    curve = curve if law_alone else thin_curve_rows(curve[curve["benchmark"].isin(benchmarks)],
+                                                    spec.data.max_curve_rows, notes)
     formats = tuple(f for f in CURVE_FORMATS if f in set(curve["format"]))
     fidx = {f: i for i, f in enumerate(formats)}
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pymc_extras.prior import Prior
 
 from densing_bayes import resources
+from densing_bayes.data.sniff import did_you_mean
 from densing_bayes.model.priors import DEFAULT_PRIORS
 
 
@@ -144,7 +145,8 @@ class ModelSpec(_Section):
     def _known_priors(cls, priors: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         unknown = sorted(set(priors) - set(DEFAULT_PRIORS))
         if unknown:
-            raise ValueError(f"unknown prior(s) {unknown}; known: {sorted(DEFAULT_PRIORS)}")
+            hints = "".join(did_you_mean(name, DEFAULT_PRIORS) for name in unknown)
+            raise ValueError(f"unknown prior(s) {unknown}{hints}; known: {sorted(DEFAULT_PRIORS)}")
         for name, entry in priors.items():
             try:
                 prior = Prior.from_dict(_prior_dict(entry))
@@ -201,7 +203,7 @@ class ModelSpec(_Section):
         merged = _deep_merge(self.to_dict(), overrides)
         if name is not None:
             merged["name"] = name
-        return parse_spec(merged, origin=f"{self.name} + overrides")
+        return parse_spec(merged, origin=f"{self.name} + overrides", check_variants=False)
 
     def variant(self, variant_name: str) -> ModelSpec:
         if variant_name not in self.variants:
@@ -292,14 +294,51 @@ def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
     return out
 
 
-def parse_spec(raw: dict[str, Any], *, origin: str = "<dict>") -> ModelSpec:
-    """Validate a spec dict; every problem is listed in one SpecError."""
+def parse_spec(raw: dict[str, Any], *, origin: str = "<dict>",
+               check_variants: bool = True) -> ModelSpec:
+    """Validate a spec dict; every problem, its variants' too, is listed in one SpecError.
+
+    Variants are checked here, when the spec loads, so a typo in one surfaces before a fit and
+    not an hour later in the sensitivity batch.
+    """
     try:
-        return ModelSpec.model_validate(raw)
+        spec = ModelSpec.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{origin}: {'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}"
-                 for err in exc.errors()]
-        raise SpecError("\n".join(lines)) from None
+        raise SpecError("\n".join(_error_lines(exc, origin))) from None
+    if check_variants:
+        lines = []
+        base = {k: v for k, v in spec.to_dict().items() if k != "variants"}
+        for name, overrides in spec.variants.items():
+            try:
+                ModelSpec.model_validate(_deep_merge(base, overrides))
+            except ValidationError as exc:
+                lines += _error_lines(exc, f"{origin}: variants.{name}")
+        if lines:
+            raise SpecError("\n".join(lines))
+    return spec
+
+
+def _error_lines(exc: ValidationError, origin: str) -> list[str]:
+    """One line per pydantic error, with a spelling hint for unknown names."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message += did_you_mean(loc[-1], _known_fields(loc[:-1]))
+        lines.append(f"{origin}: {'.'.join(loc) or '<top>'}: {message}")
+    return lines
+
+
+def _known_fields(section: list[str]) -> list[str]:
+    """Field names of the spec section at ``section`` (e.g. ['sampler'])."""
+    model: Any = ModelSpec
+    for part in section:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
 
 
 def parse_setting(text: str) -> dict[str, Any]:
@@ -343,7 +382,8 @@ def spec_path(name_or_path: str | Path) -> Path:
         return path
     bundled = resources.specs_dir() / f"{name_or_path}.toml"
     if not bundled.is_file():
-        raise SpecError(f"no spec file '{name_or_path}' and no bundled spec of that name; "
+        raise SpecError(f"no spec file '{name_or_path}' and no bundled spec of that name"
+                        f"{did_you_mean(str(name_or_path), bundled_spec_names())}; "
                         f"bundled: {bundled_spec_names()}")
     return bundled
 

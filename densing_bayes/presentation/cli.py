@@ -1,6 +1,8 @@
 """The ``densing-bayes`` command.
 
-Every subcommand is a thin layer over a Python function (so everything here can be scripted),
+Every subcommand is a thin layer over a Python function, the fitting ones over the Python API
+(:mod:`densing_bayes.api`: ``fit``, ``load``, ``DensingFit``), so everything here can be scripted;
+it
 turns known failures (bad data, a bad spec, an occupied output folder) into one line per problem
 and exit status 2, never a traceback, and logs progress to stderr.
 """
@@ -14,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from densing_bayes import __version__, resources
+from densing_bayes import __version__
 
 EXIT_OK, EXIT_FAILED_CHECKS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -27,9 +29,9 @@ class UserError(Exception):
 
 # ------------------------------------------------------------------------------ data
 def cmd_data_check(args) -> int:
-    from densing_bayes.data.load import load_data
+    from densing_bayes import api
 
-    data = load_data(resources.resolve_data_folder(args.folder))
+    data = api.load_data(args.folder)
     counts = [f"{len(data.reference_runs)} reference rows"]
     if data.has_evaluated_models:
         counts += [f"{len(data.models)} models", f"{len(data.scores)} scores"]
@@ -71,8 +73,8 @@ def cmd_simulate(args) -> int:
                           n_benchmarks=args.n_benchmarks)
     try:
         write_simulation(sim, Path(args.out), force=args.force)
-    except FileExistsError as exc:
-        raise UserError(str(exc)) from None
+    except FileExistsError as exc:  # the message names the Python keyword; name the flag
+        raise UserError(str(exc).replace("force=True", "--force")) from None
     tr = sim.truth["trend"]
     print(f"wrote {args.out}: {len(sim.models)} models, {len(sim.scores)} scores, "
           f"{len(sim.reference_runs)} reference rows; true doubling time "
@@ -93,8 +95,7 @@ def _spec_with_flags(args):
     return spec.with_overrides(overrides) if overrides else spec
 
 
-def _report_fit(result, spec, out: Path, strict: bool) -> int:
-    s = result.summary
+def _report_fit(s: dict, out: Path, strict: bool) -> int:
     print(f"run written to {out}")
     dt = s.get("doubling_time_days")
     if dt:
@@ -123,41 +124,37 @@ def _report_fit(result, spec, out: Path, strict: bool) -> int:
 
 
 def cmd_fit(args) -> int:
-    from densing_bayes.workflow import fit_to_folder
+    from densing_bayes import api
 
     spec = _spec_with_flags(args)
     out = Path(args.out)
-    result = fit_to_folder(spec, out, force=args.force, progress=not args.quiet)
-    return _report_fit(result, spec, out, args.strict)
+    fitted = api.fit(spec, progress=not args.quiet, save_to=out, force=args.force)
+    return _report_fit(fitted.summary_dict(), out, args.strict)
 
 
 def cmd_run(args) -> int:
-    from densing_bayes.workflow import fit_to_folder
+    from densing_bayes import api
 
     spec = _spec_with_flags(args)
     out = Path(args.out) if args.out else Path("reports") / spec.name
-    result = fit_to_folder(spec, out, force=args.force, progress=not args.quiet)
-    code = _report_fit(result, spec, out, args.strict)
-    from densing_bayes.presentation.report import write_report
-
-    print(f"report written to {write_report(out)}")
+    fitted = api.fit(spec, progress=not args.quiet, save_to=out, force=args.force)
+    code = _report_fit(fitted.summary_dict(), out, args.strict)
+    print(f"report written to {fitted.report()}")
     return code
 
 
 def cmd_report(args) -> int:
-    from densing_bayes.presentation.report import write_report
+    from densing_bayes import api
 
-    print(f"report written to {write_report(Path(args.run), compare=args.compare)}")
+    print(f"report written to {api.load(args.run).report(compare=args.compare)}")
     return EXIT_OK
 
 
 def cmd_predict(args) -> int:
-    from densing_bayes.analysis.predict import predict_scores
-    from densing_bayes.inference.run_io import atomic_write_text, load_run
+    from densing_bayes import api
+    from densing_bayes.inference.run_io import atomic_write_text
 
-    run = load_run(Path(args.run))
-    table = predict_scores(run.idata, params=args.params, tokens=args.tokens,
-                           ci_prob=run.spec.ci_prob, seed=run.spec.sampler.seed)
+    table = api.load(args.run).predict(params=args.params, tokens=args.tokens)
     if args.out:
         out = Path(args.out)
         if out.exists() and not args.force:
@@ -266,11 +263,20 @@ def cmd_sbc(args) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
+#: Size suffixes accepted by counts, as the package prints them ("7B" parameters, "2T" tokens).
+COUNT_SUFFIXES = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+
+
 def _positive_float(text: str) -> float:
+    """A positive count: a number (7e9) or a number with a size suffix (7B, 70M, 1.5T)."""
+    number, scale = text.strip(), 1.0
+    if number[-1:].upper() in COUNT_SUFFIXES:
+        number, scale = number[:-1], COUNT_SUFFIXES[number[-1].upper()]
     try:
-        value = float(text)
+        value = float(number) * scale
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; write e.g. 7e9 or 7B (suffixes K, M, B, T)") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive count")
     return value
@@ -331,10 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
     _sampler_flags(p)
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("predict", help="posterior predictive scores of a new reference model")
+    p = sub.add_parser("predict", help="posterior predictive scores (or, for the loss law "
+                       "alone, the loss) of a new reference model")
     p.add_argument("run", help="a run folder written by fit or run")
-    p.add_argument("--params", type=_positive_float, required=True, help="parameter count N")
-    p.add_argument("--tokens", type=_positive_float, required=True, help="training tokens D")
+    p.add_argument("--params", type=_positive_float, required=True,
+                   help="parameter count N, e.g. 7e9 or 7B")
+    p.add_argument("--tokens", type=_positive_float, required=True,
+                   help="training tokens D, e.g. 2e12 or 2T")
     p.add_argument("--out", help="CSV file to write (default: print)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.set_defaults(func=cmd_predict)
@@ -433,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
         from densing_bayes.data.load import format_problems
 
         print(format_problems(err), file=sys.stderr)
-        print(f"{len(err.problems)} problem(s) found; nothing was written.", file=sys.stderr)
+        checked_only = args.command == "data"  # `data check` never writes anything anyway
+        print(f"{len(err.problems)} problem(s) found" + ("." if checked_only
+              else "; nothing was written."), file=sys.stderr)
         return EXIT_BAD_INPUT
     except (SpecError, UserError, FileNotFoundError, ModelInputError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -733,8 +733,9 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
              lambda: plots.plot_effective_size(idata=idata, summary=summary, ci_prob=ci))
     draw("loss_law", "Loss law per benchmark",
          lambda: plots.plot_loss_law(idata=idata, inputs=inputs, ci_prob=ci))
-    draw("loss_score", "Loss to score per benchmark",
-         lambda: plots.plot_loss_score(idata=idata, inputs=inputs, ci_prob=ci))
+    if "gamma" in idata.posterior:  # absent when the loss law was fitted alone
+        draw("loss_score", "Loss to score per benchmark",
+             lambda: plots.plot_loss_score(idata=idata, inputs=inputs, ci_prob=ci))
     draw("prior_posterior", "Prior against posterior",
          lambda: plots.plot_prior_posterior(idata=idata))
     draw("ppc", "Posterior predictive checks",

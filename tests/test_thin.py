@@ -1,0 +1,43 @@
+"""The committed thinned copy: small, loadable, and honest about being thinned."""
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from densing_bayes.inference.thin import THIN_FILE, thin_idata, thin_note, write_thinned
+
+
+def fake_idata(chains=4, draws=1500, rows=300):
+    rng = np.random.default_rng(0)
+    post = xr.Dataset({"alpha": (("chain", "draw"), rng.normal(size=(chains, draws))),
+                       "alpha_log__": (("chain", "draw"), rng.normal(size=(chains, draws)))},
+                      coords={"chain": range(chains), "draw": range(draws)})
+    rows_ds = xr.Dataset({"score_obs": (("chain", "draw", "score_row"),
+                                        rng.normal(size=(chains, draws, rows)))},
+                         coords={"chain": range(chains), "draw": range(draws)})
+    return az.InferenceData(posterior=post, log_likelihood=rows_ds,
+                            posterior_predictive=rows_ds.copy(),
+                            prior_predictive=rows_ds.isel(chain=[0]))
+
+
+def test_thinning_keeps_about_the_asked_draws_and_marks_the_copy():
+    full = fake_idata()
+    thin = thin_idata(full, max_draws=1000, row_draws=250)
+    kept = thin.posterior.sizes["chain"] * thin.posterior.sizes["draw"]
+    rows = thin.log_likelihood.sizes["chain"] * thin.log_likelihood.sizes["draw"]
+    assert 900 <= kept <= 1000 and 200 <= rows <= 260  # ceil per chain: "about"
+    # per-row draws are posterior draws that were kept, so they line up with the posterior
+    assert set(thin.log_likelihood["draw"].values) <= set(thin.posterior["draw"].values)
+    assert "prior_predictive" not in thin.groups() and "alpha_log__" not in thin.posterior
+    assert thin.posterior["alpha"].dtype == np.float32
+    assert thin_note(thin) and "6000" in thin_note(thin)
+    assert thin_note(full) is None  # the full run is not marked
+
+
+def test_the_written_copy_is_smaller_and_loads(tmp_path):
+    full = fake_idata()
+    full.to_netcdf(str(tmp_path / "full.nc"), engine="h5netcdf")
+    write_thinned(full, tmp_path / THIN_FILE)
+    assert (tmp_path / THIN_FILE).stat().st_size < (tmp_path / "full.nc").stat().st_size / 8
+    back = az.from_netcdf(str(tmp_path / THIN_FILE), engine="h5netcdf")
+    assert thin_note(back) is not None

@@ -88,6 +88,8 @@ class CheckContext:
     summary: dict = field(default_factory=dict)
     data_folder: Path | None = None
     sensitivity: dict | None = None
+    #: Why the stored sensitivity analysis does not belong to this run (e.g. stale), if it does not.
+    sensitivity_note: str | None = None
     var_name: str = "score_obs"
 
     @property
@@ -161,7 +163,8 @@ class CheckContext:
         return None if table.empty else table
 
     @classmethod
-    def from_run(cls, run, sensitivity: dict | None = None) -> "CheckContext":
+    def from_run(cls, run, sensitivity: dict | None = None,
+                 sensitivity_note: str | None = None) -> "CheckContext":
         """The context of a run folder (``densing_bayes.inference.run_io.FittedRun``); the
         sensitivity analysis is read from ``RUN/sensitivity/sensitivity.json`` if not given."""
         if sensitivity is None:
@@ -171,7 +174,7 @@ class CheckContext:
         return cls(idata=run.idata, spec=run.spec, summary=run.summary,
                    data_folder=Path(run.summary["data_folder"])
                    if run.summary.get("data_folder") else None,
-                   sensitivity=sensitivity)
+                   sensitivity=sensitivity, sensitivity_note=sensitivity_note)
 
 
 # ============================================================================ the registry
@@ -458,6 +461,8 @@ def reachability_records(benchmarks, reachable: np.ndarray, scores: np.ndarray,
 def _sensitivity_usable(ctx: CheckContext) -> str | None:
     """Why the stored sensitivity analysis cannot be used for this run (None if it can)."""
     sens = ctx.sensitivity
+    if ctx.sensitivity_note:
+        return ctx.sensitivity_note
     if not isinstance(sens, dict) or not sens.get("prior_variants"):
         return ("no sensitivity analysis stored beside this run (densing-bayes sensitivity "
                 "--out RUN/sensitivity)")

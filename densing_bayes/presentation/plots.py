@@ -52,7 +52,7 @@ PALETTE = [OKABE_ITO[k] for k in ("blue", "orange", "green", "vermillion", "purp
                                   "yellow", "black")]
 SEQUENTIAL_CMAP = "cividis"
 
-#: The package's interval mass (README: every interval is equal-tailed with mass 0.9).
+#: The package's interval mass (docs/outputs.md: every interval is equal-tailed, mass 0.9).
 CI_PROB = 0.9
 #: Inner band drawn beside the main one.
 INNER_PROB = 0.5

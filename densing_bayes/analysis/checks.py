@@ -37,7 +37,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import arviz as az
@@ -88,7 +88,7 @@ class CheckContext:
     summary: dict = field(default_factory=dict)
     data_folder: Path | None = None
     sensitivity: dict | None = None
-    #: Why the stored sensitivity analysis does not belong to this run (e.g. stale), if it does not.
+    #: Why the stored sensitivity analysis does not belong to this run (e.g. stale), if so.
     sensitivity_note: str | None = None
     var_name: str = "score_obs"
 
@@ -337,10 +337,18 @@ def _loo_pit(ctx: CheckContext):
 def loo_pit_band(n: int, prob: float = LOO_PIT_BAND_PROB, grid: np.ndarray = LOO_PIT_GRID
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Simultaneous ``prob`` band of the ECDF of n uniform values on ``grid`` (ArviZ's
-    optimised band, the one ``az.plot_ecdf(confidence_bands=True)`` draws)."""
+    optimised band, the one ``az.plot_ecdf(confidence_bands=True)`` draws). Cached: the
+    optimisation takes about 2 s and the check and the figure need the same band."""
+    lower, upper = _band(int(n), float(prob), tuple(np.asarray(grid, float)))
+    return lower.copy(), upper.copy()
+
+
+@lru_cache(maxsize=16)
+def _band(n: int, prob: float, grid: tuple) -> tuple[np.ndarray, np.ndarray]:
     from arviz.stats.ecdf_utils import ecdf_confidence_band
 
-    return ecdf_confidence_band(n, grid, grid, prob=prob, method="optimized")
+    points = np.asarray(grid)
+    return ecdf_confidence_band(n, points, points, prob=prob, method="optimized")
 
 
 def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:

@@ -1168,15 +1168,15 @@ def plot_loo_pit(*, idata=None, var_name: str = "score_obs", ci_prob: float = CI
     ax.axhline(0, color=OKABE_ITO["black"], lw=0.6)
     verdict = (f"outside the band at {int(outside.sum())} of {grid.size} points: miscalibrated"
                if outside.any() else "inside the band everywhere")
-    ax.text(0.02, 0.04, verdict, transform=ax.transAxes, fontsize=8.5, fontweight="bold",
-            color=OKABE_ITO["vermillion"] if outside.any() else OKABE_ITO["green"])
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3,
                fontsize=7.5)
     ax.set_xlim(0, 1)
     ax.set_xlabel("LOO-PIT value")
     ax.set_ylabel("ECDF - uniform CDF")
-    ax.set_title(f"LOO-PIT of the evaluated models' scores ({pit.size})" if var_name == "score_obs"
-                 else f"LOO-PIT of {var_name}")
+    what = (f"LOO-PIT of the evaluated models' scores ({pit.size})" if var_name == "score_obs"
+            else f"LOO-PIT of {var_name}")
+    ax.set_title(f"{what}\n{verdict}", fontsize=9,
+                 color=OKABE_ITO["vermillion"] if outside.any() else OKABE_ITO["black"])
     return fig
 
 
@@ -1302,8 +1302,9 @@ def draw_forest(ax, table: pd.DataFrame, *, series: dict[str, tuple[str, str, st
     ``table`` columns: ``row``, ``series``, ``median``, ``lower``, ``upper`` (NaN upper with a
     finite median = unbounded above: drawn to ``right_edge`` with an arrow), optional
     ``lower50``/``upper50`` (a thicker inner interval), optional ``converged`` (False: hollow
-    marker and a pale dashed interval, with a legend entry saying so). ``series`` maps a series name to (legend label, colour,
-    marker); the series ``"prior"`` is drawn as a wide translucent grey bar behind the others.
+    marker and a pale dashed interval, with a legend entry saying so). ``series`` maps a series
+    name to (legend label, colour, marker); the series ``"prior"`` is drawn as a wide
+    translucent grey bar behind the others.
     Returns the y position of every row; legend entries are added for what was drawn.
     """
     rows = list(rows if rows is not None else dict.fromkeys(table["row"]))

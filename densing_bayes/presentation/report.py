@@ -633,9 +633,9 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             f"posterior medians with equal-tailed credible intervals as stored by the analysis "
             f"({p} for this fit; an arrow: unbounded above, the slope's interval reaches 0). Log "
             f"x axis. The dashed line is the paper's 95 days. Refits use the sensitivity "
-            f"analysis' own sampler settings; refits that failed their diagnostics are hollow, grey "
-            f"and dashed (indicative only). 'this spec (short refit)' is this spec refitted with "
-            f"those settings."),
+            f"analysis' own sampler settings; refits that failed their diagnostics are hollow, "
+            f"dashed and paler (indicative only). 'this spec (short refit)' is this spec "
+            f"refitted with those settings."),
     }
 
 

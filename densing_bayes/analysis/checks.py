@@ -210,6 +210,9 @@ def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[dict]:
             continue
         try:
             result = check.compute(ctx)
+        except LookupError as exc:  # an input this run does not have (e.g. no predictive draws)
+            result = record(check.name, check.name, passed=None, kind=check.kind,
+                            detail=f"not computed: {exc}")
         except Exception as exc:  # noqa: BLE001 - a check that cannot run is reported, not fatal
             log.warning("check %s could not be computed: %s", check.name, exc)
             result = record(check.name, check.name, passed=None, kind=check.kind,

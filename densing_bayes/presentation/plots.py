@@ -1065,8 +1065,13 @@ def plot_prior_posterior(*, idata, var_names: Sequence[str] | None = None) -> Fi
                 ax.fill_between(grid, dens, color=colour, alpha=0.3, lw=0)
                 ax.plot(grid, dens, color=colour, lw=1.3, label=label)
         ratio = np.std(post) / np.std(prior) if np.std(prior) > 0 else np.nan
+        # where the posterior sits in the prior: its median's z-score (location conflict)
+        z = ((np.median(post) - np.mean(prior)) / np.std(prior) if np.std(prior) > 0
+             else np.nan)
+        conflict = abs(z) >= 2
         ax.set_title(f"{PRIOR_POSTERIOR_PARAMETERS.get(name, (name,))[0]}\n"
-                     f"sd posterior / prior = {ratio:.2g}", fontsize=8.5)
+                     f"sd post/prior {ratio:.2g}; median at {z:+.1f} prior sd", fontsize=8.5,
+                     color=OKABE_ITO["vermillion"] if conflict else "black")
         ax.set_yticks([])
         ax.set_ylim(0, 1.08)
         ax.set_xlim(lo, hi)

@@ -579,8 +579,11 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             "estimates of prior draws and posterior draws, each scaled to its own maximum so both "
             "shapes are visible (the areas are not comparable). 'sd post/prior' is the ratio of "
             "posterior to prior standard deviation: near 1 means the data say little about that "
-            "parameter. Exponents and the sigmoid slope are shown through their pooled means "
-            "(e^mu)."),
+            "parameter. 'median at z prior sd': where the posterior median sits in the prior "
+            "(its distance from the prior mean in prior standard deviations); at 2 or more the "
+            "title is red: the data pull that parameter into the prior's tail (a prior-data "
+            "conflict in location, which the width ratio does not show). Exponents and the "
+            "sigmoid slope are shown through their pooled means (e^mu)."),
         "ppc": (
             f"Posterior predictive checks of the three likelihood terms. Top: the observed "
             f"distribution (black) against 50 replicated data sets drawn from the posterior "

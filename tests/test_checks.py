@@ -185,3 +185,22 @@ def test_header_is_never_green_while_a_check_fails():
     assert "e-folds per year" in html  # the estimand is stated
     html = _header([ok])
     assert 'class="ok"' in html
+
+
+def test_context_loo_equals_arviz_loo():
+    """The header's Pareto k and the report's LOO table come from one PSIS pass, with az.loo's
+    numbers exactly."""
+    import arviz as az
+
+    rng = np.random.default_rng(1)
+    idata = az.from_dict(posterior={"mu": rng.normal(size=(2, 200)),
+                                    "theta": rng.normal(size=(2, 200, 3))},
+                         log_likelihood={"score_obs": rng.normal(-1, 0.3, (2, 200, 40))},
+                         observed_data={"score_obs": rng.uniform(size=40)})
+    ctx = checks.CheckContext(idata=idata, spec=_Spec())
+    ref = az.loo(idata, var_name="score_obs", pointwise=True)
+    ours = ctx.loo
+    assert ours["elpd_loo"] == pytest.approx(ref.elpd_loo)
+    assert ours["se"] == pytest.approx(ref.se)
+    assert ours["p_loo"] == pytest.approx(ref.p_loo)
+    np.testing.assert_allclose(ours["pareto_k"], np.asarray(ref.pareto_k))

@@ -124,16 +124,29 @@ class CheckContext:
 
     @cached_property
     def reff(self) -> float:
-        """Relative efficiency for PSIS (as az.loo: mean ESS / draws of the scalar parameters)."""
+        """Relative efficiency for PSIS, as ``az.loo`` computes it (mean ESS of every posterior
+        variable / draws), so Pareto k and elpd here equal az.loo's."""
         post = self.idata.posterior
         n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
         if n_chains == 1:
             return 1.0
-        scalars = [v for v in post.data_vars if post[v].ndim == 2]
-        if not scalars:
-            return 1.0
-        ess = az.ess(post[scalars], method="mean")
-        return float(np.mean([float(ess[v]) for v in scalars]) / (n_chains * n_draws))
+        ess = az.ess(post, method="mean")
+        values = np.hstack([np.asarray(ess[v].values, float).ravel() for v in ess.data_vars])
+        return float(np.nanmean(values) / (n_chains * n_draws))
+
+    @cached_property
+    def loo(self) -> dict:
+        """PSIS-LOO of the scores from the cached weights (az.loo's formulas): elpd_loo, se,
+        p_loo, pointwise Pareto k and ArviZ's k threshold."""
+        from scipy.special import logsumexp
+
+        ll = self.log_likelihood
+        log_weights, k, good_k = self.psis
+        loo_i = logsumexp(log_weights + ll, axis=0)
+        lppd = float(np.sum(logsumexp(ll, axis=0) - math.log(ll.shape[0])))
+        elpd = float(loo_i.sum())
+        return {"elpd_loo": elpd, "se": float(math.sqrt(loo_i.size * np.var(loo_i))),
+                "p_loo": lppd - elpd, "pareto_k": k, "good_k": good_k, "n": int(loo_i.size)}
 
     @cached_property
     def loo_pit(self) -> np.ndarray:

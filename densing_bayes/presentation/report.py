@@ -296,19 +296,26 @@ def _run_label(run: FittedRun) -> str:
 
 
 def loo_tables(run: FittedRun, others: Sequence[FittedRun] = (),
-               var_name: str = "score_obs") -> LooTables:
+               var_name: str = "score_obs",
+               ctx: model_checks.CheckContext | None = None) -> LooTables:
     """PSIS-LOO of ``var_name`` for this run and, with other runs fitted to the same
-    observations, an ``az.compare`` table."""
+    observations, an ``az.compare`` table. ``ctx``: the checks' context, whose PSIS weights
+    give the single-run numbers (the same Pareto k as the header's check, no second pass)."""
     out = LooTables()
     if "log_likelihood" not in run.idata.groups() or var_name not in run.idata.log_likelihood:
         out.notes.append(f"this run has no pointwise log-likelihood of {var_name}: no LOO")
         return out
-    loo = az.loo(run.idata, var_name=var_name, pointwise=True)
-    k = np.asarray(loo.pareto_k)
-    good_k = float(getattr(loo, "good_k", 0.7))  # ArviZ: min(1 - 1/log10(S), 0.7)
+    if ctx is not None and ctx.var_name == var_name:
+        loo = ctx.loo
+    else:
+        elpd = az.loo(run.idata, var_name=var_name, pointwise=True)
+        loo = {"elpd_loo": elpd.elpd_loo, "se": elpd.se, "p_loo": elpd.p_loo,
+               "pareto_k": np.asarray(elpd.pareto_k),
+               "good_k": float(getattr(elpd, "good_k", 0.7))}  # min(1 - 1/log10(S), 0.7)
+    k, good_k = np.asarray(loo["pareto_k"]), loo["good_k"]
     out.k_threshold = f"{good_k:.2f}"
-    out.single.append({"elpd_loo": _num(loo.elpd_loo, 5), "se": _num(loo.se),
-                       "p_loo": _num(loo.p_loo), "n": str(k.size),
+    out.single.append({"elpd_loo": _num(loo["elpd_loo"], 5), "se": _num(loo["se"]),
+                       "p_loo": _num(loo["p_loo"]), "n": str(k.size),
                        "k_high": f"{int((k > good_k).sum())} ({(k > good_k).mean():.1%})"})
     if not others:
         out.notes.append("one run only: pass other changepoint variants fitted to the same data "
@@ -887,7 +894,7 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
     draw("energy", "Energy and E-BFMI", lambda: plots.plot_energy(idata=idata))
 
     log.info("report: tables")
-    loo = loo_tables(run, others) if has_models else LooTables(
+    loo = loo_tables(run, others, ctx=ctx) if has_models else LooTables(
         notes=["no evaluated models: no LOO of score_obs"])
     loo.notes.extend(extra_notes)
     if sens is not None and has_models:

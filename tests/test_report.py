@@ -478,3 +478,17 @@ def test_sensitivity_from_another_configuration_is_flagged(report_run, tmp_path)
         note = report.sensitivity_tables(load_run(folder))["stale"]
         assert (note is not None) == stale
     assert "model hash" in note
+
+
+def test_holdout_figure_marks_misses():
+    import pandas as pd
+
+    table = pd.DataFrame({"run_id": ["r7B"] * 3, "benchmark": ["a", "b", "c"],
+                          "actual": [0.5, 0.9, 0.3], "median": [0.5, 0.7, 0.31],
+                          "lower": [0.45, 0.65, 0.25], "upper": [0.55, 0.75, 0.35],
+                          "inside": [True, False, True]})
+    fig = plots.plot_holdout(table=table)
+    ax = fig.axes[0]
+    assert "2 of 3" in ax.get_title()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "actual score: outside" in labels and "actual score: inside" in labels

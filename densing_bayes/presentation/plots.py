@@ -1495,3 +1495,41 @@ def plot_protocol_offsets(*, idata, ci_prob: float = CI_PROB) -> Figure:
                   "family's)")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
     return fig
+
+
+# ============================================================================= held-out runs
+@styled
+def plot_holdout(*, table: pd.DataFrame, ci_prob: float = CI_PROB) -> Figure:
+    """Held-out reference runs: per benchmark (rows) and run (series), the posterior predictive
+    median and ``ci_prob`` interval of the score (the forest) with the actual score (black
+    diamond; red when outside its interval). ``table``: as from
+    :func:`densing_bayes.analysis.holdout.validate_holdout`."""
+    runs = list(dict.fromkeys(str(r) for r in table["run_id"]))
+    benchmarks = list(dict.fromkeys(str(b) for b in table["benchmark"]))
+    fig = new_figure(7.0, 0.42 * max(1, len(benchmarks)) + 1.7)
+    ax = fig.add_subplot()
+    colours = [OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["green"], OKABE_ITO["purple"]]
+    series = {r: (f"{r}: predicted median and {_pct(ci_prob)}% interval",
+                  colours[i % len(colours)], "o") for i, r in enumerate(runs)}
+    forest = pd.DataFrame({"row": table["benchmark"].astype(str),
+                           "series": table["run_id"].astype(str),
+                           "median": table["median"], "lower": table["lower"],
+                           "upper": table["upper"]})
+    ypos = draw_forest(ax, forest, series=series, rows=benchmarks)
+    drawn = [r for r in runs if (forest["series"] == r).any()]
+    step = 0.3 / max(1, len(drawn) - 1) if len(drawn) > 1 else 0.0
+    offset = {r: (i - (len(drawn) - 1) / 2) * step for i, r in enumerate(drawn)}
+    y = np.array([ypos[str(b)] + offset[str(r)] for b, r in zip(table["benchmark"],
+                                                                 table["run_id"])])
+    inside = table["inside"].to_numpy(bool)
+    for mask, colour, label in ((inside, OKABE_ITO["black"], "actual score: inside"),
+                                (~inside, OKABE_ITO["vermillion"], "actual score: outside")):
+        if mask.any():
+            ax.scatter(table["actual"].to_numpy(float)[mask], y[mask], marker="D", s=22,
+                       color=colour, zorder=4, label=label)
+    ax.set_xlabel("score (fraction)")
+    ax.set_title(f"{int(inside.sum())} of {len(table)} actual scores inside their "
+                 f"{_pct(ci_prob)}% predictive intervals", fontsize=9,
+                 color=OKABE_ITO["vermillion"] if inside.mean() < ci_prob - 0.1 else "black")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    return fig

@@ -627,6 +627,14 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             f"evaluation; a posterior at the edge of its prior means the prior, not the data, "
             f"locates the absolute density level. An offset on the logit scale cannot raise a "
             f"benchmark's ceiling (chance + span)."),
+        "holdout": (
+            f"Reference runs kept out of the fit (larger than every fitted run), predicted "
+            f"from their size and training tokens through the fitted loss law and sigmoid: "
+            f"per benchmark and run, the posterior predictive median and {p} equal-tailed "
+            f"predictive interval of the score (includes observation noise), and the actual "
+            f"score (diamond; red when outside). Misses on one side mean a biased "
+            f"extrapolation; misses on both sides, intervals that are too narrow. The rows of "
+            f"one run share its prediction error, so they are not independent checks."),
         "rank": (
             "Rank plots of the trend parameters: the ranks of all draws pooled over chains, "
             "histogrammed per chain. With good mixing every chain's bars are uniform (inside the "
@@ -893,6 +901,9 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
                                  or ["alpha", "beta"]))
     draw("energy", "Energy and E-BFMI", lambda: plots.plot_energy(idata=idata))
 
+    if has_models and ctx.holdout is not None:
+        draw("holdout", "Held-out reference runs against their predictive intervals",
+             lambda: plots.plot_holdout(table=ctx.holdout, ci_prob=ci))
     log.info("report: tables")
     loo = loo_tables(run, others, ctx=ctx) if has_models else LooTables(
         notes=["no evaluated models: no LOO of score_obs"])

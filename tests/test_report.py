@@ -492,3 +492,10 @@ def test_holdout_figure_marks_misses():
     assert "2 of 3" in ax.get_title()
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "actual score: outside" in labels and "actual score: inside" in labels
+
+
+def test_effective_size_keeps_the_density_one_line(synthetic):
+    idata, summary, _ = synthetic
+    fig = plots.plot_effective_size(idata=idata, summary=summary)
+    lo, hi = fig.axes[1].get_xlim()
+    assert lo < 1.0 < hi

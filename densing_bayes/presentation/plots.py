@@ -727,6 +727,8 @@ def plot_effective_size(*, idata, summary: dict, ci_prob: float = CI_PROB) -> Fi
         if name == "effective_params":
             lo_x = min(lo_x, np.nanmin(table["params"]) / 1.5)
             hi_x = max(hi_x, np.nanmax(table["params"]) * 1.5)
+        else:  # the reference line (density 1) is part of the figure: keep it in range
+            lo_x, hi_x = min(lo_x, 1 / 1.5), max(hi_x, 1.5)
         ok = defined & (base >= lo_x) & (base <= hi_x)
         ax.scatter(base[ok], ypos[ok], s=22, marker="s", facecolor="none",
                    edgecolor=OKABE_ITO["green"], lw=0.9, zorder=5,

@@ -268,10 +268,6 @@ def binding_caveats(records: list[dict]) -> list[str]:
 
 
 # ============================================================================ sampler checks
-def _fmt(x, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}g}"
-
-
 @register("sampler", kind="sampler",
           caveat="The sampler did not converge: every number in this report may change with "
                  "longer chains. Refit with more tuning and draws before reading anything else.")
@@ -290,13 +286,16 @@ def _sampler(ctx: CheckContext):
         ("min_bfmi", "smallest E-BFMI", d.get("min_bfmi"), th.min_bfmi,
          lambda v: v >= th.min_bfmi, "per chain"),
     ]
+    formats = {"divergences": "{:.0f}", "max_rhat": "{:.4f}", "min_ess_bulk": "{:.0f}",
+               "min_ess_tail": "{:.0f}", "min_bfmi": "{:.2f}"}
     out = []
     for key, label, value, nominal, ok, note in rows:
         passed = None if value is None else ok(value)
         op = "<=" if key in ("divergences", "max_rhat") else ">="
+        fmt = formats[key].format
         out.append(record(f"sampler:{key}", f"sampler: {label}", value=value, nominal=nominal,
                           passed=passed, kind="sampler",
-                          detail=(f"{_fmt(value, 5)} (threshold {op} {nominal}); {note}"
+                          detail=(f"{fmt(value)} (threshold {op} {fmt(nominal)}); {note}"
                                   if value is not None else "not recorded in summary.json")))
     return out
 

@@ -788,7 +788,7 @@ def _check_value(x) -> str:
     if isinstance(x, bool) or isinstance(x, int):
         return str(x)
     if isinstance(x, float):
-        return _num(x)
+        return _num(x, 4)
     return str(x)
 
 

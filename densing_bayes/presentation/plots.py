@@ -1097,6 +1097,9 @@ def ppc_data(*, idata, var_name: str, ci_prob: float = CI_PROB) -> pd.DataFrame:
     return table
 
 
+#: Most predictive intervals drawn per panel of the pooled PPC (the share inside uses all).
+PPC_MAX_INTERVALS = 400
+
 PPC_VARIABLES = {"log_loss_obs": "ln loss (reference runs)",
                  "curve_score_obs": "score (reference runs)",
                  "score_obs": "score (evaluated models)"}
@@ -1119,16 +1122,24 @@ def plot_ppc(*, idata, ci_prob: float = CI_PROB, seed: int = 0) -> Figure:
         return fig
     for j, name in enumerate(names):
         ax = axes[0, j]
+        # Scores live on [0, 1]: a kernel density leaks past the bounds, an ECDF does not.
+        bounded = name != "log_loss_obs"
         az.plot_ppc(idata, var_names=[name], ax=ax, num_pp_samples=50, random_seed=seed,
+                    kind="cumulative" if bounded else "kde",
                     colors=[OKABE_ITO["sky"], OKABE_ITO["black"], OKABE_ITO["orange"]],
                     legend=j == 0)
         ax.set_title(PPC_VARIABLES[name])
         ax.set_xlabel(PPC_VARIABLES[name].split(" (")[0])
-        ax.set_ylabel("density")
+        ax.set_ylabel("cumulative share" if bounded else "density")
         ax = axes[1, j]
         table = ppc_data(idata=idata, var_name=name, ci_prob=ci_prob)
-        ax.vlines(table["median"], table["lower"], table["upper"], color=OKABE_ITO["sky"],
-                  lw=0.6, alpha=0.6, rasterized=len(table) > 1000)
+        # At most PPC_MAX_INTERVALS intervals (evenly spaced in the predicted median): thousands
+        # of overplotted bars are a solid mass; the share inside is computed from all rows.
+        shown = table.sort_values("median")
+        if len(shown) > PPC_MAX_INTERVALS:
+            shown = shown.iloc[np.linspace(0, len(shown) - 1, PPC_MAX_INTERVALS).astype(int)]
+        ax.vlines(shown["median"], shown["lower"], shown["upper"], color=OKABE_ITO["sky"],
+                  lw=0.6, alpha=0.6)
         ax.scatter(table["median"], table["observed"], s=5, color=OKABE_ITO["blue"], lw=0,
                    rasterized=len(table) > 1000, zorder=3)
         lo = np.nanmin(table[["observed", "lower"]].to_numpy())

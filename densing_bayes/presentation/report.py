@@ -594,10 +594,13 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
         "ppc": (
             f"Posterior predictive checks of the three likelihood terms. Top: the observed "
             f"distribution (black) against 50 replicated data sets drawn from the posterior "
-            f"predictive distribution (blue) and their mean (orange dashed). Bottom: each "
-            f"observation against its posterior predictive median, with its {p} equal-tailed "
-            f"posterior predictive interval (includes observation noise); the text gives the "
-            f"share of observations inside their interval (about {p} if calibrated)."),
+            f"predictive distribution (blue) and their mean (orange dashed): kernel densities "
+            f"for ln loss, empirical CDFs for the scores (bounded on [0, 1], where a kernel "
+            f"density leaks past the bounds). Bottom: each observation against its posterior "
+            f"predictive median, with {p} equal-tailed posterior predictive intervals (include "
+            f"observation noise; at most {plots.PPC_MAX_INTERVALS} drawn, evenly spread); the "
+            f"text gives the share of all observations inside their interval (about {p} if "
+            f"calibrated). Section 6 also shows this per benchmark."),
         "loo_pit": (
             f"LOO-PIT of the evaluated models' scores: for each score, the probability that a "
             f"replicate from its leave-one-out posterior predictive distribution falls below the "

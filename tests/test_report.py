@@ -167,6 +167,9 @@ PLOTS = {
     "prior_posterior": lambda i, s, x: plots.plot_prior_posterior(idata=i),
     "ppc": lambda i, s, x: plots.plot_ppc(idata=i),
     "loo_pit": lambda i, s, x: plots.plot_loo_pit(idata=i),
+    "benchmark_ppc": lambda i, s, x: plots.plot_benchmark_ppc(idata=i),
+    "protocol_offsets": lambda i, s, x: plots.plot_protocol_offsets(idata=i),
+    "sensitivity": lambda i, s, x: plots.plot_sensitivity(sensitivity=SENSITIVITY, summary=s),
     "rank": lambda i, s, x: plots.plot_rank(idata=i),
     "energy": lambda i, s, x: plots.plot_energy(idata=i),
 }
@@ -289,7 +292,34 @@ def test_sensitivity_forest_marks_unbounded_and_failed_variants(synthetic):
     fig = plots.plot_sensitivity(sensitivity=SENSITIVITY, summary=summary)
     ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert "without_source:own (failed)" in ticks
-    assert any("unbounded" in t.get_text() for t in fig.legends[0].get_texts())
+    assert "this spec (short refit)" in ticks  # not "baseline": that is the paper's pipeline
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("unbounded" in t for t in legend)
+    assert any("did not converge" in t for t in legend)  # narrow_slopes has no diagnostics
+
+
+def test_doubling_time_axis_keeps_the_papers_line(synthetic):
+    """The paper's 95 days is inside the x range even when every draw is far slower."""
+    idata, _, _ = synthetic
+    slow = idata.copy()
+    slow.posterior["slope_post"] = slow.posterior["slope_post"] * 0 + 0.8  # ~316 days
+    fig = plots.plot_doubling_time(idata=slow)
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo < 95 < hi
+
+
+def test_baseline_points_do_not_stretch_the_density_axis(synthetic):
+    idata, summary, _ = synthetic
+    models = dict(summary["paper_baseline"]["models"])
+    names = list(models)
+    models[names[1]] = {"density": 33749.0}
+    models[names[2]] = {"density": 0.0}
+    wild = {**summary, "paper_baseline": {"trend": {}, "models": models}}
+    ax = plots.plot_density_trend(idata=idata, summary=wild).axes[0]
+    post_hi = float(np.exp(idata.posterior["log_density"]).quantile(0.95).max())
+    assert ax.get_ylim()[1] < 100 * post_hi
+    labels = [t.get_text() for t in ax.figure.legends[0].get_texts()]
+    assert any("defined for" in t and "not drawn" in t for t in labels)
 
 
 def test_format_count():
@@ -323,8 +353,13 @@ def test_report_has_every_section(report_run):
     assert "narrow_slopes" in html and "not run" not in html  # read from RUN/sensitivity
     assert "elpd_diff" in html  # LOO comparison with --compare
     assert "Llama-1-7B" in html  # the paper comparison finds the simulated model
-    passed = json.loads((run / "summary.json").read_text())["diagnostics"]["passed"]
-    assert ('class="banner"' in html) == (not passed)
+    from densing_bayes.analysis.checks import verdict
+
+    stored = json.loads((run / "summary.json").read_text())["model_checks"]
+    status = verdict(stored)["status"]
+    assert ('class="ok"' in html) == (status == "passed")  # never green while a check fails
+    assert ('class="banner' in html) == (status != "passed")
+    assert 'id="how-sure"' in html and "e-folds per year" in html
 
 
 def test_embedded_images_are_valid_pngs(report_run):
@@ -443,3 +478,24 @@ def test_sensitivity_from_another_configuration_is_flagged(report_run, tmp_path)
         note = report.sensitivity_tables(load_run(folder))["stale"]
         assert (note is not None) == stale
     assert "model hash" in note
+
+
+def test_holdout_figure_marks_misses():
+    import pandas as pd
+
+    table = pd.DataFrame({"run_id": ["r7B"] * 3, "benchmark": ["a", "b", "c"],
+                          "actual": [0.5, 0.9, 0.3], "median": [0.5, 0.7, 0.31],
+                          "lower": [0.45, 0.65, 0.25], "upper": [0.55, 0.75, 0.35],
+                          "inside": [True, False, True]})
+    fig = plots.plot_holdout(table=table)
+    ax = fig.axes[0]
+    assert "2 of 3" in ax.get_title()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "actual score: outside" in labels and "actual score: inside" in labels
+
+
+def test_effective_size_keeps_the_density_one_line(synthetic):
+    idata, summary, _ = synthetic
+    fig = plots.plot_effective_size(idata=idata, summary=summary)
+    lo, hi = fig.axes[1].get_xlim()
+    assert lo < 1.0 < hi

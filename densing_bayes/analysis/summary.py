@@ -2,7 +2,8 @@
 
 Keys that are always present: ``ci_prob``, ``interval``, ``doubling_time_days``,
 ``doubling_time_days_pre``, ``acceleration_ratio`` (each ``{median, lower, upper}``, or null
-without a changepoint), ``diagnostics``, ``models``, ``paper_baseline``, ``paper_reported``.
+without a changepoint), ``diagnostics``, ``models``, ``paper_baseline``, ``paper_reported``,
+``model_checks`` (records of :mod:`densing_bayes.analysis.checks`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from densing_bayes import __version__
-from densing_bayes.analysis import derived
+from densing_bayes.analysis import checks, derived
 from densing_bayes.analysis.identification import identification_summary
 from densing_bayes.inference.diagnostics import Diagnostics
 from densing_bayes.model.inputs import ModelInputs
@@ -80,6 +81,10 @@ def build_summary(idata: az.InferenceData, inputs: ModelInputs, spec: ModelSpec,
         summary["models"] = {}
     summary["benchmarks"] = derived.benchmark_summary(idata, inputs, ci)
     summary["identification"] = identification_summary(idata, inputs, spec, data)
+    # "How sure is this?": sampler and model checks (analysis/checks.py; the report re-runs
+    # them with the sensitivity analysis once it exists).
+    summary["model_checks"] = checks.run_checks(checks.CheckContext(
+        idata=idata, spec=spec, summary=_clean(summary), data_folder=data_folder or None))
     return _clean(summary)
 
 

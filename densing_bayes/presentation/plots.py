@@ -52,17 +52,13 @@ PALETTE = [OKABE_ITO[k] for k in ("blue", "orange", "green", "vermillion", "purp
                                   "yellow", "black")]
 SEQUENTIAL_CMAP = "cividis"
 
-#: The package's interval mass (README: every interval is equal-tailed with mass 0.9).
+#: The package's interval mass (docs/outputs.md: every interval is equal-tailed, mass 0.9).
 CI_PROB = 0.9
 #: Inner band drawn beside the main one.
 INNER_PROB = 0.5
 
 #: Most posterior draws used for curves over a grid (enough for 90% bands, keeps plots fast).
 MAX_CURVE_DRAWS = 400
-
-#: Baseline densities further than this factor outside the posterior's range are drawn at the
-#: edge of the density-trend plot (as triangles) instead of stretching its axis.
-BASELINE_SPAN = 10.0
 
 #: Models the paper names (docs/densing-law-method.md): always labelled when present.
 PAPER_NAMED_MODELS = ("Llama-1-7B", "Gemma2-9B", "MiniCPM-3-4B")
@@ -455,6 +451,38 @@ def _label_priority(models: pd.DataFrame) -> list[int]:
     return order
 
 
+def _interval_text(entry, fmt="{:.0f}") -> str | None:
+    """'median [lower, upper]' of a summary interval ('unbounded' for a null end)."""
+    if not isinstance(entry, dict) or entry.get("median") is None:
+        return None
+    lo = "unbounded" if entry.get("lower") is None else fmt.format(entry["lower"])
+    hi = "unbounded" if entry.get("upper") is None else fmt.format(entry["upper"])
+    return f"{fmt.format(entry['median'])} [{lo}, {hi}]"
+
+
+def _numbers_box(ax, summary: dict, ci_prob: float):
+    """The headline numbers in the upper left of the density-trend axes (None without them)."""
+    after = _interval_text(summary.get("doubling_time_days"))
+    if after is None:
+        return None
+    before = _interval_text(summary.get("doubling_time_days_pre"))
+    ratio = _interval_text(summary.get("acceleration_ratio"), "{:.2f}")
+    cp = str((summary.get("trend") or {}).get("changepoint_date", ""))
+    lines = [f"frontier doubling time, median [{_pct(ci_prob)}% interval]:"]
+    if before is not None:
+        lines += [f"  after {cp}: {after} days", f"  before: {before} days"]
+        if ratio is not None:
+            lines.append(f"  acceleration ratio: {ratio}")
+    else:
+        lines.append(f"  {after} days")
+    lines.append("  paper: 95 days (running-maximum envelope)")
+    lines.append("absolute level: relative to the reference family")
+    return ax.text(0.012, 0.985, "\n".join(lines), transform=ax.transAxes, va="top",
+                   ha="left", fontsize=8, zorder=7, linespacing=1.35,
+                   bbox={"boxstyle": "round,pad=0.4", "fc": "white", "ec": "#bbbbbb",
+                         "alpha": 0.92})
+
+
 @styled
 def plot_density_trend(*, idata, summary: dict, ci_prob: float = CI_PROB, ax=None,
                        label_models: bool = True) -> Figure:
@@ -497,29 +525,25 @@ def plot_density_trend(*, idata, summary: dict, ci_prob: float = CI_PROB, ax=Non
               zorder=3, label=f"model: {_pct(ci_prob)}% credible interval")
     ax.scatter(x, y, s=16, color=OKABE_ITO["orange"], edgecolor=OKABE_ITO["black"], lw=0.4,
                zorder=4, label="model: posterior median density")
-    # The y range follows the posterior; baseline points far outside it (the least-squares
-    # inversion can explode near a sigmoid's ceiling) are drawn as triangles at the edge.
+    # The y range follows the posterior alone. The paper's point pipeline is drawn only where
+    # it is defined (a finite, positive density) and inside that range: its inversions explode
+    # near a sigmoid's ceiling (densities in the tens of thousands, or exactly 0), and such
+    # points would squash the posterior into a sliver.
     lows = np.concatenate([models["lower"], fr["lower"]])
     highs = np.concatenate([models["upper"], fr["upper"]])
     post_lo, post_hi = np.nanmin(lows[lows > 0]), np.nanmax(highs)
+    y_lo, y_hi = post_lo / 2.0, post_hi * 3.0
     base = models["baseline_density"].to_numpy(float)
     has_base = np.isfinite(base) & (base > 0)
-    within = has_base & (base >= post_lo / BASELINE_SPAN) & (base <= post_hi * BASELINE_SPAN)
-    y_lo = min([post_lo, *base[within]]) / 2.0
-    y_hi = max([post_hi, *base[within]]) * 3.0
-    if within.any():
+    within = has_base & (base >= y_lo) & (base <= y_hi)
+    if has_base.any():
+        off = int(has_base.sum() - within.sum())
         ax.scatter(x[within], base[within], s=26, marker="s", facecolor="none",
                    edgecolor=OKABE_ITO["green"], lw=1.0, zorder=4,
-                   label="paper's least-squares pipeline (point)")
-    above, below = has_base & (base > post_hi * BASELINE_SPAN), has_base & (
-        base < post_lo / BASELINE_SPAN)
-    edge = mpl.transforms.blended_transform_factory(ax.transData, ax.transAxes)
-    for mask, yy, marker, where in ((above, 0.985, "^", "above"), (below, 0.015, "v", "below")):
-        if mask.any():
-            ax.scatter(x[mask], np.full(mask.sum(), yy), marker=marker, s=22, facecolor="none",
-                       edgecolor=OKABE_ITO["green"], lw=1.0, transform=edge, zorder=4,
-                       clip_on=False,
-                       label=f"paper's pipeline, {mask.sum()} point(s) off the scale ({where})")
+                   label=f"paper's point pipeline (defined for {int(has_base.sum())} of "
+                         f"{len(models)} models" + (f"; {off} outside this axis, not drawn)"
+                                                   if off else ")"))
+    box = _numbers_box(ax, summary, ci_prob)
     ax.set_yscale("log")
     _set_log_axis(ax.yaxis, _plain_log_formatter())
     ax.set_ylim(y_lo, y_hi)
@@ -541,8 +565,9 @@ def plot_density_trend(*, idata, summary: dict, ci_prob: float = CI_PROB, ax=Non
         xn = mdates.date2num(x)
         points = (_point_boxes(ax, xn, y, 4.5)
                   + _point_boxes(ax, xn[within], base[within], 5.5))
+        text_box = [box.get_window_extent(renderer)] if box is not None else []
         place_labels(ax, xn[order], y[order], models["model"].to_numpy()[order],
-                     obstacles=points + legend_box,
+                     obstacles=points + legend_box + text_box,
                      soft_obstacles=_segment_boxes(ax, xn, models["lower"], models["upper"]))
     return fig
 
@@ -597,12 +622,18 @@ def plot_doubling_time(*, idata, ci_prob: float = CI_PROB) -> Figure:
         hi = float(np.quantile(finite, 0.995))
         hi = max(hi, PAPER_REPORTED["doubling_time_days"] * 1.15)
         lo = max(0.0, float(np.quantile(finite, 0.001)) * 0.8)
+        # reference lines are part of the comparison: never clip them off the axis
+        lo = min(lo, 0.85 * PAPER_REPORTED["doubling_time_days"])
         colors = {"before": OKABE_ITO["orange"], "after": OKABE_ITO["blue"],
                   "whole period": OKABE_ITO["blue"]}
         for key, values in dd.items():
             shown = values[np.isfinite(values) & (values <= hi)]
             share = data["prob_growth"][key]
             label = f"{key} the changepoint" if key != "whole period" else "whole period"
+            finite_v = values[np.isfinite(values)]
+            if finite_v.size:
+                qs = np.quantile(finite_v, [0.5, (1 - ci_prob) / 2, (1 + ci_prob) / 2])
+                label += f": {qs[0]:.0f} [{qs[1]:.0f}, {qs[2]:.0f}] days"
             if share < 1:
                 label += f" (P(slope>0) = {share:.2f})"
             _kde_line(ax, shown, color=colors[key], label=label, lo=lo, hi=hi, ci_prob=ci_prob)
@@ -617,8 +648,9 @@ def plot_doubling_time(*, idata, ci_prob: float = CI_PROB) -> Figure:
         secax = ax.secondary_xaxis("top", functions=(lambda d: d / DAYS_PER_MONTH,
                                                      lambda m: m * DAYS_PER_MONTH))
         secax.set_xlabel("doubling time (months)")
-    ax.set_xlabel("doubling time of the frontier density (days)")
-    ax.set_ylabel("posterior density (per day)")
+    ax.set_xlabel("doubling time of the frontier density (days); "
+                  f"median [{_pct(ci_prob)}% interval] in the legend")
+    ax.set_ylabel("posterior probability density")
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper right", fontsize=7.5)
     if has_ratio:
@@ -627,8 +659,10 @@ def plot_doubling_time(*, idata, ci_prob: float = CI_PROB) -> Figure:
         finite = ratio[np.isfinite(ratio)]
         lo, hi = np.quantile(finite, [0.005, 0.995])
         lo, hi = min(lo, 0.9), max(hi, PAPER_REPORTED["acceleration_ratio"] * 1.1)
+        qs = np.quantile(finite, [0.5, (1 - ci_prob) / 2, (1 + ci_prob) / 2])
         _kde_line(ax, finite[(finite >= lo) & (finite <= hi)], color=OKABE_ITO["green"],
-                  label="posterior", lo=lo, hi=hi, ci_prob=ci_prob)
+                  label=f"posterior: {qs[0]:.2f} [{qs[1]:.2f}, {qs[2]:.2f}]", lo=lo, hi=hi,
+                  ci_prob=ci_prob)
         ax.axvline(1.0, color=OKABE_ITO["grey"], lw=1.0, label="no acceleration (ratio 1)")
         ax.axvline(PAPER_REPORTED["acceleration_ratio"], color=OKABE_ITO["black"], lw=1.0,
                    ls=(0, (5, 3)), label=f"paper: {PAPER_REPORTED['acceleration_ratio']:.2f}")
@@ -637,8 +671,8 @@ def plot_doubling_time(*, idata, ci_prob: float = CI_PROB) -> Figure:
                 fontsize=9, fontweight="bold")
         ax.set_xlim(lo, hi)
         ax.set_ylim(bottom=0)
-        ax.set_xlabel("acceleration ratio  slope after / slope before")
-        ax.set_ylabel("posterior density")
+        ax.set_xlabel("acceleration ratio (slope after / slope before)")
+        ax.set_ylabel("posterior probability density")
         ax.legend(loc="upper right", fontsize=7.5)
     return fig
 
@@ -687,11 +721,22 @@ def plot_effective_size(*, idata, summary: dict, ci_prob: float = CI_PROB) -> Fi
         ax.scatter(table[f"{name}_median"], ypos, s=12, color=OKABE_ITO["black"], zorder=4,
                    label="posterior median")
         base = table[f"baseline_{name}"].to_numpy(float)
-        ok = np.isfinite(base) & (base > 0)
+        defined = np.isfinite(base) & (base > 0)
+        lo_x = np.nanmin(table[f"{name}_lower"]) / 3.0
+        hi_x = np.nanmax(table[f"{name}_upper"]) * 3.0
+        if name == "effective_params":
+            lo_x = min(lo_x, np.nanmin(table["params"]) / 1.5)
+            hi_x = max(hi_x, np.nanmax(table["params"]) * 1.5)
+        else:  # the reference line (density 1) is part of the figure: keep it in range
+            lo_x, hi_x = min(lo_x, 1 / 1.5), max(hi_x, 1.5)
+        ok = defined & (base >= lo_x) & (base <= hi_x)
         ax.scatter(base[ok], ypos[ok], s=22, marker="s", facecolor="none",
                    edgecolor=OKABE_ITO["green"], lw=0.9, zorder=5,
-                   label="paper's pipeline (point)")
+                   label=f"paper's point pipeline (defined for {int(defined.sum())} of {n} "
+                         f"models; points off the axes not drawn)")
         ax.set_xscale("log")
+        ax.set_xlim(lo_x, hi_x)
+        ax.tick_params(axis="x", top=True, labeltop=True)
         ax.set_xlabel(xlabel)
         ax.grid(axis="y", visible=False)
         ax.set_ylim(-0.8, n - 0.2)
@@ -702,7 +747,7 @@ def plot_effective_size(*, idata, summary: dict, ci_prob: float = CI_PROB) -> Fi
     axes[1].axvline(1.0, color=OKABE_ITO["grey"], lw=1.0, ls="--",
                     label="density 1 (reference family)")
     axes[0].set_yticks(ypos, labels, fontsize=7 if n > 40 else 8)
-    axes[0].set_title("effective parameter size (at D0 tokens)")
+    axes[0].set_title("effective parameter size (at D0 training tokens, 1T by default)")
     axes[1].set_title("density = effective / actual size")
     handles: dict[str, object] = {}
     for ax in axes:
@@ -1026,8 +1071,13 @@ def plot_prior_posterior(*, idata, var_names: Sequence[str] | None = None) -> Fi
                 ax.fill_between(grid, dens, color=colour, alpha=0.3, lw=0)
                 ax.plot(grid, dens, color=colour, lw=1.3, label=label)
         ratio = np.std(post) / np.std(prior) if np.std(prior) > 0 else np.nan
+        # where the posterior sits in the prior: its median's z-score (location conflict)
+        z = ((np.median(post) - np.mean(prior)) / np.std(prior) if np.std(prior) > 0
+             else np.nan)
+        conflict = abs(z) >= 2
         ax.set_title(f"{PRIOR_POSTERIOR_PARAMETERS.get(name, (name,))[0]}\n"
-                     f"sd posterior / prior = {ratio:.2g}", fontsize=8.5)
+                     f"sd post/prior {ratio:.2g}; median at {z:+.1f} prior sd", fontsize=8.5,
+                     color=OKABE_ITO["vermillion"] if conflict else "black")
         ax.set_yticks([])
         ax.set_ylim(0, 1.08)
         ax.set_xlim(lo, hi)
@@ -1051,6 +1101,9 @@ def ppc_data(*, idata, var_name: str, ci_prob: float = CI_PROB) -> pd.DataFrame:
     return table
 
 
+#: Most predictive intervals drawn per panel of the pooled PPC (the share inside uses all).
+PPC_MAX_INTERVALS = 400
+
 PPC_VARIABLES = {"log_loss_obs": "ln loss (reference runs)",
                  "curve_score_obs": "score (reference runs)",
                  "score_obs": "score (evaluated models)"}
@@ -1073,16 +1126,24 @@ def plot_ppc(*, idata, ci_prob: float = CI_PROB, seed: int = 0) -> Figure:
         return fig
     for j, name in enumerate(names):
         ax = axes[0, j]
+        # Scores live on [0, 1]: a kernel density leaks past the bounds, an ECDF does not.
+        bounded = name != "log_loss_obs"
         az.plot_ppc(idata, var_names=[name], ax=ax, num_pp_samples=50, random_seed=seed,
+                    kind="cumulative" if bounded else "kde",
                     colors=[OKABE_ITO["sky"], OKABE_ITO["black"], OKABE_ITO["orange"]],
                     legend=j == 0)
         ax.set_title(PPC_VARIABLES[name])
         ax.set_xlabel(PPC_VARIABLES[name].split(" (")[0])
-        ax.set_ylabel("density")
+        ax.set_ylabel("cumulative share" if bounded else "density")
         ax = axes[1, j]
         table = ppc_data(idata=idata, var_name=name, ci_prob=ci_prob)
-        ax.vlines(table["median"], table["lower"], table["upper"], color=OKABE_ITO["sky"],
-                  lw=0.6, alpha=0.6, rasterized=len(table) > 1000)
+        # At most PPC_MAX_INTERVALS intervals (evenly spaced in the predicted median): thousands
+        # of overplotted bars are a solid mass; the share inside is computed from all rows.
+        shown = table.sort_values("median")
+        if len(shown) > PPC_MAX_INTERVALS:
+            shown = shown.iloc[np.linspace(0, len(shown) - 1, PPC_MAX_INTERVALS).astype(int)]
+        ax.vlines(shown["median"], shown["lower"], shown["upper"], color=OKABE_ITO["sky"],
+                  lw=0.6, alpha=0.6)
         ax.scatter(table["median"], table["observed"], s=5, color=OKABE_ITO["blue"], lw=0,
                    rasterized=len(table) > 1000, zorder=3)
         lo = np.nanmin(table[["observed", "lower"]].to_numpy())
@@ -1097,27 +1158,113 @@ def plot_ppc(*, idata, ci_prob: float = CI_PROB, seed: int = 0) -> Figure:
 
 
 @styled
-def plot_loo_pit(*, idata, var_name: str = "score_obs", ci_prob: float = CI_PROB) -> Figure:
-    """LOO-PIT of ``var_name``: the ECDF of leave-one-out probability integral transforms minus
-    the uniform CDF, with the pointwise ``ci_prob`` central interval of a uniform sample's ECDF
-    (ArviZ plot_loo_pit, ecdf=True)."""
-    fig = new_figure(5.4, 3.6)
+def plot_loo_pit(*, idata=None, var_name: str = "score_obs", ci_prob: float = CI_PROB,
+                 pit: np.ndarray | None = None, band_prob: float | None = None) -> Figure:
+    """LOO-PIT of ``var_name``: the ECDF of the leave-one-out probability integral transforms
+    minus the uniform CDF, inside the *simultaneous* ``band_prob`` band of a uniform sample's
+    ECDF (ArviZ's optimised ECDF band; :func:`densing_bayes.analysis.checks.loo_pit_band`), with
+    the verdict written on the figure. ``pit``: precomputed PIT values (else az.loo_pit)."""
+    from densing_bayes.analysis import checks
+
+    band_prob = checks.LOO_PIT_BAND_PROB if band_prob is None else band_prob
+    fig = new_figure(6.4, 4.0)
     ax = fig.add_subplot()
-    if "log_likelihood" not in idata.groups() or var_name not in idata.log_likelihood:
-        ax.text(0.5, 0.5, f"no log-likelihood of {var_name} in this run", ha="center",
-                transform=ax.transAxes)
-        return fig
-    az.plot_loo_pit(idata, y=var_name, ecdf=True, ax=ax, color=OKABE_ITO["blue"],
-                    hdi_prob=ci_prob)
-    handles, _ = ax.get_legend_handles_labels()
-    if len(handles) >= 2:
-        ax.legend(handles[:2], ["LOO-PIT ECDF - uniform CDF",
-                                f"uniform: pointwise {_pct(ci_prob)}% interval"],
-                  loc="upper right", fontsize=7.5)
+    if pit is None:
+        if idata is None or "log_likelihood" not in idata.groups() or \
+                var_name not in idata.log_likelihood:
+            ax.text(0.5, 0.5, f"no log-likelihood of {var_name} in this run", ha="center",
+                    transform=ax.transAxes)
+            return fig
+        pit = np.asarray(az.loo_pit(idata, y=var_name), float)
+    pit = np.sort(np.asarray(pit, float)[np.isfinite(pit)])
+    grid = checks.LOO_PIT_GRID
+    lower, upper = checks.loo_pit_band(pit.size, prob=band_prob, grid=grid)
+    ecdf = np.searchsorted(pit, grid, side="right") / pit.size
+    outside = (ecdf < lower) | (ecdf > upper)
+    ax.fill_between(grid, lower - grid, upper - grid, color=OKABE_ITO["sky"], alpha=0.35, lw=0,
+                    step="mid", label=f"uniform: simultaneous {_pct(band_prob)}% band")
+    ax.plot(grid, ecdf - grid, color=OKABE_ITO["blue"], lw=1.5, label="LOO-PIT ECDF - uniform CDF")
+    if outside.any():
+        ax.scatter(grid[outside], (ecdf - grid)[outside], s=9, color=OKABE_ITO["vermillion"],
+                   zorder=3, label="outside the band")
+    ax.axhline(0, color=OKABE_ITO["black"], lw=0.6)
+    verdict = (f"outside the band at {int(outside.sum())} of {grid.size} points: miscalibrated"
+               if outside.any() else "inside the band everywhere")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3,
+               fontsize=7.5)
+    ax.set_xlim(0, 1)
     ax.set_xlabel("LOO-PIT value")
     ax.set_ylabel("ECDF - uniform CDF")
-    ax.set_title("LOO-PIT of the evaluated models' scores" if var_name == "score_obs"
-                 else f"LOO-PIT of {var_name}")
+    what = (f"LOO-PIT of the evaluated models' scores ({pit.size})" if var_name == "score_obs"
+            else f"LOO-PIT of {var_name}")
+    ax.set_title(f"{what}\n{verdict}", fontsize=9,
+                 color=OKABE_ITO["vermillion"] if outside.any() else OKABE_ITO["black"])
+    return fig
+
+
+def benchmark_ppc_data(*, idata, var_name: str = "score_obs", ci_prob: float = CI_PROB,
+                       bins: np.ndarray | None = None, max_draws: int = 400
+                       ) -> dict[str, object]:
+    """Per benchmark: histogram of the observed scores and the median and ``ci_prob`` band of
+    the same histogram over replicated data sets, and the share of observations inside their
+    ``ci_prob`` predictive intervals."""
+    bins = np.linspace(0, 1, 21) if bins is None else bins
+    post = idata.posterior
+    benchmarks = [str(b) for b in post.coords["benchmark"].values]
+    b_of = np.asarray(idata.constant_data["score_benchmark"].values, int)
+    obs = np.asarray(idata.observed_data[var_name].values, float)
+    rep = draws(idata.posterior_predictive, var_name, max_draws=max_draws)
+    table = ppc_data(idata=idata, var_name=var_name, ci_prob=ci_prob)
+    p = _pct(ci_prob)
+    out = {}
+    for j, name in enumerate(benchmarks):
+        rows = b_of == j
+        if not rows.any():
+            continue
+        hist_obs = np.histogram(obs[rows], bins)[0]
+        hist_rep = np.stack([np.histogram(r, bins)[0] for r in rep[:, rows]])
+        q = quantiles(hist_rep.astype(float), (ci_prob,))
+        out[name] = {"bins": bins, "observed": hist_obs, "median": q["median"],
+                     "lower": q[f"lo{p}"], "upper": q[f"hi{p}"], "n": int(rows.sum()),
+                     "coverage": float(table["covered"].to_numpy()[rows].mean())}
+    return out
+
+
+@styled
+def plot_benchmark_ppc(*, idata, var_name: str = "score_obs", ci_prob: float = CI_PROB
+                       ) -> Figure:
+    """Posterior predictive check per benchmark (small multiples): histogram of the reported
+    scores (black steps) against the median and ``ci_prob`` band of the same histogram over
+    replicated data sets; each panel gives the share of scores inside their ``ci_prob``
+    predictive intervals."""
+    data = benchmark_ppc_data(idata=idata, var_name=var_name, ci_prob=ci_prob)
+    rows, cols = _grid_shape(len(data))
+    fig = new_figure(min(12.0, 2.5 * cols + 0.6), 2.0 * rows + 0.9)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, (name, d) in zip(axes, data.items()):
+        edges = d["bins"]
+        ax.fill_between(edges[:-1], d["lower"], d["upper"], step="post",
+                        color=OKABE_ITO["sky"], alpha=0.45, lw=0)
+        ax.step(edges[:-1], d["median"], where="post", color=OKABE_ITO["blue"], lw=1.0)
+        ax.step(edges, np.append(d["observed"], d["observed"][-1]), where="post",
+                color=OKABE_ITO["black"], lw=1.3)
+        colour = OKABE_ITO["black"] if d["coverage"] >= ci_prob - 0.05 else OKABE_ITO["vermillion"]
+        ax.set_title(f"{name}: {d['coverage']:.0%} of {d['n']} inside", fontsize=8.5,
+                     color=colour)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("reported score", fontsize=8)
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("scores per bin")
+    for ax in axes[len(data):]:
+        ax.set_visible(False)
+    handles = [mpl.lines.Line2D([], [], color=OKABE_ITO["black"], lw=1.3,
+                                label="reported scores"),
+               mpl.lines.Line2D([], [], color=OKABE_ITO["blue"], lw=1.0,
+                                label="replicated data: median"),
+               mpl.patches.Patch(color=OKABE_ITO["sky"], alpha=0.6,
+                                 label=f"replicated data: {_pct(ci_prob)}% band per bin")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3)
     return fig
 
 
@@ -1163,12 +1310,90 @@ def plot_energy(*, idata) -> Figure:
     return fig
 
 
+# ============================================================================= forest plots
+#: How a forest row that did not converge is drawn: hollow marker, dashed, paler interval.
+UNCONVERGED_STYLE = {"ls": (0, (2, 1.5)), "alpha": 0.6}
+
+
+def draw_forest(ax, table: pd.DataFrame, *, series: dict[str, tuple[str, str, str]],
+                rows: Sequence[str] | None = None, log_x: bool = False,
+                right_edge: float | None = None) -> dict[str, float]:
+    """The package's one forest plot: one row per ``row`` label (top to bottom), one interval
+    per ``series`` within a row.
+
+    ``table`` columns: ``row``, ``series``, ``median``, ``lower``, ``upper`` (NaN upper with a
+    finite median = unbounded above: drawn to ``right_edge`` with an arrow), optional
+    ``lower50``/``upper50`` (a thicker inner interval), optional ``converged`` (False: hollow
+    marker and a pale dashed interval, with a legend entry saying so). ``series`` maps a series
+    name to (legend label, colour, marker); the series ``"prior"`` is drawn as a wide
+    translucent grey bar behind the others.
+    Returns the y position of every row; legend entries are added for what was drawn.
+    """
+    rows = list(rows if rows is not None else dict.fromkeys(table["row"]))
+    ypos = {r: len(rows) - 1 - i for i, r in enumerate(rows)}
+    drawn = [k for k in series if k != "prior" and (table["series"] == k).any()]
+    step = 0.3 / max(1, len(drawn) - 1) if len(drawn) > 1 else 0.0
+    offsets = {k: (i - (len(drawn) - 1) / 2) * step for i, k in enumerate(drawn)}
+    offsets["prior"] = 0.0
+    any_unconverged = any_unbounded = False
+    for key, (label, colour, marker) in series.items():
+        sub = table[(table["series"] == key) & np.isfinite(table["median"])
+                    & table["row"].isin(ypos)]
+        if sub.empty:
+            continue
+        y = np.array([ypos[r] for r in sub["row"]]) + offsets[key]
+        upper = sub["upper"].to_numpy(float)
+        unbounded = ~np.isfinite(upper)
+        if unbounded.any() and right_edge is not None:
+            upper = np.where(unbounded, right_edge, upper)
+            any_unbounded = True
+        if key == "prior":
+            ax.hlines(y, sub["lower"], upper, color=OKABE_ITO["grey"], lw=7, alpha=0.3,
+                      label=label, zorder=1)
+            continue
+        conv = (sub["converged"].to_numpy(bool) if "converged" in sub
+                else np.ones(len(sub), bool))
+        any_unconverged |= bool((~conv).any())
+        for ok in (True, False):
+            m = conv == ok
+            if not m.any():
+                continue
+            style = {"color": colour, "ls": "-"} if ok else {"color": colour, **UNCONVERGED_STYLE}
+            ax.hlines(y[m], sub["lower"].to_numpy(float)[m], upper[m], lw=1.6, zorder=2,
+                      **style)
+            if "lower50" in sub:
+                ax.hlines(y[m], sub["lower50"].to_numpy(float)[m],
+                          sub["upper50"].to_numpy(float)[m], lw=4.0, zorder=2, **style)
+            ax.scatter(sub["median"].to_numpy(float)[m], y[m], marker=marker, s=26, zorder=3,
+                       facecolor=colour if ok else "white", edgecolor=colour, lw=1.2)
+        ax.plot([], [], color=colour, marker=marker, lw=1.6, markersize=5, label=label)
+        if unbounded.any() and right_edge is not None:
+            ax.scatter(np.full(unbounded.sum(), right_edge), y[unbounded], marker=">",
+                       color=colour, s=24, zorder=3, clip_on=False)
+    if any_unconverged:
+        ax.plot([], [], marker="o", markerfacecolor="white", color=OKABE_ITO["grey"], lw=1.4,
+                **UNCONVERGED_STYLE, label="hollow, dashed: did not converge (failed its "
+                                           "diagnostics), indicative only")
+    if any_unbounded:
+        ax.scatter([], [], marker=">", color=OKABE_ITO["grey"], label="interval unbounded above")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_yticks([ypos[r] for r in rows], rows)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.grid(axis="y", visible=False)
+    return ypos
+
+
 # ============================================================================= 9. sensitivity
 #: The intervals a sensitivity analysis stores per variant, as drawn (label, colour, marker).
 SENSITIVITY_SERIES = {
     "doubling_time_days": ("after the changepoint", OKABE_ITO["blue"], "o"),
     "doubling_time_days_pre": ("before the changepoint", OKABE_ITO["orange"], "s"),
 }
+
+#: Display names of sensitivity entries ("baseline" there means this spec refitted with the
+#: analysis' shorter chains, not the paper's pipeline).
+SENSITIVITY_NAMES = {"baseline": "this spec (short refit)"}
 
 
 def _interval_of(entry) -> tuple[float, float, float]:
@@ -1182,66 +1407,146 @@ def _interval_of(entry) -> tuple[float, float, float]:
 
 def sensitivity_data(*, sensitivity: dict, summary: dict | None = None,
                      quantities: Sequence[str] = tuple(SENSITIVITY_SERIES)) -> pd.DataFrame:
-    """One row per (variant, quantity): name, kind, status, quantity, median, lower, upper
-    (NaN where missing; an upper end of NaN with a finite median means unbounded). This fit,
-    from ``summary``, comes first."""
+    """One row per (variant, quantity): name, kind, status, converged, quantity, median, lower,
+    upper (NaN where missing; an upper end of NaN with a finite median means unbounded). This
+    fit, from ``summary``, comes first; ``converged`` is whether the refit passed its
+    diagnostics."""
     rows = []
     entries = []
     if summary is not None:
+        diag = summary.get("diagnostics") or {}
         entries.append({"name": "this fit", "kind": "run", "status": "ok",
+                        "diagnostics": {"passed": diag.get("passed", True)},
                         **{q: summary.get(q) for q in quantities}})
     entries.extend(v for v in (sensitivity.get("prior_variants") or []) if isinstance(v, dict))
     for e in entries:
+        diag = e.get("diagnostics")
+        converged = isinstance(diag, dict) and bool(diag.get("passed"))
         for q in quantities:
             med, lo, hi = _interval_of(e.get(q))
             rows.append({"name": str(e.get("name", "?")), "kind": str(e.get("kind", "")),
-                         "status": str(e.get("status", "ok")), "quantity": q, "median": med,
-                         "lower": lo, "upper": hi})
-    return pd.DataFrame(rows, columns=["name", "kind", "status", "quantity", "median", "lower",
-                                       "upper"])
+                         "status": str(e.get("status", "ok")), "converged": converged,
+                         "quantity": q, "median": med, "lower": lo, "upper": hi})
+    return pd.DataFrame(rows, columns=["name", "kind", "status", "converged", "quantity",
+                                       "median", "lower", "upper"])
 
 
 @styled
 def plot_sensitivity(*, sensitivity: dict, summary: dict | None = None) -> Figure:
     """Forest plot of the doubling times after and before the changepoint under each variant of
     the sensitivity analysis (prior variants, data left out), beside this fit; log x axis in
-    days. Intervals as stored by the analysis; an arrow marks an interval unbounded above."""
+    days. Refits that failed their diagnostics are hollow and grey; an arrow marks an interval
+    unbounded above."""
     table = sensitivity_data(sensitivity=sensitivity, summary=summary)
     names = list(dict.fromkeys(table["name"]))
+    status = table.drop_duplicates("name").set_index("name")["status"]
+    label = {m: SENSITIVITY_NAMES.get(m, m) + ("" if status[m] == "ok" else f" ({status[m]})")
+             for m in names}
     n = max(1, len(names))
-    fig = new_figure(8.0, 0.34 * n + 1.5)
+    fig = new_figure(8.0, 0.3 * n + 1.7)
     ax = fig.add_subplot()
     finite = table[["median", "lower", "upper"]].to_numpy(float)
-    finite = finite[np.isfinite(finite) & (finite > 0)]
-    right = (finite.max() if finite.size else 1000.0) * 1.6
-    left = (finite.min() if finite.size else 10.0) / 1.3
-    ypos = {name: len(names) - 1 - i for i, name in enumerate(names)}
-    offsets = {q: off for q, off in zip(SENSITIVITY_SERIES, (-0.15, 0.15))}
-    for q, (label, colour, marker) in SENSITIVITY_SERIES.items():
-        sub = table[(table["quantity"] == q) & np.isfinite(table["median"])]
-        if sub.empty:
-            continue
-        y = np.array([ypos[m] for m in sub["name"]]) + offsets[q]
-        upper = sub["upper"].to_numpy(float)
-        unbounded = ~np.isfinite(upper)
-        ax.hlines(y, sub["lower"], np.where(unbounded, right, upper), color=colour, lw=1.8)
-        ax.scatter(sub["median"], y, color=colour, marker=marker, s=22, zorder=3, label=label)
-        if unbounded.any():
-            ax.scatter(np.full(unbounded.sum(), right), y[unbounded], marker=">", color=colour,
-                       s=24, zorder=3, clip_on=False)
+    finite = np.append(finite[np.isfinite(finite) & (finite > 0)],
+                       PAPER_REPORTED["doubling_time_days"])
+    right = finite.max() * 1.3
+    left = finite.min() / 1.2
+    forest = table.assign(row=table["name"].map(label), series=table["quantity"])
+    draw_forest(ax, forest, series=SENSITIVITY_SERIES, rows=[label[m] for m in names],
+                log_x=True, right_edge=right)
     ax.axvline(PAPER_REPORTED["doubling_time_days"], color=OKABE_ITO["black"], lw=1.0,
                ls=(0, (5, 3)), label="paper: 95 days")
-    ax.scatter([], [], marker=">", color=OKABE_ITO["grey"], label="interval unbounded above")
-    ax.set_xscale("log")
-    _set_log_axis(ax.xaxis, FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_major_locator(mpl.ticker.FixedLocator([50, 100, 200, 500, 1000, 2000]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10), numticks=12))
     ax.xaxis.set_minor_formatter(FuncFormatter(
-        lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
+        lambda v, _: f"{v:g}" if f"{v:g}"[0] in "37" and v < 1000 else ""))
     ax.set_xlim(left, right * 1.08)
-    status = table.drop_duplicates("name").set_index("name")["status"]
-    ax.set_yticks([ypos[m] for m in names],
-                  [m + ("" if status[m] == "ok" else f" ({status[m]})") for m in names])
-    ax.set_ylim(-0.7, len(names) - 0.3)
-    ax.grid(axis="y", visible=False)
     ax.set_xlabel("doubling time of the frontier density (days, log scale)")
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=4)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    return fig
+
+
+# ============================================================================= protocol offsets
+def protocol_offsets_data(*, idata, ci_prob: float = CI_PROB) -> pd.DataFrame:
+    """Per benchmark (``protocol_offset``, delta_b) and per source kind (``source_offset``,
+    eta_k): posterior and prior median and intervals (logit scale); empty without them."""
+    rows = []
+    p, pi = _pct(ci_prob), _pct(INNER_PROB)
+    for var, dim, prefix in (("protocol_offset", "benchmark", ""),
+                             ("source_offset", "source_kind", "source: ")):
+        if var not in idata.posterior:
+            continue
+        coords = [str(c) for c in idata.posterior.coords[dim].values]
+        groups = [("posterior", idata.posterior)]
+        if "prior" in idata.groups() and var in idata.prior:
+            groups.append(("prior", idata.prior))
+        for series, group in groups:
+            q = quantiles(draws(group, var), (INNER_PROB, ci_prob))
+            for j, c in enumerate(coords):
+                rows.append({"row": prefix + c, "variable": var, "series": series,
+                             "median": q["median"][j], "lower": q[f"lo{p}"][j],
+                             "upper": q[f"hi{p}"][j], "lower50": q[f"lo{pi}"][j],
+                             "upper50": q[f"hi{pi}"][j]})
+    return pd.DataFrame(rows, columns=["row", "variable", "series", "median", "lower", "upper",
+                                       "lower50", "upper50"])
+
+
+@styled
+def plot_protocol_offsets(*, idata, ci_prob: float = CI_PROB) -> Figure:
+    """Forest plot of the protocol offsets delta_b (per benchmark) and source offsets eta_k
+    (per source kind) on the logit scale: posterior against prior."""
+    table = protocol_offsets_data(idata=idata, ci_prob=ci_prob)
+    rows = list(dict.fromkeys(table["row"]))
+    fig = new_figure(7.0, 0.3 * max(1, len(rows)) + 1.6)
+    ax = fig.add_subplot()
+    if table.empty:
+        ax.text(0.5, 0.5, "no protocol offsets in this run", ha="center",
+                transform=ax.transAxes)
+        return fig
+    series = {"prior": (f"prior: {_pct(ci_prob)}% interval", OKABE_ITO["grey"], "|"),
+              "posterior": (f"posterior: median, 50% and {_pct(ci_prob)}% intervals",
+                            OKABE_ITO["blue"], "o")}
+    draw_forest(ax, table, series=series, rows=rows)
+    ax.axvline(0.0, color=OKABE_ITO["black"], lw=0.8)
+    ax.set_xlabel("offset on the logit scale of the score (reported protocol vs reference "
+                  "family's)")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    return fig
+
+
+# ============================================================================= held-out runs
+@styled
+def plot_holdout(*, table: pd.DataFrame, ci_prob: float = CI_PROB) -> Figure:
+    """Held-out reference runs: per benchmark (rows) and run (series), the posterior predictive
+    median and ``ci_prob`` interval of the score (the forest) with the actual score (black
+    diamond; red when outside its interval). ``table``: as from
+    :func:`densing_bayes.analysis.holdout.validate_holdout`."""
+    runs = list(dict.fromkeys(str(r) for r in table["run_id"]))
+    benchmarks = list(dict.fromkeys(str(b) for b in table["benchmark"]))
+    fig = new_figure(7.0, 0.42 * max(1, len(benchmarks)) + 1.7)
+    ax = fig.add_subplot()
+    colours = [OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["green"], OKABE_ITO["purple"]]
+    series = {r: (f"{r}: predicted median and {_pct(ci_prob)}% interval",
+                  colours[i % len(colours)], "o") for i, r in enumerate(runs)}
+    forest = pd.DataFrame({"row": table["benchmark"].astype(str),
+                           "series": table["run_id"].astype(str),
+                           "median": table["median"], "lower": table["lower"],
+                           "upper": table["upper"]})
+    ypos = draw_forest(ax, forest, series=series, rows=benchmarks)
+    drawn = [r for r in runs if (forest["series"] == r).any()]
+    step = 0.3 / max(1, len(drawn) - 1) if len(drawn) > 1 else 0.0
+    offset = {r: (i - (len(drawn) - 1) / 2) * step for i, r in enumerate(drawn)}
+    y = np.array([ypos[str(b)] + offset[str(r)] for b, r in zip(table["benchmark"],
+                                                                 table["run_id"])])
+    inside = table["inside"].to_numpy(bool)
+    for mask, colour, label in ((inside, OKABE_ITO["black"], "actual score: inside"),
+                                (~inside, OKABE_ITO["vermillion"], "actual score: outside")):
+        if mask.any():
+            ax.scatter(table["actual"].to_numpy(float)[mask], y[mask], marker="D", s=22,
+                       color=colour, zorder=4, label=label)
+    ax.set_xlabel("score (fraction)")
+    ax.set_title(f"{int(inside.sum())} of {len(table)} actual scores inside their "
+                 f"{_pct(ci_prob)}% predictive intervals", fontsize=9,
+                 color=OKABE_ITO["vermillion"] if inside.mean() < ci_prob - 0.1 else "black")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
     return fig

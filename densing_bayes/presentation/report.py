@@ -25,6 +25,7 @@ import math
 import platform
 import shutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
@@ -35,6 +36,7 @@ import matplotlib
 import numpy as np
 
 from densing_bayes import __version__
+from densing_bayes.analysis import checks as model_checks
 from densing_bayes.analysis.derived import PAPER_REPORTED
 from densing_bayes.inference.run_io import FittedRun, RunFolderError, data_hash, load_run
 from densing_bayes.model.build import KEY_PARAMETERS
@@ -48,6 +50,7 @@ REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
 SENSITIVITY_FILE = Path("sensitivity") / "sensitivity.json"
 TEMPLATE = "report.html.j2"
+CHECKS_TEMPLATE = "checks_header.html.j2"
 
 #: Resolution of the PNGs (embedded and on disk): 10-inch figures are 1100 px wide.
 PNG_DPI = 110
@@ -293,19 +296,26 @@ def _run_label(run: FittedRun) -> str:
 
 
 def loo_tables(run: FittedRun, others: Sequence[FittedRun] = (),
-               var_name: str = "score_obs") -> LooTables:
+               var_name: str = "score_obs",
+               ctx: model_checks.CheckContext | None = None) -> LooTables:
     """PSIS-LOO of ``var_name`` for this run and, with other runs fitted to the same
-    observations, an ``az.compare`` table."""
+    observations, an ``az.compare`` table. ``ctx``: the checks' context, whose PSIS weights
+    give the single-run numbers (the same Pareto k as the header's check, no second pass)."""
     out = LooTables()
     if "log_likelihood" not in run.idata.groups() or var_name not in run.idata.log_likelihood:
         out.notes.append(f"this run has no pointwise log-likelihood of {var_name}: no LOO")
         return out
-    loo = az.loo(run.idata, var_name=var_name, pointwise=True)
-    k = np.asarray(loo.pareto_k)
-    good_k = float(getattr(loo, "good_k", 0.7))  # ArviZ: min(1 - 1/log10(S), 0.7)
+    if ctx is not None and ctx.var_name == var_name:
+        loo = ctx.loo
+    else:
+        elpd = az.loo(run.idata, var_name=var_name, pointwise=True)
+        loo = {"elpd_loo": elpd.elpd_loo, "se": elpd.se, "p_loo": elpd.p_loo,
+               "pareto_k": np.asarray(elpd.pareto_k),
+               "good_k": float(getattr(elpd, "good_k", 0.7))}  # min(1 - 1/log10(S), 0.7)
+    k, good_k = np.asarray(loo["pareto_k"]), loo["good_k"]
     out.k_threshold = f"{good_k:.2f}"
-    out.single.append({"elpd_loo": _num(loo.elpd_loo, 5), "se": _num(loo.se),
-                       "p_loo": _num(loo.p_loo), "n": str(k.size),
+    out.single.append({"elpd_loo": _num(loo["elpd_loo"], 5), "se": _num(loo["se"]),
+                       "p_loo": _num(loo["p_loo"]), "n": str(k.size),
                        "k_high": f"{int((k > good_k).sum())} ({(k > good_k).mean():.1%})"})
     if not others:
         out.notes.append("one run only: pass other changepoint variants fitted to the same data "
@@ -394,16 +404,24 @@ def sensitivity_tables(run: FittedRun) -> dict | None:
         for quantity, entry in ps.items():
             entry = entry if isinstance(entry, dict) else {"value": entry}
             flag = entry.get("flag", entry.get("diagnosis", "-"))
-            rows.append([str(quantity), _cell(entry.get("prior")),
-                         _cell(entry.get("likelihood")), _cell(flag)])
+            prior = entry.get("prior")
+            rows.append((-(prior if isinstance(prior, (int, float)) else -1.0),
+                         [str(quantity), _cell(prior), _cell(entry.get("likelihood")),
+                          _cell(flag)]))
+        rows = [r for _, r in sorted(rows, key=lambda t: t[0])]  # most prior-sensitive first
+        flagged = sum(r[3] not in ("-", "", "not computed") for r in rows)
         threshold = data.get("psens_threshold")
         out["tables"].append({
             "title": "Power-scaling sensitivity (no refits)",
             "columns": ["quantity", "prior", "likelihood", "diagnosis"], "rows": rows,
             "note": "ArviZ psens: how far each posterior moves when the prior, or the "
                     "likelihood, is raised to a power near 1"
-                    + (f"; above {threshold} a quantity counts as sensitive."
-                       if threshold is not None else ".")})
+                    + (f"; above {threshold} a quantity counts as sensitive"
+                       if threshold is not None else "")
+                    + f". {flagged} of {len(rows)} quantities are flagged; sorted by prior "
+                      "sensitivity, largest first. A flag says the prior still moves that "
+                      "posterior (prior and likelihood both matter), not that the fit is wrong: "
+                      "the refits below show how far the headline moves under other priors."})
     variants = data.get("prior_variants")
     if isinstance(variants, list) and variants:
         rows = []
@@ -438,22 +456,17 @@ def _sampler_note(sampler) -> str:
             f"{sampler.get('seed')}.")
 
 
-def holdout_table(run: FittedRun) -> dict | None:
+def holdout_table(run: FittedRun, ctx: model_checks.CheckContext | None = None) -> dict | None:
     """Held-out reference runs (the OLMo 7B) against the fit's posterior predictive intervals.
 
     None when the data folder is gone or holds no hold-out rows; the fit never saw these rows
-    (``data.exclude_holdout``), so this is an out-of-sample check of the chain.
+    (``data.exclude_holdout``), so this is an out-of-sample check of the chain. ``ctx``: the
+    checks' context, whose cached predictions are reused.
     """
-    from densing_bayes.analysis.holdout import validate_holdout
-    from densing_bayes.data.load import load_data
-
-    folder = Path(run.summary.get("data_folder") or "")
-    if not run.spec.data.exclude_holdout or not folder.is_dir():
-        return None
-    ci = float(run.summary.get("ci_prob", plots.CI_PROB))
-    table = validate_holdout(run.idata, load_data(folder), ci_prob=ci,
-                             seed=run.spec.sampler.seed)
-    if table.empty:
+    ctx = ctx or model_checks.CheckContext.from_run(run)
+    table = ctx.holdout
+    ci = ctx.ci_prob
+    if table is None:
         return None
     rows = [[str(r.run_id), str(r.benchmark), f"{r.actual:.3f}",
              f"{r.median:.3f} [{r.lower:.3f}, {r.upper:.3f}]", "yes" if r.inside else "no"]
@@ -487,11 +500,12 @@ def _save_figure(fig, key: str, folder: Path) -> str:
 
 def _draw(figures: dict[str, FigureOut], key: str, title: str, caption: str,
           build: Callable, folder: Path) -> None:
-    log.info("report: drawing %s", key)
+    start = time.perf_counter()
     out = FigureOut(key, title, caption)
     try:
         fig = build()
         out.png_base64 = _save_figure(fig, key, folder)
+        log.info("report: drew %s in %.1f s", key, time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - a failed figure is reported, not fatal
         log.warning("report: figure %s failed: %s", key, exc)
         out.error = f"{type(exc).__name__}: {exc}"
@@ -521,7 +535,10 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             f"Blue line: {curve}, with 50% and {p} equal-tailed credible bands of f(t) (parameter "
             f"uncertainty of the curve, not a predictive interval for new models). {cp_text} "
             f"Hollow green squares: point densities of the paper's least-squares pipeline run on "
-            f"the same data. Dashed black: the paper's published slope (0.0073 per day, doubling "
+            f"the same data, drawn only where that pipeline gives a finite, positive density "
+            f"inside the posterior's range (its inversions explode near a sigmoid's ceiling; "
+            f"the legend says for how many models it is defined). Upper left: the headline "
+            f"numbers. Dashed black: the paper's published slope (0.0073 per day, doubling "
             f"in 95 days). Its intercept is not comparable (the paper's reference family is not "
             f"public), so the line is anchored, by us, to pass through the posterior median "
             f"frontier at Llama-1's release (2023-02-24): only its slope carries the paper's "
@@ -542,8 +559,11 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             f"model's scores), with the actual size as a red cross. Right: density = effective / "
             f"actual size; the dashed line is density 1 (the reference family). Thin bars: {p}, "
             f"thick bars: 50% equal-tailed credible intervals (parameter uncertainty); dots: "
-            f"posterior medians; hollow squares: the paper's pipeline (point estimates, absent "
-            f"where a score had no finite inverse). Log x axes."),
+            f"posterior medians; hollow squares: the paper's point pipeline, drawn only where it "
+            f"gives a finite, positive value inside the posterior's range. Log x axes, ticks "
+            f"on top and bottom. Absolute densities are relative to the reference family under "
+            f"its own evaluation protocol (see the protocol offsets in section 5): only their "
+            f"changes over time compare across families."),
         "loss_law": (
             f"Each reference run's loss against its training compute "
             f"6ND (log-log axes), one colour per model size N. Lines: posterior median of the "
@@ -566,25 +586,58 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             "estimates of prior draws and posterior draws, each scaled to its own maximum so both "
             "shapes are visible (the areas are not comparable). 'sd post/prior' is the ratio of "
             "posterior to prior standard deviation: near 1 means the data say little about that "
-            "parameter. Exponents and the sigmoid slope are shown through their pooled means "
-            "(e^mu)."),
+            "parameter. 'median at z prior sd': where the posterior median sits in the prior "
+            "(its distance from the prior mean in prior standard deviations); at 2 or more the "
+            "title is red: the data pull that parameter into the prior's tail (a prior-data "
+            "conflict in location, which the width ratio does not show). Exponents and the "
+            "sigmoid slope are shown through their pooled means (e^mu)."),
         "ppc": (
             f"Posterior predictive checks of the three likelihood terms. Top: the observed "
             f"distribution (black) against 50 replicated data sets drawn from the posterior "
-            f"predictive distribution (blue) and their mean (orange dashed). Bottom: each "
-            f"observation against its posterior predictive median, with its {p} equal-tailed "
-            f"posterior predictive interval (includes observation noise); the text gives the "
-            f"share of observations inside their interval (about {p} if calibrated)."),
+            f"predictive distribution (blue) and their mean (orange dashed): kernel densities "
+            f"for ln loss, empirical CDFs for the scores (bounded on [0, 1], where a kernel "
+            f"density leaks past the bounds). Bottom: each observation against its posterior "
+            f"predictive median, with {p} equal-tailed posterior predictive intervals (include "
+            f"observation noise; at most {plots.PPC_MAX_INTERVALS} drawn, evenly spread); the "
+            f"text gives the share of all observations inside their interval (about {p} if "
+            f"calibrated). Section 6 also shows this per benchmark."),
         "loo_pit": (
             f"LOO-PIT of the evaluated models' scores: for each score, the probability that a "
             f"replicate from its leave-one-out posterior predictive distribution falls below the "
             f"observed value. If the model is calibrated these values are uniform, and the curve "
-            f"(their ECDF minus the uniform CDF) stays near 0. Shaded: the pointwise {p} central "
-            f"interval of the ECDF of as many uniform values (Beta quantiles; pointwise, so brief "
-            f"excursions are expected). Over-confident predictions (too many observations in the "
-            f"tails of their predictive distributions: a U-shaped PIT histogram) give a curve "
-            f"above zero at small values and below zero at large ones; under-confident ones the "
-            f"reverse; a curve mostly on one side of zero means predictions biased up or down."),
+            f"(their ECDF minus the uniform CDF) stays near 0. Shaded: a simultaneous "
+            f"{model_checks.LOO_PIT_BAND_PROB:.0%} band for the whole curve (ArviZ's optimised "
+            f"ECDF band on a fixed grid of {model_checks.LOO_PIT_GRID.size} points): a "
+            f"calibrated model's curve leaves it anywhere with probability "
+            f"{1 - model_checks.LOO_PIT_BAND_PROB:.0%}, so a point outside (red) is a failed "
+            f"check, reported in the header. Over-confident predictions (too many observations "
+            f"in the tails of their predictive distributions) give a curve above zero at small "
+            f"values and below zero at large ones; under-confident ones the reverse; a curve "
+            f"mostly on one side of zero means predictions biased up or down."),
+        "benchmark_ppc": (
+            f"Posterior predictive check of the reported scores, one panel per benchmark: the "
+            f"histogram of the reported scores (black steps) against the median (blue) and the "
+            f"{p} band per bin (shaded) of the same histogram over replicated data sets drawn "
+            f"from the posterior predictive distribution. Titles: the share of the benchmark's "
+            f"scores inside their {p} posterior predictive intervals (red when more than 5 "
+            f"points below nominal). Scores piled where the replicates have none (e.g. above "
+            f"the highest score the model can reach there) are misfit the pooled checks hide."),
+        "protocol_offsets": (
+            f"Protocol offsets delta_b (per benchmark) and source offsets eta_k (per source "
+            f"kind) on the logit scale of the expected score: the posterior (median, 50% and "
+            f"{p} equal-tailed intervals) against the prior ({p} interval, grey bar). delta_b "
+            f"moves the sigmoid of reported scores relative to the reference family's "
+            f"evaluation; a posterior at the edge of its prior means the prior, not the data, "
+            f"locates the absolute density level. An offset on the logit scale cannot raise a "
+            f"benchmark's ceiling (chance + span)."),
+        "holdout": (
+            f"Reference runs kept out of the fit (larger than every fitted run), predicted "
+            f"from their size and training tokens through the fitted loss law and sigmoid: "
+            f"per benchmark and run, the posterior predictive median and {p} equal-tailed "
+            f"predictive interval of the score (includes observation noise), and the actual "
+            f"score (diamond; red when outside). Misses on one side mean a biased "
+            f"extrapolation; misses on both sides, intervals that are too narrow. The rows of "
+            f"one run share its prediction error, so they are not independent checks."),
         "rank": (
             "Rank plots of the trend parameters: the ranks of all draws pooled over chains, "
             "histogrammed per chain. With good mixing every chain's bars are uniform (inside the "
@@ -601,7 +654,9 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             f"posterior medians with equal-tailed credible intervals as stored by the analysis "
             f"({p} for this fit; an arrow: unbounded above, the slope's interval reaches 0). Log "
             f"x axis. The dashed line is the paper's 95 days. Refits use the sensitivity "
-            f"analysis' own sampler settings."),
+            f"analysis' own sampler settings; refits that failed their diagnostics are hollow, "
+            f"dashed and paler (indicative only). 'this spec (short refit)' is this spec "
+            f"refitted with those settings."),
     }
 
 
@@ -618,6 +673,12 @@ def _headline(summary: dict) -> list[tuple[str, str]]:
     rows = [("doubling time after the changepoint" if has_cp else "doubling time",
              f"{days('doubling_time_days')} days = {months} months "
              "(paper: 95 days, 3.3 months)")]
+    slope = summary.get("slope_per_day")
+    if isinstance(slope, dict) and slope.get("median") is not None:
+        per_year = {k: (None if v is None else v * 365.25) for k, v in slope.items()}
+        rows.append(("slope after the changepoint" if has_cp else "slope",
+                     format_interval(per_year, ci, lambda v: f"{v:.2f}")
+                     + " e-folds per year (ln density per year)"))
     if has_cp:
         rows.append(("doubling time before the changepoint",
                      f"{days('doubling_time_days_pre')} days"))
@@ -663,14 +724,96 @@ def _reproducibility(run: FittedRun) -> list[tuple[str, str]]:
     ]
 
 
-def _template():
+def _template(name: str = TEMPLATE):
     import jinja2
 
-    text = (importlib_resources.files("densing_bayes.presentation") / "templates" / TEMPLATE
-            ).read_text(encoding="utf-8")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(text)
+    def load(template_name: str) -> str:
+        return (importlib_resources.files("densing_bayes.presentation") / "templates"
+                / template_name).read_text(encoding="utf-8")
+
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(load), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    return env.get_template(name)
+
+
+# ============================================================================== how sure is this?
+#: Caveats that bind whatever the checks say.
+STANDING_CAVEATS = (
+    "Absolute densities are relative to the reference family under its own evaluation "
+    "protocol (the per-benchmark protocol offsets absorb the difference to reported scores): "
+    "only changes over time (slopes, doubling times) compare with the paper's numbers.",
+    "The paper's 95 days is the slope of a running-maximum envelope through point estimates; "
+    "this fit's is the slope of a stochastic frontier through every model's posterior.",
+)
+
+
+def estimand_text(summary: dict, benchmarks: Sequence[str]) -> str:
+    """What the headline number estimates, in one paragraph."""
+    trend = summary.get("trend") or {}
+    frontier = trend.get("kind", "frontier") == "frontier"
+    has_cp = summary.get("doubling_time_days_pre") is not None
+    what = ("the slope of the frontier of log density over release date (the density an "
+            "efficient model reaches when released at date t); because the inefficiency "
+            "scale does not change over time, this equals the slope of the mean log density"
+            if frontier else "the slope of the mean log density over release date")
+    when = (f", after the changepoint {trend.get('changepoint_date', '')}" if has_cp else "")
+    names = ", ".join(benchmarks)
+    return (f"Estimand: {what}{when}, in e-folds per year (natural-log units of density per "
+            f"year), reported as the doubling time ln 2 / slope. It is conditional on the "
+            f"reference family (the loss-to-score chain fitted to this data folder's "
+            f"reference runs) and on this benchmark set ({len(benchmarks)}: {names}).")
+
+
+def checks_header_context(records: Sequence[dict], summary: dict,
+                          benchmarks: Sequence[str]) -> dict:
+    """What the "How sure is this?" header shows: verdict, headline, estimand, caveats, the
+    checks table (failed first within each kind)."""
+    v = model_checks.verdict(list(records))
+    order = {k: i for i, k in enumerate(model_checks.KINDS)}
+    rows = sorted(records, key=lambda r: (order.get(r.get("kind"), 9),
+                                          {False: 0, None: 1, True: 2}[r.get("passed")]))
+    return {
+        "verdict": v,
+        "check_rows": [{**r, "value_text": _check_value(r.get("value")),
+                        "nominal_text": _check_value(r.get("nominal")),
+                        "status": {True: "pass", False: "FAIL", None: "not computed"}[
+                            r.get("passed")]} for r in rows],
+        "headline": _headline(summary),
+        "estimand": estimand_text(summary, benchmarks),
+        "caveats": model_checks.binding_caveats(list(records)) + list(STANDING_CAVEATS),
+    }
+
+
+def _check_value(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool) or isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return _num(x, 4)
+    return str(x)
+
+
+def render_checks_header(records: Sequence[dict], summary: dict,
+                         benchmarks: Sequence[str]) -> str:
+    """The "How sure is this?" header alone (HTML), as the report shows it."""
+    return _template(CHECKS_TEMPLATE).render(**checks_header_context(records, summary,
+                                                                     benchmarks))
+
+
+def update_stored_checks(run: FittedRun, records: list[dict]) -> None:
+    """Write ``records`` into RUN/summary.json's ``model_checks`` when they differ from the
+    stored ones (the report sees the sensitivity analysis, which the fit could not)."""
+    if run.summary.get("model_checks") == records:
+        return
+    path = Path(run.folder) / "summary.json"
+    stored = json.loads(path.read_text())
+    stored["model_checks"] = records
+    tmp = path.with_name(".summary.json.tmp")
+    tmp.write_text(json.dumps(stored, indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+    run.summary["model_checks"] = records
 
 
 def _use_agg() -> None:
@@ -721,6 +864,13 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
     inputs = plot_inputs(run)
     has_models = inputs.has_evaluated_models and "log_density" in idata.posterior
     captions = _captions(run, ci, has_models)
+    sens = sensitivity_tables(run)
+    log.info("report: model checks")
+    ctx = model_checks.CheckContext.from_run(
+        run, sensitivity=sens["raw"] if sens is not None else {},
+        sensitivity_note=sens["stale"] if sens is not None else None)
+    records = model_checks.run_checks(ctx)
+    update_stored_checks(run, records)
     figs: dict[str, FigureOut] = {}
     draw = lambda key, title, build: _draw(figs, key, title, captions[key], build,  # noqa: E731
                                            figures_folder)
@@ -736,23 +886,32 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
     if "gamma" in idata.posterior:  # absent when the loss law was fitted alone
         draw("loss_score", "Loss to score per benchmark",
              lambda: plots.plot_loss_score(idata=idata, inputs=inputs, ci_prob=ci))
+    if has_models and "protocol_offset" in idata.posterior:
+        draw("protocol_offsets", "Protocol and source offsets",
+             lambda: plots.plot_protocol_offsets(idata=idata, ci_prob=ci))
     draw("prior_posterior", "Prior against posterior",
          lambda: plots.plot_prior_posterior(idata=idata))
     draw("ppc", "Posterior predictive checks",
          lambda: plots.plot_ppc(idata=idata, ci_prob=ci, seed=run.spec.sampler.seed))
+    if has_models and "posterior_predictive" in idata.groups() \
+            and "score_obs" in idata.posterior_predictive:
+        draw("benchmark_ppc", "Posterior predictive check per benchmark",
+             lambda: plots.plot_benchmark_ppc(idata=idata, ci_prob=ci))
     if has_models:
         draw("loo_pit", "LOO-PIT of evaluated-model scores",
-             lambda: plots.plot_loo_pit(idata=idata, var_name="score_obs", ci_prob=ci))
+             lambda: plots.plot_loo_pit(pit=ctx.loo_pit, var_name="score_obs", ci_prob=ci))
     draw("rank", "Rank plots of the trend parameters" if has_models else "Rank plots",
          lambda: plots.plot_rank(idata=idata, var_names=plots.trend_parameters(idata.posterior)
                                  or ["alpha", "beta"]))
     draw("energy", "Energy and E-BFMI", lambda: plots.plot_energy(idata=idata))
 
+    if has_models and ctx.holdout is not None:
+        draw("holdout", "Held-out reference runs against their predictive intervals",
+             lambda: plots.plot_holdout(table=ctx.holdout, ci_prob=ci))
     log.info("report: tables")
-    loo = loo_tables(run, others) if has_models else LooTables(
+    loo = loo_tables(run, others, ctx=ctx) if has_models else LooTables(
         notes=["no evaluated models: no LOO of score_obs"])
     loo.notes.extend(extra_notes)
-    sens = sensitivity_tables(run)
     if sens is not None and has_models:
         draw("sensitivity", "Sensitivity of the doubling time to priors and data",
              lambda: plots.plot_sensitivity(sensitivity=sens["raw"], summary=summary))
@@ -765,7 +924,7 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
         "spec_description": run.spec.description,
         "sections": SECTIONS,
         "ci": f"{ci:.0%}",
-        "headline": _headline(summary),
+        **checks_header_context(records, summary, inputs.benchmarks),
         "has_models": has_models,
         "n_models": len(summary.get("models") or {}),
         "n_benchmarks": len(inputs.benchmarks),
@@ -780,7 +939,7 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
         "paper_rows": paper_comparison(summary),
         "loo": loo,
         "sensitivity": sens,
-        "holdout": holdout_table(run),
+        "holdout": holdout_table(run, ctx),
         "notes": summary.get("notes") or [],
         "repro": _reproducibility(run),
         "baseline_trend": (summary.get("paper_baseline") or {}).get("trend") or {},

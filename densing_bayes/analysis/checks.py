@@ -1,0 +1,582 @@
+"""How sure is this? Sampler diagnostics and model checks as records with a verdict.
+
+Every check returns one or more records::
+
+    {"name": "heldout_coverage",            # stable id (summary.json, tests)
+     "label": "held-out reference runs inside their 90% predictive intervals",
+     "kind": "model",                        # "sampler", "model" or "sensitivity"
+     "value": 0.45,                          # what was measured (a number, or null)
+     "nominal": 0.9,                         # what a calibrated, converged fit gives
+     "passed": False,                        # True / False; null = could not be computed
+     "detail": "9 of 20 inside; ...",        # the numbers behind the verdict, in words
+     "caveat": "..."}                        # what a failure means for the headline ("" if passed)
+
+:func:`run_checks` runs every registered check; ``summary.json`` stores the list under
+``model_checks`` and the report renders it as its "How sure is this?" header, whose banner is
+green only when no check fails (:func:`verdict`).
+
+Adding a check: write a function of a :class:`CheckContext` returning a record (or a list of
+records, or None when it does not apply) and register it::
+
+    @register("anchor_consistency", kind="model",
+              caveat="the density level is anchored inconsistently: ...")
+    def _anchor(ctx: CheckContext):
+        value = ...
+        return record("anchor_consistency", "anchor reproduces itself", value=value,
+                      nominal=0.0, passed=abs(value) < 0.1, detail=f"...")
+
+The context caches what several checks share (PSIS weights, the held-out predictions), so a
+new check costs only its own arithmetic. A check that raises is recorded as not computed
+(``passed`` null), never as passed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+from scipy import stats
+
+log = logging.getLogger("densing_bayes")
+
+#: Simultaneous band mass of the LOO-PIT ECDF check.
+LOO_PIT_BAND_PROB = 0.95
+#: Evaluation grid of the LOO-PIT ECDF (fixed, so the band is a proper simultaneous band).
+LOO_PIT_GRID = np.linspace(0.0, 1.0, 101)[1:-1]
+#: Mass of the binomial range a calibrated held-out coverage count falls in.
+HOLDOUT_BINOMIAL_PROB = 0.95
+#: Share of observations with Pareto k above ArviZ's threshold that still passes.
+PARETO_K_TOLERATED_SHARE = 0.01
+#: Quantile of the posterior of a benchmark's reachable score (chance + span) a reported score
+#: is compared against, and of the replicated count of scores above it that still passes.
+REACHABLE_QUANTILE = 0.99
+REACHABLE_REPLICATE_QUANTILE = 0.99
+
+KINDS = ("sampler", "model", "sensitivity")
+
+
+# ============================================================================ records
+def record(name: str, label: str, *, value=None, nominal=None, passed: bool | None,
+           detail: str = "", kind: str = "model", caveat: str = "") -> dict:
+    """One check's record (JSON-safe values; ``passed`` None = not computed)."""
+    def clean(v):
+        if isinstance(v, (np.floating, float)):
+            return float(v) if math.isfinite(v) else None
+        if isinstance(v, np.integer):
+            return int(v)
+        return v
+    return {"name": name, "label": label, "kind": kind, "value": clean(value),
+            "nominal": clean(nominal), "passed": None if passed is None else bool(passed),
+            "detail": detail, "caveat": caveat if passed is False else ""}
+
+
+# ============================================================================ context
+@dataclass
+class CheckContext:
+    """What the checks may look at. Only ``idata`` and ``spec`` are required; a check whose
+    input is missing returns a not-computed record (e.g. no sensitivity analysis yet)."""
+
+    idata: object
+    spec: object
+    summary: dict = field(default_factory=dict)
+    data_folder: Path | None = None
+    sensitivity: dict | None = None
+    #: Why the stored sensitivity analysis does not belong to this run (e.g. stale), if so.
+    sensitivity_note: str | None = None
+    var_name: str = "score_obs"
+
+    @property
+    def ci_prob(self) -> float:
+        return float(self.summary.get("ci_prob", getattr(self.spec, "ci_prob", 0.9)))
+
+    @property
+    def has_scores(self) -> bool:
+        return ("observed_data" in self.idata.groups()
+                and self.var_name in self.idata.observed_data)
+
+    @cached_property
+    def log_likelihood(self) -> np.ndarray | None:
+        """(sample, observation) pointwise log-likelihood of the scores, or None."""
+        if "log_likelihood" not in self.idata.groups() or \
+                self.var_name not in self.idata.log_likelihood:
+            return None
+        ll = self.idata.log_likelihood[self.var_name].stack(sample=("chain", "draw"))
+        return np.asarray(ll.transpose("sample", ...).values, float)
+
+    @cached_property
+    def psis(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """PSIS-LOO smoothed log weights (sample, observation), Pareto k per observation and
+        ArviZ's k threshold min(1 - 1/log10(S), 0.7)."""
+        ll = self.log_likelihood
+        if ll is None:
+            raise LookupError(f"no pointwise log-likelihood of {self.var_name}")
+        n_samples = ll.shape[0]
+        log_weights, k = az.psislw(-ll.T, reff=self.reff)  # psislw wants samples last
+        good_k = min(1.0 - 1.0 / math.log10(n_samples), 0.7) if n_samples > 10 else 0.7
+        return np.asarray(log_weights).T, np.asarray(k), good_k
+
+    @cached_property
+    def reff(self) -> float:
+        """Relative efficiency for PSIS, as ``az.loo`` computes it (mean ESS of every posterior
+        variable / draws), so Pareto k and elpd here equal az.loo's."""
+        post = self.idata.posterior
+        n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+        if n_chains == 1:
+            return 1.0
+        ess = az.ess(post, method="mean")
+        values = np.hstack([np.asarray(ess[v].values, float).ravel() for v in ess.data_vars])
+        return float(np.nanmean(values) / (n_chains * n_draws))
+
+    @cached_property
+    def loo(self) -> dict:
+        """PSIS-LOO of the scores from the cached weights (az.loo's formulas): elpd_loo, se,
+        p_loo, pointwise Pareto k and ArviZ's k threshold."""
+        from scipy.special import logsumexp
+
+        ll = self.log_likelihood
+        log_weights, k, good_k = self.psis
+        loo_i = logsumexp(log_weights + ll, axis=0)
+        lppd = float(np.sum(logsumexp(ll, axis=0) - math.log(ll.shape[0])))
+        elpd = float(loo_i.sum())
+        return {"elpd_loo": elpd, "se": float(math.sqrt(loo_i.size * np.var(loo_i))),
+                "p_loo": lppd - elpd, "pareto_k": k, "good_k": good_k, "n": int(loo_i.size)}
+
+    @cached_property
+    def loo_pit(self) -> np.ndarray:
+        """LOO-PIT value of each observed score (az.loo_pit with the cached PSIS weights)."""
+        if "posterior_predictive" not in self.idata.groups() or \
+                self.var_name not in self.idata.posterior_predictive:
+            raise LookupError(f"no posterior predictive draws of {self.var_name}")
+        y = np.asarray(self.idata.observed_data[self.var_name].values, float)
+        y_hat = self.idata.posterior_predictive[self.var_name].stack(sample=("chain", "draw"))
+        y_hat = np.asarray(y_hat.transpose(..., "sample").values, float)
+        log_weights = self.psis[0].T
+        return np.asarray(az.loo_pit(y=y, y_hat=y_hat, log_weights=log_weights), float)
+
+    @cached_property
+    def holdout(self):
+        """Held-out reference runs against their predictive intervals (a DataFrame), or None
+        when the spec keeps no rows out or the data folder is gone."""
+        from densing_bayes.analysis.holdout import validate_holdout
+        from densing_bayes.data.load import load_data
+
+        folder = Path(self.data_folder or self.summary.get("data_folder") or "")
+        if not getattr(self.spec.data, "exclude_holdout", False) or not str(folder) \
+                or not folder.is_dir():
+            return None
+        table = validate_holdout(self.idata, load_data(folder), ci_prob=self.ci_prob,
+                                 seed=self.spec.sampler.seed)
+        return None if table.empty else table
+
+    @classmethod
+    def from_run(cls, run, sensitivity: dict | None = None,
+                 sensitivity_note: str | None = None) -> "CheckContext":
+        """The context of a run folder (``densing_bayes.inference.run_io.FittedRun``); the
+        sensitivity analysis is read from ``RUN/sensitivity/sensitivity.json`` if not given."""
+        if sensitivity is None:
+            path = Path(run.folder) / "sensitivity" / "sensitivity.json"
+            if path.is_file():
+                sensitivity = json.loads(path.read_text())
+        return cls(idata=run.idata, spec=run.spec, summary=run.summary,
+                   data_folder=Path(run.summary["data_folder"])
+                   if run.summary.get("data_folder") else None,
+                   sensitivity=sensitivity, sensitivity_note=sensitivity_note)
+
+
+# ============================================================================ the registry
+@dataclass(frozen=True)
+class Check:
+    name: str
+    kind: str
+    compute: Callable[[CheckContext], dict | list[dict] | None]
+    caveat: str = ""
+
+
+#: Registered checks, in the order the report shows them.
+CHECKS: dict[str, Check] = {}
+
+
+def register(name: str, *, kind: str = "model", caveat: str = "") -> Callable:
+    """Decorator: add a check to :data:`CHECKS` (``caveat``: what a failure means for the
+    headline; put in each failed record that does not bring its own)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+
+    def wrap(func):
+        CHECKS[name] = Check(name, kind, func, caveat)
+        return func
+    return wrap
+
+
+def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[dict]:
+    """Every registered check (or those in ``names``) on ``ctx``, as a list of records."""
+    out: list[dict] = []
+    for check in CHECKS.values():
+        if names is not None and check.name not in names:
+            continue
+        try:
+            result = check.compute(ctx)
+        except LookupError as exc:  # an input this run does not have (e.g. no predictive draws)
+            result = record(check.name, check.name, passed=None, kind=check.kind,
+                            detail=f"not computed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run is reported, not fatal
+            log.warning("check %s could not be computed: %s", check.name, exc)
+            result = record(check.name, check.name, passed=None, kind=check.kind,
+                            detail=f"not computed: {type(exc).__name__}: {exc}")
+        if result is None:
+            continue
+        for rec in (result if isinstance(result, list) else [result]):
+            rec.setdefault("kind", check.kind)
+            if rec.get("passed") is False and not rec.get("caveat"):
+                rec["caveat"] = check.caveat
+            out.append(rec)
+    return out
+
+
+def verdict(records: list[dict]) -> dict:
+    """The header's verdict: ``status`` "passed" only when no record failed ("sampler_failed"
+    when a sampler diagnostic failed, else "checks_failed"), with the failed and not-computed
+    records' labels."""
+    failed = [r for r in records if r.get("passed") is False]
+    missing = [r for r in records if r.get("passed") is None]
+    if any(r.get("kind") == "sampler" for r in failed):
+        status = "sampler_failed"
+    elif failed:
+        status = "checks_failed"
+    else:
+        status = "passed"
+    return {"status": status, "failed": [r["label"] for r in failed],
+            "not_computed": [r["label"] for r in missing],
+            "n_passed": sum(r.get("passed") is True for r in records), "n": len(records)}
+
+
+def binding_caveats(records: list[dict]) -> list[str]:
+    """The caveats of the failed checks, each once, in registry order."""
+    seen: list[str] = []
+    for r in records:
+        c = r.get("caveat") or ""
+        if r.get("passed") is False and c and c not in seen:
+            seen.append(c)
+    return seen
+
+
+# ============================================================================ sampler checks
+@register("sampler", kind="sampler",
+          caveat="The sampler did not converge: every number in this report may change with "
+                 "longer chains. Refit with more tuning and draws before reading anything else.")
+def _sampler(ctx: CheckContext):
+    d = ctx.summary.get("diagnostics") or {}
+    th = ctx.spec.diagnostics
+    rows = [
+        ("divergences", "divergent transitions", d.get("divergences"), th.max_divergences,
+         lambda v: v <= th.max_divergences, f"at most {th.max_divergences} allowed"),
+        ("max_rhat", "largest R-hat", d.get("max_rhat"), th.max_rhat,
+         lambda v: v <= th.max_rhat, f"worst: {d.get('worst_rhat_parameter', '?')}"),
+        ("min_ess_bulk", "smallest bulk ESS", d.get("min_ess_bulk"), th.min_ess,
+         lambda v: v >= th.min_ess, f"worst: {d.get('worst_ess_parameter', '?')}"),
+        ("min_ess_tail", "smallest tail ESS", d.get("min_ess_tail"), th.min_ess,
+         lambda v: v >= th.min_ess, "interval ends"),
+        ("min_bfmi", "smallest E-BFMI", d.get("min_bfmi"), th.min_bfmi,
+         lambda v: v >= th.min_bfmi, "per chain"),
+    ]
+    formats = {"divergences": "{:.0f}", "max_rhat": "{:.4f}", "min_ess_bulk": "{:.0f}",
+               "min_ess_tail": "{:.0f}", "min_bfmi": "{:.2f}"}
+    out = []
+    for key, label, value, nominal, ok, note in rows:
+        passed = None if value is None else ok(value)
+        op = "<=" if key in ("divergences", "max_rhat") else ">="
+        fmt = formats[key].format
+        out.append(record(f"sampler:{key}", f"sampler: {label}", value=value, nominal=nominal,
+                          passed=passed, kind="sampler",
+                          detail=(f"{fmt(value)} (threshold {op} {fmt(nominal)}); {note}"
+                                  if value is not None else "not recorded in summary.json")))
+    return out
+
+
+# ============================================================================ model checks
+@register("heldout_coverage",
+          caveat="Held-out reference runs fall outside their predictive intervals more often "
+                 "than nominal: the loss-law and sigmoid chain is biased or over-confident when "
+                 "it extrapolates to larger models, and every effective size is such an "
+                 "extrapolation, so the headline interval is probably too narrow.")
+def _heldout(ctx: CheckContext):
+    table = ctx.holdout
+    p = ctx.ci_prob
+    label = f"held-out reference runs inside their {p:.0%} predictive intervals"
+    if table is None:
+        return record("heldout_coverage", label, nominal=p, passed=None,
+                      detail="no held-out rows (the spec keeps none out, or the data folder "
+                             "named in summary.json is gone)")
+    n, k = len(table), int(table["inside"].sum())
+    return heldout_record(k, n, p, runs=sorted(set(map(str, table["run_id"]))),
+                          bias=float(table["error"].mean()), label=label)
+
+
+def heldout_record(k: int, n: int, p: float, *, runs=(), bias: float | None = None,
+                   label: str = "held-out coverage") -> dict:
+    """Coverage k / n against nominal p: passes when k lies in the central
+    :data:`HOLDOUT_BINOMIAL_PROB` range of Binomial(n, p)."""
+    lo, hi = (int(v) for v in stats.binom.interval(HOLDOUT_BINOMIAL_PROB, n, p))
+    passed = lo <= k <= hi
+    direction = ""
+    if bias is not None:
+        direction = (f"; mean error (actual - median) {bias:+.3f}: the model "
+                     + ("under-predicts" if bias > 0 else "over-predicts"))
+    per = f" ({len(runs)} runs: {', '.join(runs)})" if runs else ""
+    return record("heldout_coverage", label, value=k / n, nominal=p, passed=passed,
+                  detail=(f"{k} of {n} scores inside{per}; a calibrated model puts {lo}-{hi} "
+                          f"of {n} inside (binomial, {HOLDOUT_BINOMIAL_PROB:.0%})"
+                          f"{direction}. Rows of one run share its prediction error, so there "
+                          f"are fewer independent checks than rows."))
+
+
+@register("loo_pit",
+          caveat="The LOO-PIT of the reported scores leaves its simultaneous band: the "
+                 "model's predictive distributions of the scores are miscalibrated (see the "
+                 "check's detail for the direction), so the per-model densities and the trend "
+                 "drawn through them inherit a misfit that their intervals do not include.")
+def _loo_pit(ctx: CheckContext):
+    label = f"LOO-PIT of reported scores inside a simultaneous {LOO_PIT_BAND_PROB:.0%} band"
+    if not ctx.has_scores:
+        return None
+    return loo_pit_record(ctx.loo_pit, label=label)
+
+
+def loo_pit_band(n: int, prob: float = LOO_PIT_BAND_PROB, grid: np.ndarray = LOO_PIT_GRID
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Simultaneous ``prob`` band of the ECDF of n uniform values on ``grid`` (ArviZ's
+    optimised band, the one ``az.plot_ecdf(confidence_bands=True)`` draws). Cached: the
+    optimisation takes about 2 s and the check and the figure need the same band."""
+    lower, upper = _band(int(n), float(prob), tuple(np.asarray(grid, float)))
+    return lower.copy(), upper.copy()
+
+
+@lru_cache(maxsize=16)
+def _band(n: int, prob: float, grid: tuple) -> tuple[np.ndarray, np.ndarray]:
+    from arviz.stats.ecdf_utils import ecdf_confidence_band
+
+    points = np.asarray(grid)
+    return ecdf_confidence_band(n, points, points, prob=prob, method="optimized")
+
+
+def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
+    """Where the ECDF of the PIT values leaves the simultaneous band, and its shape."""
+    pit = np.sort(np.asarray(pit, float)[np.isfinite(pit)])
+    n = pit.size
+    grid = LOO_PIT_GRID
+    ecdf = np.searchsorted(pit, grid, side="right") / n
+    lower, upper = loo_pit_band(n)
+    outside = (ecdf < lower) | (ecdf > upper)
+    diff = ecdf - grid
+    i_hi, i_lo = int(np.argmax(diff)), int(np.argmin(diff))
+    low_half, high_half = diff[grid < 0.5], diff[grid > 0.5]
+    if low_half.mean() > 0 > high_half.mean():
+        shape = ("too many PIT values in both tails: over-confident (predictive intervals "
+                 "too narrow)")
+    elif low_half.mean() < 0 < high_half.mean():
+        shape = "too few PIT values in the tails: under-confident (intervals too wide)"
+    elif diff.mean() > 0:
+        shape = "PIT values pile up low: the model predicts scores too high"
+    else:
+        shape = "PIT values pile up high: the model predicts scores too low"
+    return record("loo_pit", label, value=int(outside.sum()), nominal=0,
+                  passed=not outside.any(),
+                  detail=(f"the ECDF of {n} PIT values leaves the band at {int(outside.sum())} "
+                          f"of {grid.size} grid points; largest deviation from uniform "
+                          f"{diff[i_hi]:+.3f} at {grid[i_hi]:.2f} and {diff[i_lo]:+.3f} at "
+                          f"{grid[i_lo]:.2f} (band half-width about "
+                          f"{np.median((upper - lower) / 2):.3f}); {shape}"))
+
+
+@register("pareto_k",
+          caveat="Many reported scores have high Pareto k: each of them is influential or "
+                 "poorly predicted, and the LOO numbers (elpd, LOO-PIT) are unreliable for them.")
+def _pareto_k(ctx: CheckContext):
+    if ctx.log_likelihood is None:
+        return None
+    _, k, good_k = ctx.psis
+    return pareto_k_record(k, good_k)
+
+
+def pareto_k_record(k: np.ndarray, good_k: float = 0.7) -> dict:
+    k = np.asarray(k, float)
+    high = int((k > good_k).sum())
+    share = high / k.size
+    return record("pareto_k", f"share of reported scores with Pareto k > {good_k:.2f}",
+                  value=share, nominal=0.0, passed=share <= PARETO_K_TOLERATED_SHARE,
+                  detail=(f"{high} of {k.size} (max k {np.nanmax(k):.2f}); passes up to "
+                          f"{PARETO_K_TOLERATED_SHARE:.0%}"))
+
+
+@register("reachability",
+          caveat="Some benchmarks have reported scores above the highest score the model can "
+                 "reach there (chance + span): a per-benchmark protocol offset on the logit "
+                 "scale cannot raise the ceiling, so those scores pull their models' densities "
+                 "up as far as the sigmoid allows, and the fit there is structurally wrong.")
+def _reachability(ctx: CheckContext):
+    if not ctx.has_scores or "score_span" not in ctx.idata.posterior:
+        return None
+    post, cd = ctx.idata.posterior, ctx.idata.constant_data
+    benchmarks = [str(b) for b in post.coords["benchmark"].values]
+    span = post["score_span"].stack(sample=("chain", "draw")).transpose("benchmark", "sample")
+    chance = np.asarray(cd["chance"].sel(benchmark=benchmarks).values, float)
+    reachable = chance[:, None] + np.asarray(span.values, float)
+    obs = np.asarray(ctx.idata.observed_data[ctx.var_name].values, float)
+    bench_of = np.asarray(cd["score_benchmark"].values, int)
+    replicated = None
+    if "posterior_predictive" in ctx.idata.groups() and \
+            ctx.var_name in ctx.idata.posterior_predictive:
+        rep = ctx.idata.posterior_predictive[ctx.var_name].stack(sample=("chain", "draw"))
+        replicated = np.asarray(rep.transpose("sample", ...).values, float)
+    return reachability_records(benchmarks, reachable, obs, bench_of, replicated)
+
+
+def reachability_records(benchmarks, reachable: np.ndarray, scores: np.ndarray,
+                         score_benchmark: np.ndarray, replicated: np.ndarray | None = None
+                         ) -> list[dict]:
+    """Per benchmark b: the share of reported scores above the posterior
+    :data:`REACHABLE_QUANTILE` quantile of the reachable score (chance + span, draws in
+    ``reachable[b]``).
+
+    With replicated data (``replicated``: sample x score, the posterior predictive) a benchmark
+    passes when that count is at most the :data:`REACHABLE_REPLICATE_QUANTILE` quantile of the
+    same count in the replicates *and* its largest reported score is not beyond what the
+    replicates reach (posterior predictive p-value of the maximum >= 1 - that quantile): Beta
+    noise around a mean near the ceiling can put a few scores above it, not far above it.
+    Without replicates a benchmark passes only when no score lies above the ceiling.
+    """
+    out = []
+    for b, name in enumerate(benchmarks):
+        rows = np.asarray(score_benchmark) == b
+        if not rows.any():
+            continue
+        ceiling = float(np.quantile(reachable[b], REACHABLE_QUANTILE))
+        s = np.asarray(scores)[rows]
+        k = int((s > ceiling).sum())
+        if replicated is None:
+            passed = k == 0
+            rep_text = "no replicated data: none allowed"
+        else:
+            counts = (replicated[:, rows] > ceiling).sum(axis=1)
+            allowed = int(np.floor(np.quantile(counts, REACHABLE_REPLICATE_QUANTILE)))
+            p_max = float(np.mean(replicated[:, rows].max(axis=1) >= s.max()))
+            passed = k <= allowed and p_max >= 1.0 - REACHABLE_REPLICATE_QUANTILE
+            rep_text = (f"replicated data put at most {allowed} above it "
+                        f"({REACHABLE_REPLICATE_QUANTILE:.0%}) and reach the largest reported "
+                        f"score in {p_max:.1%} of draws")
+        out.append(record(
+            f"reachability:{name}", f"reported scores the model can reach: {name}",
+            value=k / s.size, nominal=0.0, passed=passed,
+            detail=(f"{k} of {s.size} reported scores (max {s.max():.3f}) above {ceiling:.3f}, "
+                    f"the posterior {REACHABLE_QUANTILE:.0%} quantile of chance + span; "
+                    f"{rep_text}")))
+    return out
+
+
+# ============================================================================ sensitivity
+def _sensitivity_usable(ctx: CheckContext) -> str | None:
+    """Why the stored sensitivity analysis cannot be used for this run (None if it can)."""
+    sens = ctx.sensitivity
+    if ctx.sensitivity_note:
+        return ctx.sensitivity_note
+    if not isinstance(sens, dict) or not sens.get("prior_variants"):
+        return ("no sensitivity analysis stored beside this run (densing-bayes sensitivity "
+                "--out RUN/sensitivity)")
+    if "model_hash" in sens and hasattr(ctx.spec, "model_hash") \
+            and sens["model_hash"] != ctx.spec.model_hash():
+        return (f"the stored analysis was computed for another model (model hash "
+                f"{str(sens['model_hash'])[:12]}): re-run densing-bayes sensitivity")
+    return None
+
+
+def _refits(ctx: CheckContext) -> list[dict]:
+    return [v for v in ctx.sensitivity.get("prior_variants") or [] if isinstance(v, dict)]
+
+
+def _refit_failed(v: dict) -> bool:
+    diag = v.get("diagnostics")
+    return str(v.get("status", "ok")) != "ok" or not (isinstance(diag, dict)
+                                                      and diag.get("passed"))
+
+
+@register("sensitivity_spread", kind="sensitivity",
+          caveat="Refits under other priors or without a benchmark or score source move the "
+                 "doubling time's median outside this fit's interval: the answer depends on "
+                 "those choices by more than its stated uncertainty.")
+def _sensitivity_spread(ctx: CheckContext):
+    label = "doubling time median across sensitivity refits"
+    why = _sensitivity_usable(ctx)
+    main = ctx.summary.get("doubling_time_days") or {}
+    if why is None and main.get("lower") is None:
+        why = "this fit has no doubling-time interval"
+    if why:
+        return record("sensitivity_spread", label, passed=None, kind="sensitivity", detail=why)
+    return sensitivity_spread_record(_refits(ctx), main, ctx.ci_prob)
+
+
+def sensitivity_spread_record(refits: list[dict], main: dict, ci_prob: float = 0.9) -> dict:
+    """Spread (max - min, days) of the refits' doubling-time medians; passes when every median
+    lies inside this fit's ``ci_prob`` interval ``main`` ({median, lower, upper})."""
+    medians = {v.get("name", "?"): (v.get("doubling_time_days") or {}).get("median")
+               for v in refits if str(v.get("status", "ok")) == "ok"}
+    medians = {k: float(m) for k, m in medians.items() if m is not None}
+    label = "doubling time median across sensitivity refits"
+    if not medians:
+        return record("sensitivity_spread", label, passed=None, kind="sensitivity",
+                      detail="no refit has a doubling time")
+    lo, hi = main.get("lower"), main.get("upper")
+    hi_ok = math.inf if hi is None else hi
+    outside = {k: m for k, m in medians.items() if not lo <= m <= hi_ok}
+    lo_name, hi_name = min(medians, key=medians.get), max(medians, key=medians.get)
+    n_failed = sum(_refit_failed(v) for v in refits)
+    hi_text = "unbounded" if hi is None else f"{hi:.0f}"
+    return record(
+        "sensitivity_spread", label, value=medians[hi_name] - medians[lo_name],
+        nominal=f"every median inside [{lo:.0f}, {hi_text}] days", passed=not outside,
+        kind="sensitivity",
+        detail=(f"medians {medians[lo_name]:.0f} ({lo_name}) to {medians[hi_name]:.0f} "
+                f"({hi_name}) days over {len(medians)} refits, against this fit's "
+                f"{main.get('median', float('nan')):.0f} [{lo:.0f}, {hi_text}] ({ci_prob:.0%})"
+                + (f"; outside: {', '.join(sorted(outside))}" if outside else "")
+                + (f"; {n_failed} of {len(refits)} refits missed their diagnostics, so these "
+                   f"medians are indicative" if n_failed else "")))
+
+
+@register("sensitivity_refits_converged", kind="sensitivity",
+          caveat="The sensitivity refits did not converge (short chains): their intervals are "
+                 "indicative only, and the sensitivity analysis does not yet establish "
+                 "robustness.")
+def _sensitivity_converged(ctx: CheckContext):
+    label = "sensitivity refits that failed their diagnostics"
+    why = _sensitivity_usable(ctx)
+    if why:
+        return record("sensitivity_refits_converged", label, passed=None, kind="sensitivity",
+                      detail=why)
+    return refits_converged_record(_refits(ctx), (ctx.sensitivity or {}).get("sampler"))
+
+
+def refits_converged_record(refits: list[dict], sampler: dict | None = None) -> dict:
+    failed = [v for v in refits if _refit_failed(v)]
+    diags = [v["diagnostics"] for v in failed if isinstance(v.get("diagnostics"), dict)]
+    rhat = [d["max_rhat"] for d in diags if d.get("max_rhat") is not None]
+    ess = [d["min_ess_bulk"] for d in diags if d.get("min_ess_bulk") is not None]
+    ranges = []
+    if rhat:
+        ranges.append(f"max R-hat {min(rhat):.3f}-{max(rhat):.3f}")
+    if ess:
+        ranges.append(f"min bulk ESS {min(ess):.0f}-{max(ess):.0f}")
+    how = ""
+    if isinstance(sampler, dict) and "draws" in sampler:
+        how = f" at {sampler.get('chains')} chains x {sampler['draws']} draws"
+    return record("sensitivity_refits_converged", "sensitivity refits that failed their "
+                  "diagnostics", value=len(failed), nominal=0, passed=not failed,
+                  kind="sensitivity",
+                  detail=(f"{len(failed)} of {len(refits)} refits{how}"
+                          + (f" ({'; '.join(ranges)})" if ranges else "")))

@@ -1,0 +1,206 @@
+"""Model checks ("How sure is this?"): each check's arithmetic on hand-made inputs, the registry,
+the verdict, and the report header that must never be green while a check fails."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densing_bayes.analysis import checks
+
+
+# ============================================================== each check, by hand
+def test_heldout_coverage_uses_a_binomial_range():
+    # Binomial(20, 0.9): its central 95% range is 15-20 of 20.
+    rec = checks.heldout_record(9, 20, 0.9, runs=["olmo-7B-anneal"], bias=0.038)
+    assert rec["value"] == pytest.approx(0.45) and rec["nominal"] == 0.9
+    assert rec["passed"] is False
+    assert "9 of 20" in rec["detail"] and "15-20" in rec["detail"]
+    assert "under-predicts" in rec["detail"]
+    assert checks.heldout_record(15, 20, 0.9)["passed"] is True
+    assert checks.heldout_record(14, 20, 0.9)["passed"] is False
+    assert checks.heldout_record(20, 20, 0.9)["passed"] is True
+
+
+def test_pareto_k_share():
+    k = np.array([0.1, 0.8, 0.2, 0.3])
+    rec = checks.pareto_k_record(k, good_k=0.7)
+    assert rec["value"] == pytest.approx(0.25) and rec["passed"] is False
+    assert "1 of 4" in rec["detail"]
+    k = np.zeros(200)
+    k[0] = 0.9  # 1 of 200 = 0.5%: within the tolerated 1%
+    assert checks.pareto_k_record(k, good_k=0.7)["passed"] is True
+    k[1] = k[2] = 0.9  # 3 of 200 = 1.5%
+    assert checks.pareto_k_record(k, good_k=0.7)["passed"] is False
+
+
+def test_reachability_without_replicates_allows_no_score_above_the_ceiling():
+    reachable = np.array([np.full(100, 0.6), np.full(100, 1.0)])  # chance + span draws
+    scores = np.array([0.5, 0.7, 0.65, 0.3, 0.9])
+    bench = np.array([0, 0, 0, 1, 1])
+    recs = {r["name"]: r for r in checks.reachability_records(["obqa", "mmlu"], reachable,
+                                                             scores, bench)}
+    assert recs["reachability:obqa"]["value"] == pytest.approx(2 / 3)
+    assert recs["reachability:obqa"]["passed"] is False
+    assert "2 of 3" in recs["reachability:obqa"]["detail"]
+    assert recs["reachability:mmlu"]["value"] == 0.0
+    assert recs["reachability:mmlu"]["passed"] is True
+
+
+def test_reachability_with_replicates_tolerates_noise_but_not_far_excess():
+    reachable = np.full((1, 100), 0.6)
+    bench = np.zeros(3, int)
+    scores = np.array([0.5, 0.62, 0.63])  # 2 above 0.6, barely
+    replicated = np.tile([0.55, 0.61, 0.64], (100, 1))  # every replicate: 2 above, max 0.64
+    rec = checks.reachability_records(["b"], reachable, scores, bench, replicated)[0]
+    assert rec["passed"] is True
+    scores = np.array([0.5, 0.62, 0.86])  # the largest is beyond every replicate's maximum
+    rec = checks.reachability_records(["b"], reachable, scores, bench, replicated)[0]
+    assert rec["passed"] is False and "0.0% of draws" in rec["detail"]
+
+
+def test_loo_pit_uniform_passes_and_u_shape_fails_as_over_confident():
+    n = 400
+    uniform = (np.arange(n) + 0.5) / n
+    rec = checks.loo_pit_record(uniform)
+    assert rec["passed"] is True and rec["value"] == 0
+    u_shaped = np.concatenate([np.full(n // 2, 0.02), np.full(n // 2, 0.98)])
+    rec = checks.loo_pit_record(u_shaped)
+    assert rec["passed"] is False and rec["value"] > 0
+    assert "over-confident" in rec["detail"]
+    low = np.full(n, 0.1)  # every observation in the low tail: predictions too high
+    assert "too high" in checks.loo_pit_record(low)["detail"]
+
+
+def test_loo_pit_band_is_simultaneous():
+    lower, upper = checks.loo_pit_band(200)
+    grid = checks.LOO_PIT_GRID
+    point_lo, point_hi = checks.loo_pit_band(200, prob=0.95)  # same call, same band
+    np.testing.assert_array_equal(lower, point_lo)
+    # A simultaneous band is wider than the pointwise 95% band at the middle of the grid.
+    from scipy import stats
+    mid = np.argmin(np.abs(grid - 0.5))
+    pw_lo, pw_hi = stats.binom.interval(0.95, 200, 0.5)
+    assert upper[mid] - lower[mid] > (pw_hi - pw_lo) / 200
+
+
+def test_sensitivity_spread_and_failed_refits():
+    refits = [
+        {"name": "a", "status": "ok", "doubling_time_days": {"median": 100.0},
+         "diagnostics": {"passed": True, "max_rhat": 1.001, "min_ess_bulk": 900}},
+        {"name": "b", "status": "ok", "doubling_time_days": {"median": 110.0},
+         "diagnostics": {"passed": False, "max_rhat": 1.05, "min_ess_bulk": 50}},
+        {"name": "c", "status": "ok", "doubling_time_days": {"median": 130.0},
+         "diagnostics": {"passed": False, "max_rhat": 1.02, "min_ess_bulk": 120}},
+        {"name": "d", "status": "failed", "doubling_time_days": None, "diagnostics": None},
+    ]
+    main = {"median": 105.0, "lower": 90.0, "upper": 120.0}
+    rec = checks.sensitivity_spread_record(refits, main)
+    assert rec["value"] == pytest.approx(30.0)  # 130 - 100
+    assert rec["passed"] is False and "outside: c" in rec["detail"]
+    assert checks.sensitivity_spread_record(refits[:2], main)["passed"] is True
+    rec = checks.refits_converged_record(refits, {"chains": 2, "draws": 300})
+    assert rec["value"] == 3 and rec["passed"] is False  # b, c, and the failed d
+    assert "1.020-1.050" in rec["detail"] and "50-120" in rec["detail"]
+    assert checks.refits_converged_record(refits[:1])["passed"] is True
+
+
+# ============================================================== registry and verdict
+class _Thresholds:
+    max_rhat, min_ess, max_divergences, min_bfmi = 1.01, 400.0, 0, 0.3
+
+
+class _Spec:
+    diagnostics = _Thresholds()
+    ci_prob = 0.9
+
+
+def test_sampler_records_against_thresholds():
+    summary = {"diagnostics": {"divergences": 2, "max_rhat": 1.005, "min_ess_bulk": 350.0,
+                               "min_ess_tail": 800.0, "min_bfmi": 0.9}}
+    ctx = checks.CheckContext(idata=None, spec=_Spec(), summary=summary)
+    recs = {r["name"]: r for r in checks.run_checks(ctx, names=["sampler"])}
+    assert recs["sampler:divergences"]["passed"] is False
+    assert recs["sampler:max_rhat"]["passed"] is True
+    assert recs["sampler:min_ess_bulk"]["passed"] is False
+    assert recs["sampler:min_ess_tail"]["passed"] is True
+    assert all(r["kind"] == "sampler" for r in recs.values())
+    assert checks.verdict(list(recs.values()))["status"] == "sampler_failed"
+
+
+def test_registry_is_extensible_and_a_raising_check_is_not_a_pass():
+    @checks.register("test_extra", kind="model", caveat="extra failed")
+    def _extra(ctx):
+        return checks.record("test_extra", "an extra check", value=1.0, nominal=0.0,
+                             passed=False, detail="one")
+
+    @checks.register("test_broken", kind="model")
+    def _broken(ctx):
+        raise RuntimeError("boom")
+
+    try:
+        ctx = checks.CheckContext(idata=None, spec=_Spec(), summary={})
+        recs = {r["name"]: r for r in checks.run_checks(ctx, names=["test_extra",
+                                                                    "test_broken"])}
+        assert recs["test_extra"]["caveat"] == "extra failed"
+        assert recs["test_broken"]["passed"] is None and "boom" in recs["test_broken"]["detail"]
+        v = checks.verdict(list(recs.values()))
+        assert v["status"] == "checks_failed" and v["failed"] == ["an extra check"]
+        assert v["not_computed"] == ["test_broken"]
+        assert checks.binding_caveats(list(recs.values())) == ["extra failed"]
+    finally:
+        checks.CHECKS.pop("test_extra")
+        checks.CHECKS.pop("test_broken")
+
+
+def test_verdict_passes_only_without_failures():
+    ok = checks.record("a", "a", value=1, nominal=1, passed=True)
+    missing = checks.record("b", "b", passed=None)
+    bad = checks.record("c", "c", value=0, nominal=1, passed=False, caveat="c failed")
+    assert checks.verdict([ok, missing])["status"] == "passed"
+    assert checks.verdict([ok, bad])["status"] == "checks_failed"
+    assert ok["caveat"] == "" and bad["caveat"] == "c failed"
+
+
+# ============================================================== the report's header
+def _header(records):
+    from densing_bayes.presentation import report
+
+    summary = {"ci_prob": 0.9, "doubling_time_days": {"median": 177, "lower": 149,
+                                                      "upper": 215},
+               "slope_per_day": {"median": 0.0039, "lower": 0.0032, "upper": 0.0046},
+               "trend": {"kind": "frontier", "changepoint": "fixed",
+                         "changepoint_date": "2022-11-30"}}
+    return report.render_checks_header(records, summary, benchmarks=["mmlu", "piqa"])
+
+
+def test_header_is_never_green_while_a_check_fails():
+    ok = checks.record("sampler:max_rhat", "sampler: largest R-hat", value=1.001,
+                       nominal=1.01, passed=True, kind="sampler")
+    bad = checks.record("heldout_coverage", "held-out coverage", value=0.45, nominal=0.9,
+                        passed=False, caveat="intervals too narrow")
+    html = _header([ok, bad])
+    assert 'class="ok"' not in html and 'class="banner' in html
+    assert "held-out coverage" in html and "intervals too narrow" in html
+    assert "e-folds per year" in html  # the estimand is stated
+    html = _header([ok])
+    assert 'class="ok"' in html
+
+
+def test_context_loo_equals_arviz_loo():
+    """The header's Pareto k and the report's LOO table come from one PSIS pass, with az.loo's
+    numbers exactly."""
+    import arviz as az
+
+    rng = np.random.default_rng(1)
+    idata = az.from_dict(posterior={"mu": rng.normal(size=(2, 200)),
+                                    "theta": rng.normal(size=(2, 200, 3))},
+                         log_likelihood={"score_obs": rng.normal(-1, 0.3, (2, 200, 40))},
+                         observed_data={"score_obs": rng.uniform(size=40)})
+    ctx = checks.CheckContext(idata=idata, spec=_Spec())
+    ref = az.loo(idata, var_name="score_obs", pointwise=True)
+    ours = ctx.loo
+    assert ours["elpd_loo"] == pytest.approx(ref.elpd_loo)
+    assert ours["se"] == pytest.approx(ref.se)
+    assert ours["p_loo"] == pytest.approx(ref.p_loo)
+    np.testing.assert_allclose(ours["pareto_k"], np.asarray(ref.pareto_k))

@@ -327,7 +327,7 @@ def score_format(benchmark: str, notes: str, shots) -> tuple[str, str]:
 def harness_spread(scores: pd.DataFrame, chance: pd.Series) -> dict:
     """How far reports of the same (model, benchmark, format) from different sources differ,
     on the logit scale of the score above chance: the data behind the residual protocol
-    offset's prior scale (``densing_bayes.model.priors``, ``protocol_offset``).
+    offset's prior scale (the model's ``protocol_offset`` prior).
 
     Distinct reported values per triple (exact copies count once); every pair of them gives a
     difference; one report's harness shift has SD = SD(difference) / sqrt(2).

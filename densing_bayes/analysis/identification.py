@@ -71,8 +71,13 @@ def _chain(idata, benchmarks, fmt):
     pick = {"benchmark": benchmarks}
     law = {k: _flat_draws(post[k].sel(pick)) for k in ("E", "A", "B", "alpha", "beta")}
     if "loss_extrapolation_tilt" in post and "design_box" in post.attrs:
-        law["tilt"] = _flat_draws(post["loss_extrapolation_tilt"].sel(pick))  # (draw, b, 4)
+        from densing_bayes.model.build import EXTRAPOLATION_DIRECTIONS
+
+        tilt = post["loss_extrapolation_tilt"]
+        law["tilt"] = _flat_draws(tilt.sel(pick))  # (draw, benchmark, direction)
         law["box"] = np.asarray(post.attrs["design_box"], float)
+        law["columns"] = np.array([EXTRAPOLATION_DIRECTIONS.index(str(d))
+                                   for d in tilt["extrapolation"].values])
     gamma, midpoint, span, phi = (_flat_draws(x.sel(pick)) for x in format_curve(post, fmt))
     chance = idata.constant_data["chance"].sel(pick).values
     return law, gamma, midpoint, span, phi, chance
@@ -87,8 +92,8 @@ def _mean_score(law, gamma, midpoint, span, chance, x_n, x_d, b):
         from densing_bayes.model.build import outside_distances
 
         x_n, x_d = np.broadcast_arrays(x_n, x_d)
-        distance = outside_distances(x_n, x_d, law["box"], xp=np)  # (..., row, 4)
-        tilt = law["tilt"][..., b, :]  # (draw, [1,] row, 4)
+        distance = outside_distances(x_n, x_d, law["box"], xp=np)[..., law["columns"]]
+        tilt = law["tilt"][..., b, :]  # (draw, [1,] row, direction)
         loss = loss * np.exp(np.sum(distance * tilt, axis=-1))
     return chance[b] + span[..., b] * expit(-gamma[..., b] * (loss - midpoint[..., b]))
 
@@ -124,7 +129,8 @@ def anchor_check(idata, data: DensingData, *, fmt: str = "mc", ci_prob: float = 
         samples = np.empty(len(gamma))
         for start in range(0, len(gamma), 20):  # 20 draws x grid x rows x 4 fit in memory
             sl = slice(start, start + 20)
-            part = {k: (v if k == "box" else v[sl][:, None]) for k, v in law.items()}
+            part = {k: (v if k in ("box", "columns") else v[sl][:, None])
+                    for k, v in law.items()}
             x_n = (ANCHOR_GRID - c_n)[None, :, None]
             mean = _mean_score(part,
                                gamma[sl][:, None, :], midpoint[sl][:, None, :],

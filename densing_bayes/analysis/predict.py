@@ -58,10 +58,15 @@ def extrapolation_factor(posterior, x_n, x_d):
 
     if "loss_extrapolation_tilt" not in posterior or "design_box" not in posterior.attrs:
         return 1.0
+    from densing_bayes.model.build import EXTRAPOLATION_DIRECTIONS
+
     distance = outside_distances(np.asarray(x_n, float), np.asarray(x_d, float),
                                  posterior.attrs["design_box"], xp=np)
     tilt = posterior["loss_extrapolation_tilt"]
-    return np.exp((tilt * xr.DataArray(distance, dims=["extrapolation"])).sum("extrapolation"))
+    distance = xr.DataArray(distance, dims=["extrapolation"],
+                            coords={"extrapolation": list(EXTRAPOLATION_DIRECTIONS)})
+    return np.exp((tilt * distance.sel(extrapolation=tilt["extrapolation"].values))
+                  .sum("extrapolation"))
 
 
 def mean_score(posterior, chance, params: float, tokens: float, fmt: str = "rc") -> xr.DataArray:

@@ -178,17 +178,28 @@ def outside_distances(x_n, x_d, box, xp=pt):
                      xp.maximum(x_d - d_hi, zero) + 0.0 * x_n], axis=-1)
 
 
+def extrapolation_sds(spec: ModelSpec) -> dict[str, float]:
+    """The tilt's SD per direction (only directions with a positive SD are modelled)."""
+    params, tokens = spec.loss_law.extrapolation_sd_params, spec.loss_law.extrapolation_sd
+    # below the ladder's token range nothing is read off the law (D0 and the anchors lie above)
+    sds = dict(zip(EXTRAPOLATION_DIRECTIONS, (params, params, 0.0, tokens)))
+    return {k: v for k, v in sds.items() if v > 0}
+
+
 def _extrapolation_tilt(spec: ModelSpec):
     """Per-benchmark random tilts of the log loss law outside the design box, (benchmark,
     direction): tilt = sd * z, z ~ Normal(0, 1); the law is exact inside the box and its log
     error grows linearly, at a rate the ladder cannot see, in each direction it is extrapolated.
-    ``None`` when the spec switches it off."""
-    sd = spec.loss_law.extrapolation_sd
-    if sd <= 0:
+    Returns (tilt, column indices of its directions), or ``None`` when switched off."""
+    sds = extrapolation_sds(spec)
+    if not sds:
         return None
+    model = pm.modelcontext(None)
+    model.add_coord("extrapolation", list(sds))
     z = pm.Normal("loss_extrapolation_z", 0.0, 1.0, dims=("benchmark", "extrapolation"))
-    return pm.Deterministic("loss_extrapolation_tilt", sd * z,
+    tilt = pm.Deterministic("loss_extrapolation_tilt", np.array(list(sds.values())) * z,
                             dims=("benchmark", "extrapolation"))
+    return tilt, [EXTRAPOLATION_DIRECTIONS.index(k) for k in sds]
 
 
 def _sigmoid_block(inputs: ModelInputs, spec: ModelSpec):
@@ -333,10 +344,11 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
         k = pm.Data("score_source", inputs.score_source, dims="score_row")
         x_n = log_eff[m] - inputs.centre_log_params
         loss = loss_law_centred(x_n, inputs.log_d0_centred, E[b], A[b], B[b], alpha[b], beta[b])
-        tilt = _extrapolation_tilt(spec)
-        if tilt is not None:
+        extrapolation = _extrapolation_tilt(spec)
+        if extrapolation is not None:
+            tilt, columns = extrapolation
             distance = outside_distances(x_n, inputs.log_d0_centred, design_box(inputs))
-            loss = loss * pt.exp(pt.sum(distance * tilt[b], axis=-1))
+            loss = loss * pt.exp(pt.sum(distance[:, columns] * tilt[b], axis=-1))
         shift = spec.prior("protocol_offset").create_variable("protocol_offset")[b]
         if len(inputs.source_kinds) > 1:
             shift = shift + spec.prior("source_offset").create_variable("source_offset")[k]

@@ -100,8 +100,6 @@ class ModelInputs:
             coords["score_obs"] = list(range(len(self.score_value)))
             coords["source_kind"] = list(self.source_kinds)
         coords["format"] = list(self.formats)
-        coords["extrapolation"] = ["params_below", "params_above", "tokens_below",
-                                   "tokens_above"]
         return coords
 
 

@@ -81,11 +81,16 @@ class DataSettings(_Section):
 class LossLawSettings(_Section):
     irreducible: bool = Field(True, description="add an irreducible loss E per benchmark")
     extrapolation_sd: float = Field(
-        0.035, ge=0, description="SD, per unit of log distance outside the reference design "
-        "(log N or log D beyond the ladder's range), of a random tilt of each benchmark's log "
-        "loss law: the law's error where it is extrapolated. 0.035 is calibrated by "
-        "leave-largest-size-out on the ladder (docs/model.md, 'Extrapolation discrepancy'); "
-        "0 switches the term off")
+        0.035, ge=0, description="SD, per unit of log distance beyond the ladder's token range, "
+        "of a random tilt of each benchmark's log loss law: the law's error where it is "
+        "extrapolated in D (D0 = 1T is 1.6x the ladder's largest D; the OLMo-2 7B anchor 6x). "
+        "0.035 is calibrated by leave-largest-size-out on the ladder "
+        "(analysis/extrapolation.py); 0 switches the term off")
+    extrapolation_sd_params: float = Field(
+        0.0, ge=0, description="the same tilt in the log N directions (below and above the "
+        "ladder's sizes). Off by default: at 0.035 the latent densities of models below the "
+        "ladder became bimodal (R-hat 2.08, docs/model.md), a trade-off of the common level "
+        "against the tilts that the scores cannot break")
 
 
 class TrendSettings(_Section):

@@ -204,3 +204,35 @@ def test_context_loo_equals_arviz_loo():
     assert ours["se"] == pytest.approx(ref.se)
     assert ours["p_loo"] == pytest.approx(ref.p_loo)
     np.testing.assert_allclose(ours["pareto_k"], np.asarray(ref.pareto_k))
+
+
+def test_reachability_uses_the_ceiling_of_each_rows_format():
+    from densing_bayes.analysis.checks import reachability_records
+
+    # one benchmark; row 0 is MC (ceiling 0.95), row 1 RC (0.85), row 2 unknown (max: 0.95)
+    scores = np.array([0.90, 0.90, 0.97])
+    out = reachability_records(["b"], None, scores, np.zeros(3, int),
+                               row_ceiling=np.array([0.95, 0.85, 0.95]))
+    assert out[0]["value"] == pytest.approx(2 / 3)  # the RC row at 0.90 and the 0.97
+    assert out[0]["passed"] is False
+
+
+def test_anchor_and_offset_checks_read_the_identification_summary():
+    from densing_bayes.analysis import checks
+
+    anchor = {"run": "olmo-7B", "format": "mc", "n_scores": 370, "n_checkpoints": 37,
+              "true_params": 6.9e9, "effective_params": {"median": 4.4e9, "lower": 3.6e9,
+                                                          "upper": 5.5e9},
+              "true_inside": False, "log_ratio_median": np.log(4.4 / 6.9),
+              "predictive_coverage": 0.79, "predictive_mean_error": -0.01, "ci_prob": 0.9}
+    offsets = [{"benchmark": f"b{i}", "prior_z": z} for i, z in
+               enumerate([0.1, -2.5, 2.8, 2.2, 0.3, 0.0, 0.5, -0.4, 1.0, 1.9])]
+    ctx = checks.CheckContext(idata=None, spec=None, summary={
+        "identification": {"anchors": [anchor], "protocol_offsets": offsets}})
+    (size,) = checks._anchor_size(ctx)
+    (coverage,) = checks._anchor_coverage(ctx)
+    assert size["passed"] is False and "6.9e+09 outside" in size["detail"]
+    assert coverage["passed"] is False and coverage["nominal"] == 0.9
+    far = checks._protocol_offsets(ctx)
+    assert far["passed"] is False  # 3 of 10 beyond 2 SD; at most 2 expected at 99%
+    assert "b1, b2, b3" in far["detail"]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from densing_bayes.analysis.identification import anchor_check, protocol_offsets, reachability
+from densing_bayes.analysis.identification import anchor_check, protocol_offsets
 from densing_bayes.analysis.predict import extrapolation_factor
 from densing_bayes.data.schema import DensingData
 from densing_bayes.model.build import outside_distances
@@ -101,26 +101,6 @@ def test_extrapolation_factor_is_one_inside_the_box():
     outside = extrapolation_factor(idata.posterior, 3.0, 0.0)  # 2 units above in log N
     tilt = idata.posterior["loss_extrapolation_tilt"].sel(extrapolation="params_above")
     np.testing.assert_allclose(outside, np.exp(2.0 * tilt))
-
-
-class _Inputs:
-    has_evaluated_models = True
-    benchmarks = ["b1", "b2"]
-    score_benchmark = np.array([0, 0, 1, 1])
-    score_format = np.array([1, -1, 0, 0])  # mc, unknown, rc, rc
-    score_raw = np.array([0.90, 0.99, 0.70, 0.86])
-
-
-def test_reachability_counts_scores_above_the_reachable_ceiling():
-    idata = _posterior()
-    out = {r["benchmark"]: r for r in reachability(idata, _Inputs())}
-    # b1: chance 0.25; rc reach 0.85, mc reach 0.95. 0.90 (mc) is reachable; 0.99 (unknown) is
-    # above both formats' reach.
-    assert out["b1"]["reachable_q99"] == pytest.approx({"rc": 0.85, "mc": 0.95})
-    assert out["b1"]["n_above"] == 1
-    # b2: chance 0.5, rc span 0.36: reach 0.86; 0.70 is reachable, 0.86 is not above it
-    assert out["b2"]["reachable_q99"]["rc"] == pytest.approx(0.86)
-    assert out["b2"]["n_above"] == 0
 
 
 def test_protocol_offsets_report_the_prior_z_score():

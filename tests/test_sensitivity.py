@@ -139,3 +139,14 @@ def test_small_sensitivity_run_on_a_local_cluster(tmp_path, one_benchmark_folder
             "frontier_inefficiency"} <= set(report["power_scaling"])
     assert all(v["prior"] is None or v["prior"] >= 0 for v in report["power_scaling"].values())
     assert (tmp_path / "sens" / sens.SENSITIVITY_CSV).is_file()
+
+
+def test_a_subset_of_variants_keeps_the_baseline_and_the_pattern_order(default_data):
+    variants = sens.sensitivity_variants(load_spec("default"), default_data)
+    chosen = sens.select_variants(variants, ["protocol_offset_*", "without_benchmark:*"])
+    names = [v.name for v in chosen]
+    assert names[:3] == ["baseline", "protocol_offset_tight", "protocol_offset_wide"]
+    assert len(names) == 3 + 10 and all(n.startswith("without_benchmark:") for n in names[3:])
+    assert sens.select_variants(variants, None) == variants
+    with pytest.raises(ValueError, match="no sensitivity variant matches 'nope'"):
+        sens.select_variants(variants, ["nope"])

@@ -425,22 +425,33 @@ def _reachability(ctx: CheckContext):
         return None
     post, cd = ctx.idata.posterior, ctx.idata.constant_data
     benchmarks = [str(b) for b in post.coords["benchmark"].values]
-    span = post["score_span"].stack(sample=("chain", "draw")).transpose("benchmark", "sample")
+    span = post["score_span"].stack(sample=("chain", "draw"))
+    if "format" not in span.dims:
+        span = span.expand_dims(format=["rc"])
+    span = span.transpose("format", "benchmark", "sample")
     chance = np.asarray(cd["chance"].sel(benchmark=benchmarks).values, float)
-    reachable = chance[:, None] + np.asarray(span.values, float)
+    reachable = chance[None, :, None] + np.asarray(span.values, float)  # format, bench, sample
     obs = np.asarray(ctx.idata.observed_data[ctx.var_name].values, float)
     bench_of = np.asarray(cd["score_benchmark"].values, int)
+    # The formats a row may be in: its stated one, or every format with weight (unknown).
+    if "score_format_log_weight" in cd:
+        possible = np.asarray(cd["score_format_log_weight"].values, float) > -600.0
+    else:
+        possible = np.ones((obs.size, reachable.shape[0]), bool)
+    quantile = np.quantile(reachable, REACHABLE_QUANTILE, axis=-1)  # format, bench
+    row_ceiling = np.where(possible, quantile[:, bench_of].T, -np.inf).max(axis=1)
     replicated = None
     if "posterior_predictive" in ctx.idata.groups() and \
             ctx.var_name in ctx.idata.posterior_predictive:
         rep = ctx.idata.posterior_predictive[ctx.var_name].stack(sample=("chain", "draw"))
         replicated = np.asarray(rep.transpose("sample", ...).values, float)
-    return reachability_records(benchmarks, reachable, obs, bench_of, replicated)
+    return reachability_records(benchmarks, None, obs, bench_of, replicated,
+                                row_ceiling=row_ceiling)
 
 
-def reachability_records(benchmarks, reachable: np.ndarray, scores: np.ndarray,
-                         score_benchmark: np.ndarray, replicated: np.ndarray | None = None
-                         ) -> list[dict]:
+def reachability_records(benchmarks, reachable: np.ndarray | None, scores: np.ndarray,
+                         score_benchmark: np.ndarray, replicated: np.ndarray | None = None,
+                         row_ceiling: np.ndarray | None = None) -> list[dict]:
     """Per benchmark b: the share of reported scores above the posterior
     :data:`REACHABLE_QUANTILE` quantile of the reachable score (chance + span, draws in
     ``reachable[b]``).
@@ -451,20 +462,27 @@ def reachability_records(benchmarks, reachable: np.ndarray, scores: np.ndarray,
     replicates reach (posterior predictive p-value of the maximum >= 1 - that quantile): Beta
     noise around a mean near the ceiling can put a few scores above it, not far above it.
     Without replicates a benchmark passes only when no score lies above the ceiling.
+    ``row_ceiling`` (one per score) replaces the benchmark's ceiling where rows differ, e.g.
+    by scoring format: the highest of the curves a row can go through.
     """
     out = []
     for b, name in enumerate(benchmarks):
         rows = np.asarray(score_benchmark) == b
         if not rows.any():
             continue
-        ceiling = float(np.quantile(reachable[b], REACHABLE_QUANTILE))
+        if row_ceiling is None:
+            ceilings = np.full(int(rows.sum()), np.quantile(reachable[b], REACHABLE_QUANTILE))
+        else:
+            ceilings = np.asarray(row_ceiling)[rows]
+        ceiling = float(ceilings.max())
         s = np.asarray(scores)[rows]
-        k = int((s > ceiling).sum())
+        above = s > ceilings
+        k = int(above.sum())
         if replicated is None:
             passed = k == 0
             rep_text = "no replicated data: none allowed"
         else:
-            counts = (replicated[:, rows] > ceiling).sum(axis=1)
+            counts = (replicated[:, rows] > ceilings).sum(axis=1)
             allowed = int(np.floor(np.quantile(counts, REACHABLE_REPLICATE_QUANTILE)))
             p_max = float(np.mean(replicated[:, rows].max(axis=1) >= s.max()))
             passed = k <= allowed and p_max >= 1.0 - REACHABLE_REPLICATE_QUANTILE
@@ -474,10 +492,86 @@ def reachability_records(benchmarks, reachable: np.ndarray, scores: np.ndarray,
         out.append(record(
             f"reachability:{name}", f"reported scores the model can reach: {name}",
             value=k / s.size, nominal=0.0, passed=passed,
-            detail=(f"{k} of {s.size} reported scores (max {s.max():.3f}) above {ceiling:.3f}, "
+            detail=(f"{k} of {s.size} reported scores (max {s.max():.3f}) above "
+                    f"{'their format' + chr(39) + 's ceiling (highest ' if row_ceiling is not None else ''}"
+                    f"{ceiling:.3f}{')' if row_ceiling is not None else ''}, "
                     f"the posterior {REACHABLE_QUANTILE:.0%} quantile of chance + span; "
                     f"{rep_text}")))
     return out
+
+
+
+# ============================================================================ identification
+@register("anchor_size",
+          caveat="A reference-family model of known size, scored in multiple-choice format and "
+                 "held out of the fit, does not come back at its own size: the chain that sets "
+                 "the level of every effective size (loss law, MC bridge) is off by that factor "
+                 "where it is read.")
+def _anchor_size(ctx: CheckContext):
+    anchors = _anchors(ctx)
+    if not anchors:
+        return None
+    out = []
+    for a in anchors:
+        q = a["effective_params"]
+        out.append(record(
+            f"anchor_size:{a['run']}", f"held-out anchor {a['run']} comes back at its size",
+            value=a["log_ratio_median"], nominal=0.0, passed=a["true_inside"],
+            detail=(f"effective size {q['median']:.3g} [{q['lower']:.3g}, {q['upper']:.3g}] "
+                    f"({a['ci_prob']:.0%}) from {a['n_scores']} held-out {a['format'].upper()} "
+                    f"scores of {a['n_checkpoints']} checkpoints; true {a['true_params']:.3g} "
+                    f"{'inside' if a['true_inside'] else 'outside'}; value = ln(median/true)")))
+    return out
+
+
+@register("anchor_coverage",
+          caveat="The held-out anchor's scores fall outside their predictive intervals at the "
+                 "anchor's true size more often than nominal: the chain is over-confident where "
+                 "it is extrapolated.")
+def _anchor_coverage(ctx: CheckContext):
+    anchors = [a for a in _anchors(ctx) if a["n_scores"] >= 20]
+    if not anchors:
+        return None
+    return [record(
+        f"anchor_coverage:{a['run']}",
+        f"held-out {a['format'].upper()} scores of {a['run']} inside their "
+        f"{a['ci_prob']:.0%} predictive intervals", value=a["predictive_coverage"],
+        nominal=a["ci_prob"], passed=0.8 <= a["predictive_coverage"] <= 1.0,
+        detail=(f"{a['predictive_coverage']:.1%} of {a['n_scores']} scores inside (pass: "
+                f"80-100%); mean error (actual - predicted) {a['predictive_mean_error']:+.3f}"))
+        for a in anchors]
+
+
+def _anchors(ctx: CheckContext) -> list[dict]:
+    stored = (ctx.summary.get("identification") or {}).get("anchors")
+    if stored is not None:
+        return stored
+    from densing_bayes.analysis.identification import anchor_check
+    from densing_bayes.data.load import load_data
+
+    folder = Path(ctx.data_folder or ctx.summary.get("data_folder") or "")
+    if not str(folder) or not folder.is_dir():
+        return []
+    return anchor_check(ctx.idata, load_data(folder), ci_prob=ctx.ci_prob)
+
+
+@register("protocol_offsets",
+          caveat="Several residual protocol offsets sit more than 2 prior SDs from 0: the "
+                 "formats and the residual prior do not explain the reported scores' level on "
+                 "those benchmarks, and the prior, not the data, then limits how far they move.")
+def _protocol_offsets(ctx: CheckContext):
+    offsets = (ctx.summary.get("identification") or {}).get("protocol_offsets")
+    if not offsets:
+        return None
+    z = np.array([o["prior_z"] for o in offsets], float)
+    far = [o["benchmark"] for o in offsets if abs(o["prior_z"]) > 2]
+    # Under the prior each |z| > 2 with probability 0.046; 3 or more of 10 has probability 0.01.
+    allowed = int(stats.binom.ppf(0.99, len(z), 2 * stats.norm.sf(2)))
+    return record("protocol_offsets", "residual protocol offsets within 2 prior SDs",
+                  value=float(np.max(np.abs(z))), nominal=None, passed=len(far) <= allowed,
+                  detail=(f"{len(far)} of {len(z)} beyond 2 prior SDs ({', '.join(far) or 'none'};"
+                          f" at most {allowed} expected at 99%); largest |z| "
+                          f"{np.max(np.abs(z)):.1f}"))
 
 
 # ============================================================================ sensitivity

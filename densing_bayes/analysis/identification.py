@@ -9,10 +9,7 @@
   feed back into the fit ("cut" posterior). One draw of log N per posterior draw gives the
   anchor's marginal posterior. Alongside: the posterior predictive interval of each held-out
   score at the true (N, D), and how many of them it covers.
-* **Reachability**: the highest score a benchmark's curve can give (chance + span, at any
-  effective size) against the reported scores routed through that curve. A reported score
-  above the posterior 99% quantile of what the model can reach is one the model cannot
-  explain for any effective size: it pulls its model's density up without bound.
+* (Reachability of the reported scores is a model check: ``analysis/checks.py``.)
 * **Protocol offsets**: each benchmark's residual offset with its prior z-score.
 """
 
@@ -32,8 +29,6 @@ ANCHOR_GRID = np.linspace(np.log(1e6), np.log(1e14), 321)
 #: Posterior draws used (evenly thinned): the anchors' numbers are summaries of ~1000 draws.
 MAX_DRAWS = 1000
 
-#: The reachability check's quantile of the reachable score.
-REACH_QUANTILE = 0.99
 
 
 def _flat_draws(da, max_draws: int = MAX_DRAWS) -> np.ndarray:
@@ -167,39 +162,6 @@ def anchor_check(idata, data: DensingData, *, fmt: str = "mc", ci_prob: float = 
     return out
 
 
-def reachability(idata, inputs) -> list[dict]:
-    """Per benchmark: the posterior 99% quantile of the highest reachable score of each format,
-    and the share of reported scores above it (an unknown-format row is compared with the
-    highest of its formats)."""
-    post = idata.posterior
-    if not inputs.has_evaluated_models:
-        return []
-    span = post["score_span"]
-    if "format" not in span.dims:
-        span = span.expand_dims(format=["rc"])
-    reach = (span + xr_chance(idata)).quantile(REACH_QUANTILE, dim=("chain", "draw"))
-    formats = list(span["format"].values)
-    fmt_code = np.asarray(inputs.score_format)
-    raw = np.asarray(inputs.score_raw)
-    out = []
-    for bi, bench in enumerate(inputs.benchmarks):
-        rows = np.asarray(inputs.score_benchmark) == bi
-        limit = np.array([float(reach.sel(format=f, benchmark=bench)) for f in formats])
-        row_limit = np.where(fmt_code[rows] >= 0, limit[np.maximum(fmt_code[rows], 0)],
-                             limit.max())
-        above = raw[rows] > row_limit
-        out.append({"benchmark": bench,
-                    "reachable_q99": {f: float(v) for f, v in zip(formats, limit)},
-                    "n_scores": int(rows.sum()), "n_above": int(above.sum()),
-                    "share_above": float(above.mean()) if rows.any() else 0.0,
-                    "max_reported": float(raw[rows].max()) if rows.any() else None})
-    return out
-
-
-def xr_chance(idata):
-    return idata.constant_data["chance"]
-
-
 def protocol_offsets(idata, prior_sigma: float) -> list[dict]:
     """Each benchmark's residual protocol offset (posterior median, 90% interval) and the
     median's prior z-score (median / prior SD; the prior is centred at 0)."""
@@ -223,7 +185,6 @@ def identification_summary(idata, inputs, spec, data: DensingData | None) -> dic
     sigma = float(prior.parameters.get("sigma", float("nan")))
     return {
         "anchors": anchor_check(idata, data, ci_prob=spec.ci_prob) if data is not None else [],
-        "reachability": reachability(idata, inputs),
         "protocol_offsets": protocol_offsets(idata, sigma),
         "format_mc_weight": dict(zip(inputs.benchmarks, map(float, inputs.mc_weight))),
     }

@@ -236,9 +236,10 @@ def cmd_sensitivity(args) -> int:
 
     spec = _spec_with_flags(args)
     out = Path(args.out) if args.out else Path("reports") / spec.name / "sensitivity"
+    only = [p.strip() for p in args.variants.split(",") if p.strip()] if args.variants else None
     try:
-        report = run_sensitivity(spec, out, **_batch_options(args))
-    except BatchFolderError as exc:
+        report = run_sensitivity(spec, out, only=only, **_batch_options(args))
+    except (BatchFolderError, ValueError) as exc:
         raise UserError(str(exc)) from None
     for entry in report["prior_variants"]:
         print(f"{entry['name']:<40} {_days(entry['doubling_time_days'])}")
@@ -389,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", default="default", help="bundled spec name or TOML path")
     p.add_argument("--data", help="data folder or bundled data name (default: the spec's)")
     p.add_argument("--out", help="batch folder (default reports/<spec name>/sensitivity)")
+    p.add_argument("--variants", metavar="PATTERN[,PATTERN...]",
+                   help="refit only the baseline and the variants matching these shell-style "
+                        "patterns, in this order (e.g. 'protocol_offset_*,without_benchmark:*')")
     _batch_flags(p)
     _sampler_flags(p)
     p.set_defaults(func=cmd_sensitivity)

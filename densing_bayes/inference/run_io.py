@@ -302,6 +302,17 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return path
 
 
+def update_summary(folder: Path, summary: dict) -> None:
+    """Rewrite RUN/summary.json and its checksum in the marker, for additions this package makes
+    after the fit (the report's model checks see the sensitivity analysis, which the fit could
+    not). The folder is verified first, so a tampered run is never re-blessed."""
+    folder = Path(folder)
+    marker = verify_run_files(folder)
+    atomic_write_text(folder / SUMMARY_JSON, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    marker["sha256"][SUMMARY_JSON] = file_sha256(folder / SUMMARY_JSON)
+    atomic_write_text(folder / MARKER_FILE, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+
+
 def stamp(idata: az.InferenceData, spec: ModelSpec, data_folder: Path) -> az.InferenceData:
     """Attributes that make a run reproducible and checkable."""
     resolved = spec.resolved()

@@ -807,12 +807,12 @@ def update_stored_checks(run: FittedRun, records: list[dict]) -> None:
     stored ones (the report sees the sensitivity analysis, which the fit could not)."""
     if run.summary.get("model_checks") == records:
         return
+    from densing_bayes.inference.run_io import update_summary
+
     path = Path(run.folder) / "summary.json"
     stored = json.loads(path.read_text())
     stored["model_checks"] = records
-    tmp = path.with_name(".summary.json.tmp")
-    tmp.write_text(json.dumps(stored, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
+    update_summary(run.folder, stored)  # keeps run.json's checksum of summary.json true
     run.summary["model_checks"] = records
 
 

@@ -58,7 +58,6 @@ REPORTED = ("doubling_time_days", "doubling_time_days_pre", "acceleration_ratio"
 
 SENSITIVITY_JSON = "sensitivity.json"
 SENSITIVITY_CSV = "sensitivity.csv"
-FOREST_PLOT = "sensitivity_forest"
 
 
 @dataclass(frozen=True)
@@ -248,7 +247,7 @@ def run_sensitivity(spec: ModelSpec, out: Path, *, resume: bool = False, force: 
                     scheduler: str | None = None, n_workers: int | None = None,
                     progress: bool = True, only: Sequence[str] | None = None) -> dict:
     """Run (or resume) the refits into ``out`` (all variants, or the baseline and those matching
-    ``only``); write the JSON, the CSV and the forest plot."""
+    ``only``); write the JSON and the CSV."""
     from densing_bayes.data.load import load_data
     from densing_bayes.inference.run_io import data_hash
 
@@ -280,7 +279,8 @@ def variant_entry(variant: Variant, record: Mapping) -> dict:
 
 def write_sensitivity_outputs(out: Path, variants: Sequence[Variant], records: Mapping[str, dict],
                               spec: ModelSpec, *, data_folder: Path, wall_seconds: float) -> dict:
-    """sensitivity.json, sensitivity.csv and the forest plot (PNG and SVG)."""
+    """sensitivity.json and sensitivity.csv (the report draws the forest plot: one
+    implementation, ``presentation/plots.py::plot_sensitivity``)."""
     out = Path(out)
     entries = [variant_entry(v, records[v.task_id]) for v in variants]
     baseline = records["baseline"]["result"] or {}
@@ -301,7 +301,6 @@ def write_sensitivity_outputs(out: Path, variants: Sequence[Variant], records: M
     }
     batch.write_json_atomic(out / SENSITIVITY_JSON, report)
     sensitivity_table(entries).to_csv(out / SENSITIVITY_CSV, index=False)
-    plot_forest(entries, spec.ci_prob, out / FOREST_PLOT)
     return report
 
 
@@ -319,55 +318,3 @@ def sensitivity_table(entries: Sequence[dict]) -> pd.DataFrame:
         row["error"] = e["error"]
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-# ------------------------------------------------------------------- the forest plot
-#: Okabe-Ito colours (distinguishable with every common colour-vision deficiency).
-AFTER_COLOUR, BEFORE_COLOUR, REFERENCE_COLOUR = "#0072B2", "#E69F00", "#555555"
-
-
-def plot_forest(entries: Sequence[dict], ci_prob: float, path: Path) -> None:
-    """Doubling time after and before the changepoint per variant: median and interval.
-
-    Log scale in days (doubling times are ratios). An unbounded upper end (the slope's interval
-    reaches zero) is drawn to the right edge with an arrow head.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series = [("doubling_time_days", "after the changepoint", AFTER_COLOUR, "o", -0.15),
-              ("doubling_time_days_pre", "before the changepoint", BEFORE_COLOUR, "s", 0.15)]
-    finite = [v for e in entries for q, *_ in series for v in (e[q] or {}).values()
-              if v is not None]
-    right = max(finite, default=1000.0) * 1.5
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(entries)), layout="constrained")
-    labelled = set()
-    for y, entry in enumerate(entries):
-        for quantity, label, colour, marker, offset in series:
-            interval = entry[quantity]
-            if not interval or interval["median"] is None:
-                continue
-            upper = interval["upper"] if interval["upper"] is not None else right
-            ax.plot([interval["lower"], upper], [y + offset] * 2, color=colour, lw=1.6)
-            ax.plot(interval["median"], y + offset, marker=marker, color=colour,
-                    label=None if label in labelled else label, ls="none")
-            labelled.add(label)
-            if interval["upper"] is None:
-                ax.plot(right, y + offset, marker=">", color=colour)
-    ax.axvline(PAPER_REPORTED["doubling_time_days"], color=REFERENCE_COLOUR, ls="--", lw=1,
-               label=f"paper: {PAPER_REPORTED['doubling_time_days']:.0f} days")
-    ax.set_xscale("log")
-    ax.set_xlim(right=right * 1.1)
-    ax.set_yticks(range(len(entries)),
-                  [e["name"] + ("" if e["status"] == "ok" else " (failed)") for e in entries])
-    ax.invert_yaxis()
-    ax.set_xlabel(f"doubling time of the density frontier (days, log scale); median and "
-                  f"{ci_prob:.0%} equal-tailed interval")
-    ax.set_title("Sensitivity of the doubling time to priors and data")
-    ax.grid(axis="x", which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    for suffix in (".png", ".svg"):
-        fig.savefig(Path(path).with_suffix(suffix), dpi=150)
-    plt.close(fig)

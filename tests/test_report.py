@@ -499,3 +499,21 @@ def test_effective_size_keeps_the_density_one_line(synthetic):
     fig = plots.plot_effective_size(idata=idata, summary=summary)
     lo, hi = fig.axes[1].get_xlim()
     assert lo < 1.0 < hi
+
+
+def test_model_names_with_mathtext_are_drawn_as_text():
+    """A '$' in a user's model name is text, not mathtext (the reliability review's D13)."""
+    idata, summary, inputs = synthetic_run(n_models=6)
+    bad = r"Bad$\frac{$Model"
+    old = str(idata.posterior["model"].values[0])
+    for group in idata.groups():
+        data = getattr(idata, group)
+        if "model" in data.coords:
+            names = [bad if str(m) == old else str(m) for m in data["model"].values]
+            setattr(idata, group, data.assign_coords(model=names))
+    summary["models"] = {(bad if k == old else k): v for k, v in summary["models"].items()}
+    for plot in (plots.plot_density_trend, plots.plot_effective_size):
+        fig = plot(idata=idata, summary=summary)
+        fig.canvas.draw()  # raises on a mathtext parse error
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts + ax.get_yticklabels()]
+        assert any(t.startswith(bad) for t in texts)

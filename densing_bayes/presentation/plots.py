@@ -212,7 +212,8 @@ def place_labels(ax, xs, ys, labels: Sequence[str], *, obstacles: Sequence = (),
     leaders: list[np.ndarray] = []  # sampled points of the leader lines drawn so far
     out: list[PlacedLabel] = []
     xy_disp = ax.transData.transform(np.column_stack([xs, ys]))
-    probe = ax.text(0, 0, "", fontsize=fontsize, transform=None)
+    # Labels are names from user data: never parsed as mathtext (a '$' in a name is text).
+    probe = ax.text(0, 0, "", fontsize=fontsize, transform=None, parse_math=False)
     for (x, y), (px, py), text in zip(zip(xs, ys), xy_disp, labels):
         if not (np.isfinite(px) and np.isfinite(py)) or not axes_box.contains(px, py):
             continue
@@ -252,7 +253,7 @@ def place_labels(ax, xs, ys, labels: Sequence[str], *, obstacles: Sequence = (),
         # never cover points: those are obstacles).
         ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
                     ha="left" if dx > 0 else "right", va="bottom" if dy > 0 else "top",
-                    fontsize=fontsize, color=color, zorder=6,
+                    fontsize=fontsize, color=color, zorder=6, parse_math=False,
                     bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none",
                           "alpha": 0.75}, **arrow)
         if leader is not None and len(leader):
@@ -746,7 +747,7 @@ def plot_effective_size(*, idata, summary: dict, ci_prob: float = CI_PROB) -> Fi
     _set_log_axis(axes[1].xaxis, _plain_log_formatter())
     axes[1].axvline(1.0, color=OKABE_ITO["grey"], lw=1.0, ls="--",
                     label="density 1 (reference family)")
-    axes[0].set_yticks(ypos, labels, fontsize=7 if n > 40 else 8)
+    axes[0].set_yticks(ypos, labels, fontsize=7 if n > 40 else 8, parse_math=False)
     axes[0].set_title("effective parameter size (at D0 training tokens, 1T by default)")
     axes[1].set_title("density = effective / actual size")
     handles: dict[str, object] = {}
@@ -1378,7 +1379,7 @@ def draw_forest(ax, table: pd.DataFrame, *, series: dict[str, tuple[str, str, st
         ax.scatter([], [], marker=">", color=OKABE_ITO["grey"], label="interval unbounded above")
     if log_x:
         ax.set_xscale("log")
-    ax.set_yticks([ypos[r] for r in rows], rows)
+    ax.set_yticks([ypos[r] for r in rows], rows, parse_math=False)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.grid(axis="y", visible=False)
     return ypos

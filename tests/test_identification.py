@@ -107,3 +107,21 @@ def test_protocol_offsets_report_the_prior_z_score():
     (b1, b2) = protocol_offsets(_posterior(), prior_sigma=0.3)
     assert b1["median"] == pytest.approx(0.15)
     assert b1["prior_z"] == pytest.approx(0.5)
+
+
+def test_holdout_rows_are_predicted_through_their_own_formats_curve():
+    from densing_bayes.analysis.holdout import validate_holdout
+    from densing_bayes.analysis.predict import predict_scores
+
+    idata = _posterior()
+    rows = []
+    for fmt in ("rc", "mc"):
+        pred = predict_scores(idata, params=2e9, tokens=5e11, fmt=fmt)
+        rows += [{"run_id": "r", "run": "r", "benchmark": b, "format": fmt, "holdout": "true",
+                  "final": "true", "params": 2e9, "tokens": 5e11, "loss": 1.0, "score": m}
+                 for b, m in zip(pred["benchmark"], pred["median"])]
+    table = validate_holdout(idata, DensingData(folder="fake",
+                                                reference_runs=pd.DataFrame(rows)))
+    assert len(table) == 4 and table["inside"].all()
+    assert set(table["format"]) == {"rc", "mc"}
+    assert table["abs_error"].max() < 0.02

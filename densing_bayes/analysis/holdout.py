@@ -11,17 +11,20 @@ import numpy as np
 import pandas as pd
 
 from densing_bayes.analysis.predict import predict_scores
-from densing_bayes.data.schema import DensingData
+from densing_bayes.data.schema import DensingData, truthy
 
 
 def holdout_rows(data: DensingData) -> pd.DataFrame:
-    """Final hold-out checkpoints with params, tokens and score, one row per benchmark."""
+    """Final hold-out checkpoints with params, tokens and score, one row per benchmark and
+    scoring format (``format``: "rc" where the column is absent or empty)."""
     runs = data.reference_runs
     if "holdout" not in runs:
-        return runs.iloc[0:0]
-    held = runs[runs["holdout"].astype(bool) & runs["params"].notna() & runs["tokens"].notna()
+        return runs.iloc[0:0].assign(format=pd.Series(dtype=str))
+    held = runs[truthy(runs["holdout"]) & runs["params"].notna() & runs["tokens"].notna()
                 & runs["score"].notna()]
-    return held
+    fmt = (held["format"].fillna("").astype(str).str.lower().replace("", "rc")
+           if "format" in held else pd.Series("rc", index=held.index))
+    return held.assign(format=fmt)
 
 
 def validate_holdout(idata, data: DensingData, *, ci_prob: float = 0.9,
@@ -29,12 +32,18 @@ def validate_holdout(idata, data: DensingData, *, ci_prob: float = 0.9,
     """Actual vs predicted score of every hold-out checkpoint: interval, coverage, PIT-like rank."""
     rows = []
     held = holdout_rows(data)
-    modelled = set(idata.posterior["benchmark"].values)
-    for (run_id, params, tokens), group in held.groupby(["run_id", "params", "tokens"]):
-        table = predict_scores(idata, params=params, tokens=tokens, ci_prob=ci_prob, seed=seed)
+    post = idata.posterior
+    modelled = set(post["benchmark"].values)
+    fitted = (set(post["format"].values) if "format" in post.get("gamma", post).dims
+              else {"rc"})
+    held = held[held["format"].isin(fitted)]
+    for (run_id, params, tokens, fmt), group in held.groupby(
+            ["run_id", "params", "tokens", "format"]):
+        table = predict_scores(idata, params=params, tokens=tokens, ci_prob=ci_prob, seed=seed,
+                               fmt=fmt)
         merged = table.merge(group[["benchmark", "score"]], on="benchmark")
         for _, r in merged[merged["benchmark"].isin(modelled)].iterrows():
-            rows.append({"run_id": run_id, "params": params, "tokens": tokens,
+            rows.append({"run_id": run_id, "format": fmt, "params": params, "tokens": tokens,
                          "benchmark": r["benchmark"], "actual": r["score"],
                          "median": r["median"], "lower": r["lower"], "upper": r["upper"],
                          "inside": bool(r["lower"] <= r["score"] <= r["upper"]),

@@ -72,6 +72,29 @@ def test_only_top_level_priors_are_power_scaled(paper_data, paper_spec):
     assert not {"log_density_deviation", "loss_log_alpha", "sigmoid_log_slope"} & scaled
 
 
+def test_power_scaling_uses_every_likelihood_term_and_scales_each_prior_alone(paper_data,
+                                                                              paper_spec):
+    import arviz as az
+    import pymc as pm
+
+    from densing_bayes.analysis import derived
+    from densing_bayes.analysis.predict import attach_constants
+
+    inputs = prepare_inputs(paper_data, paper_spec)
+    model = build_model(inputs, paper_spec)
+    with model:  # prior draws stand in for posterior draws: the plumbing is the point
+        idata = az.InferenceData(posterior=pm.sample_prior_predictive(
+            draws=100, random_seed=1).prior)
+    attach_constants(idata, inputs)
+    derived.add_derived(idata, paper_spec)
+    full = sens._with_full_likelihood(idata, model)
+    assert set(full.log_likelihood.data_vars) == {"log_loss_obs", "curve_score_obs", "score_obs"}
+    per = sens.per_prior_power_scaling(idata, model)
+    assert set(per) == set(sens.top_level_priors(model))
+    assert set(per["slope_post"]) == {"doubling_time_days", "doubling_time_days_pre",
+                                      "acceleration_ratio"}
+
+
 def _interval(median, lower, upper):
     return {"median": median, "lower": lower, "upper": upper}
 

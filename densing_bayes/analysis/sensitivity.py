@@ -126,8 +126,14 @@ def fit_variant(spec: ModelSpec, data_folder: str, drop_source: str | None = Non
                   n_scores=len(result.inputs.score_value),
                   timing=result.summary["timing_seconds"])
     if power_scaling:
-        record["power_scaling"] = power_scaling_table(result.idata, result.model)
-        record["per_prior_power_scaling"] = per_prior_power_scaling(result.idata, result.model)
+        # A freshly built graph: the sampled one has been through the samplers' and the
+        # predictive draws' graph rewrites, after which PyMC could not compile its
+        # log-likelihood (AttributeError on a None input, in the first bundled-data run).
+        from densing_bayes.model.build import build_model
+
+        model = build_model(result.inputs, spec)
+        record["power_scaling"] = power_scaling_table(result.idata, model)
+        record["per_prior_power_scaling"] = per_prior_power_scaling(result.idata, model)
     return record
 
 
@@ -173,8 +179,12 @@ def _with_full_likelihood(idata: az.InferenceData, model) -> az.InferenceData:
     likelihood = pm.compute_log_likelihood(
         idata, var_names=[rv.name for rv in model.observed_RVs], model=model,
         progressbar=False, extend_inferencedata=False)
-    return az.InferenceData(posterior=idata.posterior, log_prior=priors.log_prior,
-                            log_likelihood=likelihood.log_likelihood)
+    # With extend_inferencedata=False PyMC returns the groups themselves (Datasets).
+    def group(result, name):
+        return getattr(result, name) if isinstance(result, az.InferenceData) else result
+
+    return az.InferenceData(posterior=idata.posterior, log_prior=group(priors, "log_prior"),
+                            log_likelihood=group(likelihood, "log_likelihood"))
 
 
 def per_prior_power_scaling(idata: az.InferenceData, model,

@@ -136,6 +136,13 @@ def test_plots_return_figures(saved_run):
 @pytest.mark.parametrize("source", sorted(quickstart_snippets()))
 def test_quickstart_runs(source, paper_folder, tmp_path, monkeypatch):
     code = quickstart_snippets()[source]
+    if 'db.load("reports/default")' in code:
+        # loads the committed reference run (its thinned posterior): no fit, runs as written
+        monkeypatch.chdir(Path(__file__).resolve().parents[1])
+        namespace = {}
+        exec(compile(code, source, "exec"), namespace)
+        assert "doubling_time_days" in set(namespace["fit"].summary()["quantity"])
+        return
     for old, new in QUICKSTART_SHRINK:
         assert code.count(old) == 1, f"{source}: quick start no longer contains {old!r}"
         code = code.replace(old, new)

@@ -136,10 +136,10 @@ def test_a_prior_override_with_the_dims_of_its_role_is_accepted():
     assert spec.prior("sigmoid_ceiling").dims == ("benchmark",)
 
 
-def test_a_variant_with_a_wrong_prior_is_refused_when_built():
-    spec = parse_spec({"name": "s", "variants": {"shared": {"priors": {"sigmoid_ceiling": BETA}}}})
+def test_a_variant_with_a_wrong_prior_is_refused_when_the_spec_loads():
+    # variants are validated with the spec itself, before anything is built or sampled
     with pytest.raises(SpecError, match="dims"):
-        spec.variant("shared")
+        parse_spec({"name": "s", "variants": {"shared": {"priors": {"sigmoid_ceiling": BETA}}}})
 
 
 # ============================================================== D2: through the CLI

@@ -53,7 +53,6 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import threading
 import time
 import traceback
@@ -275,18 +274,9 @@ def load_records(out: Path) -> dict[str, dict]:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON so that readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as fh:
-            json.dump(_jsonable(obj), fh, indent=2, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from densing_bayes.inference.run_io import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
 def _jsonable(obj: Any) -> Any:

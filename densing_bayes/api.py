@@ -206,16 +206,18 @@ class DensingFit:
         return table
 
     def predict(self, *, params: float, tokens: float, ci_prob: float | None = None,
-                seed: int | None = None) -> pd.DataFrame:
+                seed: int | None = None, fmt: str = "rc") -> pd.DataFrame:
         """Posterior predictive per benchmark of a new reference-family model (N, D).
 
-        Scores when the sigmoid was fitted; the loss itself when the loss law was fitted alone.
+        Scores, in scoring format ``fmt`` ("rc": cloze, the reference family's protocol; "mc":
+        multiple choice, when the fit has that curve), when the sigmoid was fitted; the loss
+        itself when the loss law was fitted alone.
         """
         ci_prob = self.spec.ci_prob if ci_prob is None else ci_prob
         seed = self.spec.sampler.seed if seed is None else seed
         if "gamma" in self.idata.posterior:
             return predict_scores(self.idata, params=params, tokens=tokens, ci_prob=ci_prob,
-                                  seed=seed)
+                                  seed=seed, fmt=fmt)
         return predict_loss(self.idata, params=params, tokens=tokens, ci_prob=ci_prob, seed=seed)
 
     # ------------------------------------------------------------------ figures

@@ -125,3 +125,17 @@ def test_holdout_rows_are_predicted_through_their_own_formats_curve():
     assert len(table) == 4 and table["inside"].all()
     assert set(table["format"]) == {"rc", "mc"}
     assert table["abs_error"].max() < 0.02
+
+
+def test_predictions_name_their_format_and_refuse_a_missing_curve():
+    from densing_bayes.analysis.predict import predict_scores
+
+    idata = _posterior()
+    rc = predict_scores(idata, params=2e9, tokens=5e11)
+    mc = predict_scores(idata, params=2e9, tokens=5e11, fmt="mc")
+    assert set(rc["format"]) == {"rc"} and set(mc["format"]) == {"mc"}
+    assert not np.allclose(rc["median"], mc["median"])  # two curves, two answers
+    only_rc = az.InferenceData(posterior=idata.posterior.sel(format=["rc"]),
+                               constant_data=idata.constant_data)
+    with pytest.raises(ValueError, match=r"no 'mc' curve; it has \['rc'\]"):
+        predict_scores(only_rc, params=2e9, tokens=5e11, fmt="mc")

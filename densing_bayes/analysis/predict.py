@@ -38,7 +38,7 @@ def format_curve(posterior, fmt: str = "rc"):
     if "format" in posterior["gamma"].dims:
         if fmt not in posterior["format"].values:
             raise ValueError(f"the fit has no '{fmt}' curve; it has "
-                             f"{list(posterior['format'].values)}")
+                             f"{[str(f) for f in posterior['format'].values]}")
         curve = [posterior[n].sel(format=fmt, drop=True) for n in names]
     elif fmt != "rc":
         raise ValueError(f"the fit has no '{fmt}' curve; it has ['rc']")
@@ -98,7 +98,7 @@ def predict_scores(idata, *, params: float, tokens: float, ci_prob: float = 0.9,
     flat = draws.reshape(-1, draws.shape[-1])
     q = np.quantile(flat, [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2], axis=0)
     return pd.DataFrame({"benchmark": mean["benchmark"].values, "median": q[1],
-                         "lower": q[0], "upper": q[2], "ci_prob": ci_prob})
+                         "lower": q[0], "upper": q[2], "ci_prob": ci_prob, "format": fmt})
 
 
 def mean_loss(posterior, params: float, tokens: float) -> xr.DataArray:

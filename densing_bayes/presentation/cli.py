@@ -154,7 +154,11 @@ def cmd_predict(args) -> int:
     from densing_bayes import api
     from densing_bayes.inference.run_io import atomic_write_text
 
-    table = api.load(args.run).predict(params=args.params, tokens=args.tokens)
+    try:
+        table = api.load(args.run).predict(params=args.params, tokens=args.tokens,
+                                           fmt=args.format)
+    except ValueError as exc:  # a format the fit has no curve for
+        raise UserError(str(exc)) from None
     if args.out:
         out = Path(args.out)
         if out.exists() and not args.force:
@@ -345,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parameter count N, e.g. 7e9 or 7B")
     p.add_argument("--tokens", type=_positive_float, required=True,
                    help="training tokens D, e.g. 2e12 or 2T")
+    p.add_argument("--format", choices=("rc", "mc"), default="rc",
+                   help="scoring format of the predicted scores: rc (cloze, the reference "
+                        "family's protocol; default) or mc (multiple choice, if the fit has that "
+                        "curve)")
     p.add_argument("--out", help="CSV file to write (default: print)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.set_defaults(func=cmd_predict)

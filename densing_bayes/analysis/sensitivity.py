@@ -328,3 +328,38 @@ def sensitivity_table(entries: Sequence[dict]) -> pd.DataFrame:
         row["error"] = e["error"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------- power scaling of a run
+MAIN_POWER_SCALING_JSON = "power_scaling_main_fit.json"
+
+
+def power_scaling_of_run(run_folder: Path) -> dict:
+    """Joint and per-prior power scaling on a run's own draws (thousands, where the
+    sensitivity job's baseline refit has hundreds: psens on 600 draws is noisy), written to
+    RUN/sensitivity/power_scaling_main_fit.json."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.inference.run_io import atomic_write_text, load_run
+    from densing_bayes.model.build import build_model
+    from densing_bayes.model.inputs import prepare_inputs
+
+    run = load_run(Path(run_folder))
+    data = load_data(resources.resolve_data_folder(run.summary["data_folder"]))
+    model = build_model(prepare_inputs(data, run.spec), run.spec)
+    result = {"run": str(run_folder), "draws": int(run.idata.posterior.sizes["chain"]
+                                                   * run.idata.posterior.sizes["draw"]),
+              "psens_threshold": PSENS_THRESHOLD,
+              "power_scaling": power_scaling_table(run.idata, model),
+              "per_prior_power_scaling": per_prior_power_scaling(run.idata, model)}
+    import json
+
+    atomic_write_text(Path(run_folder) / "sensitivity" / MAIN_POWER_SCALING_JSON,
+                      json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":  # python -m densing_bayes.analysis.sensitivity RUN
+    import sys
+
+    out = power_scaling_of_run(Path(sys.argv[1] if len(sys.argv) > 1 else "reports/default"))
+    print({k: v for k, v in out["power_scaling"].items() if k.startswith("doubling")})

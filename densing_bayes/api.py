@@ -282,8 +282,12 @@ class DensingFit:
         """LOO-PIT of the evaluated-model scores (calibration)."""
         from densing_bayes.presentation import plots
 
+        from densing_bayes.analysis.checks import CheckContext
+
         self._needs_models("plot_loo_pit")
-        return plots.plot_loo_pit(idata=self.idata, var_name="score_obs", ci_prob=self._ci)
+        # the checks' LOO-PIT: with pair effects, the pair's effect is integrated out
+        context = CheckContext(idata=self.idata, spec=self.spec, summary=self.summary_dict())
+        return plots.plot_loo_pit(pit=context.loo_pit, var_name="score_obs", ci_prob=self._ci)
 
     def plot_rank(self, var_names=None):
         """Rank plots (mixing) of the trend parameters, or of ``var_names``."""

@@ -139,3 +139,49 @@ def test_predictions_name_their_format_and_refuse_a_missing_curve():
                                constant_data=idata.constant_data)
     with pytest.raises(ValueError, match=r"no 'mc' curve; it has \['rc'\]"):
         predict_scores(only_rc, params=2e9, tokens=5e11, fmt="mc")
+
+
+def test_predicted_loss_carries_the_extrapolation_tilt_the_scores_use():
+    """Bug (issue 18): predict_loss left out the tilt that mean_score applies, so the loss and
+    score predictions of one (N, D) outside the ladder disagreed."""
+    from densing_bayes.analysis.predict import mean_loss
+
+    idata = _posterior(tilt_sd=0.1)
+    post = idata.posterior
+    tokens = 1e11 * np.exp(4.0)  # 2 log units above the box in D
+    law = (post["E"] + post["A"] * np.exp(-post["alpha"] * 0.0)
+           + post["B"] * np.exp(-post["beta"] * 4.0))
+    tilt = post["loss_extrapolation_tilt"].sel(extrapolation="tokens_above")
+    np.testing.assert_allclose(mean_loss(post, 1e9, tokens), law * np.exp(2.0 * tilt))
+
+
+def _with_run_effects(idata, sd=0.5, fitted=1.0):
+    """Add run effects: run 'r' fitted on b1 in rc with effect ``fitted``."""
+    post = idata.posterior
+    n = post.sizes["draw"]
+    post["curve_run_sd"] = (("chain", "draw", "format"), np.full((1, n, 2), sd))
+    post["curve_run_effect"] = (("chain", "draw", "curve_group"), np.full((1, n, 1), fitted))
+    post.coords["curve_group"] = ["r|b1|rc"]  # the mc curve has no run effects
+    return idata
+
+
+def test_a_fitted_run_keeps_its_effect_and_a_new_run_draws_one():
+    from scipy.special import expit
+
+    from densing_bayes.analysis.predict import mean_score
+
+    idata = _with_run_effects(_posterior())
+    post, chance = idata.posterior, idata.constant_data["chance"]
+    base = mean_score(_posterior().posterior, chance, 1e9, 1e11, "rc")
+    same = mean_score(post, chance, 1e9, 1e11, "rc", run="r")
+    # b1 in rc continues the fitted run: its logit moves by exactly the fitted effect 1.0
+    logit = np.log((base.sel(benchmark="b1") - 0.25) / (0.25 + 0.6 - base.sel(benchmark="b1")))
+    np.testing.assert_allclose(same.sel(benchmark="b1"), 0.25 + 0.6 * expit(logit + 1.0),
+                               rtol=1e-9)
+    # b2 was not fitted for this run: a fresh effect per draw, SD 0.5, centred on the curve
+    fresh = mean_score(post, chance, 1e9, 1e11, "rc", run="r").sel(benchmark="b2")
+    assert float(fresh.std()) > 0.01 and float(base.sel(benchmark="b2").std()) < 0.005
+    assert abs(float(fresh.median() - base.sel(benchmark="b2").median())) < 0.02
+    # a format without run effects (too few runs) predicts from its curve alone
+    mc = mean_score(post, chance, 1e9, 1e11, "mc", run="r")
+    np.testing.assert_allclose(mc, mean_score(_posterior().posterior, chance, 1e9, 1e11, "mc"))

@@ -102,8 +102,24 @@ class CheckContext:
                 and self.var_name in self.idata.observed_data)
 
     @cached_property
+    def pair_loo(self):
+        """(log-likelihood, predictive CDF at y), each (draw, observation), with the
+        (model, benchmark) effect integrated out (``analysis.pair_loo``), or None for a fit
+        without pair effects."""
+        from densing_bayes.analysis import pair_loo
+
+        if self.var_name != "score_obs" or not pair_loo.has_pair_effect(self.idata):
+            return None
+        draws = pair_loo.score_draws(self.idata, self.spec.data.d0_tokens)
+        return pair_loo.integrated_loo_terms(draws)
+
+    @cached_property
     def log_likelihood(self) -> np.ndarray | None:
-        """(sample, observation) pointwise log-likelihood of the scores, or None."""
+        """(sample, observation) pointwise log-likelihood of the scores, or None. With pair
+        effects: the leave-one-out log-likelihood with the pair's effect integrated out given
+        the pair's other reports (on at most ``pair_loo.MAX_DRAWS`` evenly thinned draws)."""
+        if self.pair_loo is not None:
+            return self.pair_loo[0]
         if "log_likelihood" not in self.idata.groups() or \
                 self.var_name not in self.idata.log_likelihood:
             return None
@@ -150,7 +166,13 @@ class CheckContext:
 
     @cached_property
     def loo_pit(self) -> np.ndarray:
-        """LOO-PIT value of each observed score (az.loo_pit with the cached PSIS weights)."""
+        """LOO-PIT value of each observed score (az.loo_pit with the cached PSIS weights; with
+        pair effects, the PSIS-weighted mean of each draw's integrated predictive CDF)."""
+        if self.pair_loo is not None:
+            from scipy.special import softmax
+
+            weights = softmax(self.psis[0], axis=0)  # (sample, observation), columns sum to 1
+            return np.clip(np.sum(weights * self.pair_loo[1], axis=0), 0.0, 1.0)
         if "posterior_predictive" not in self.idata.groups() or \
                 self.var_name not in self.idata.posterior_predictive:
             raise LookupError(f"no posterior predictive draws of {self.var_name}")

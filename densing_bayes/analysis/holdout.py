@@ -37,10 +37,14 @@ def validate_holdout(idata, data: DensingData, *, ci_prob: float = 0.9,
     fitted = (set(post["format"].values) if "format" in post.get("gamma", post).dims
               else {"rc"})
     held = held[held["format"].isin(fitted)]
-    for (run_id, params, tokens, fmt), group in held.groupby(
-            ["run_id", "params", "tokens", "format"]):
+    if "run" not in held:
+        held = held.assign(run=held["run_id"])
+    for (run_id, run, params, tokens, fmt), group in held.groupby(
+            ["run_id", "run", "params", "tokens", "format"]):
+        # The run's own fitted effect where its earlier checkpoints were fitted (the 7B main
+        # run); a fresh run effect otherwise (the anneal, a run of its own).
         table = predict_scores(idata, params=params, tokens=tokens, ci_prob=ci_prob, seed=seed,
-                               fmt=fmt)
+                               fmt=fmt, run=str(run))
         merged = table.merge(group[["benchmark", "score"]], on="benchmark")
         for _, r in merged[merged["benchmark"].isin(modelled)].iterrows():
             rows.append({"run_id": run_id, "format": fmt, "params": params, "tokens": tokens,

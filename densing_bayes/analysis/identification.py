@@ -60,7 +60,7 @@ def anchor_rows(data: DensingData, fmt: str = "mc") -> pd.DataFrame:
     return out[out["tokens"].notna() & (out["tokens"] > 0)].reset_index(drop=True)
 
 
-def _chain(idata, benchmarks, fmt):
+def _chain(idata, benchmarks, fmt, seed: int = 0):
     """Thinned draws (draw, benchmark) of the loss law and the ``fmt`` curve."""
     post = idata.posterior
     pick = {"benchmark": benchmarks}
@@ -75,6 +75,14 @@ def _chain(idata, benchmarks, fmt):
                                    for d in tilt["extrapolation"].values])
     gamma, midpoint, span, phi = (_flat_draws(x.sel(pick)) for x in format_curve(post, fmt))
     chance = idata.constant_data["chance"].sel(pick).values
+    from densing_bayes.analysis.predict import has_run_effects
+
+    if has_run_effects(post, fmt):
+        # The anchor is judged as a model the fit has not seen: a new run of the family, with
+        # a fresh run effect per (draw, benchmark) shared by all its checkpoints.
+        sd = _flat_draws(post["curve_run_sd"].sel(format=fmt, drop=True))
+        law["effect"] = sd[:, None] * np.random.default_rng(seed).standard_normal(
+            (len(sd), len(benchmarks)))
     return law, gamma, midpoint, span, phi, chance
 
 
@@ -90,7 +98,8 @@ def _mean_score(law, gamma, midpoint, span, chance, x_n, x_d, b):
         distance = outside_distances(x_n, x_d, law["box"], xp=np)[..., law["columns"]]
         tilt = law["tilt"][..., b, :]  # (draw, [1,] row, direction)
         loss = loss * np.exp(np.sum(distance * tilt, axis=-1))
-    return chance[b] + span[..., b] * expit(-gamma[..., b] * (loss - midpoint[..., b]))
+    effect = law["effect"][..., b] if "effect" in law else 0.0
+    return chance[b] + span[..., b] * expit(-gamma[..., b] * (loss - midpoint[..., b]) + effect)
 
 
 def _beta_logpdf(y, mean, phi):
@@ -110,7 +119,7 @@ def anchor_check(idata, data: DensingData, *, fmt: str = "mc", ci_prob: float = 
     modelled = list(post["benchmark"].values)
     rows = rows[rows["benchmark"].isin(modelled)]
     benchmarks = sorted(set(rows["benchmark"]))
-    law, gamma, midpoint, span, phi, chance = _chain(idata, benchmarks, fmt)
+    law, gamma, midpoint, span, phi, chance = _chain(idata, benchmarks, fmt, seed)
     c_n, c_d = post.attrs["centre_log_params"], post.attrs["centre_log_tokens"]
     rng = np.random.default_rng(seed)
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2

@@ -69,27 +69,60 @@ def extrapolation_factor(posterior, x_n, x_d):
                   .sum("extrapolation"))
 
 
-def mean_score(posterior, chance, params: float, tokens: float, fmt: str = "rc") -> xr.DataArray:
+def has_run_effects(posterior, fmt: str) -> bool:
+    """Whether the fit gave the ``fmt`` curve run effects (formats with too few runs have none,
+    and their ``curve_run_sd`` is only its prior)."""
+    return ("curve_run_effect" in posterior and "curve_group" in posterior.coords
+            and any(str(g).endswith(f"|{fmt}") for g in posterior["curve_group"].values))
+
+
+def run_effect(posterior, fmt: str, run: str | None, seed: int = 0):
+    """Logit-scale run effect per benchmark for a prediction in format ``fmt``: the fitted
+    effect of ``run`` where the fit saw that run on the benchmark (its later checkpoints are
+    the same run), otherwise a fresh draw from Normal(0, curve_run_sd[fmt]) per posterior draw
+    (a new run of the family). 0 for a fit without run effects."""
+    if not has_run_effects(posterior, fmt):
+        return 0.0
+    sd = posterior["curve_run_sd"].sel(format=fmt, drop=True)
+    benchmarks = [str(b) for b in posterior["benchmark"].values]
+    rng = np.random.default_rng(seed + 7919)
+    fresh = sd * xr.DataArray(rng.standard_normal((*sd.shape, len(benchmarks))),
+                              dims=(*sd.dims, "benchmark"), coords={"benchmark": benchmarks})
+    if run is None:
+        return fresh
+    groups = [str(g) for g in posterior["curve_group"].values]
+    fitted = fresh.copy()
+    for b in benchmarks:
+        label = f"{run}|{b}|{fmt}"
+        if label in groups:
+            fitted.loc[{"benchmark": b}] = posterior["curve_run_effect"].sel(curve_group=label,
+                                                                             drop=True)
+    return fitted
+
+
+def mean_score(posterior, chance, params: float, tokens: float, fmt: str = "rc",
+               run: str | None = None, seed: int = 0) -> xr.DataArray:
     """Posterior draws of the expected score of a (params, tokens) reference model, scored in
-    format ``fmt`` ("rc": the reference family's cloze protocol; "mc": multiple choice)."""
+    format ``fmt`` ("rc": the reference family's cloze protocol; "mc": multiple choice), with
+    the run effect of ``run`` if the fit saw it, else of a new run (``run_effect``)."""
     gamma, midpoint, span, _ = format_curve(posterior, fmt)
-    x_n = np.log(params) - posterior.attrs["centre_log_params"]
-    x_d = np.log(tokens) - posterior.attrs["centre_log_tokens"]
-    loss = (posterior["E"] + posterior["A"] * np.exp(-posterior["alpha"] * x_n)
-            + posterior["B"] * np.exp(-posterior["beta"] * x_d)) * extrapolation_factor(
-                posterior, x_n, x_d)
-    logit = -gamma * (loss - midpoint)
+    loss = mean_loss(posterior, params, tokens)
+    logit = -gamma * (loss - midpoint) + run_effect(posterior, fmt, run, seed)
     score = chance + span / (1.0 + np.exp(-logit))
     return score.transpose(*gamma.dims)
 
 
 def predict_scores(idata, *, params: float, tokens: float, ci_prob: float = 0.9,
-                   seed: int = 0, fmt: str = "rc") -> pd.DataFrame:
-    """Median and equal-tailed ``ci_prob`` predictive interval of the score per benchmark."""
+                   seed: int = 0, fmt: str = "rc", run: str | None = None) -> pd.DataFrame:
+    """Median and equal-tailed ``ci_prob`` predictive interval of the score per benchmark.
+
+    ``run``: the reference run the prediction continues (its fitted run effect is used where
+    the fit saw it); None predicts a new run (a fresh run effect per draw)."""
     if params <= 0 or tokens <= 0:
         raise ValueError("params and tokens must be positive counts")
     post = idata.posterior
-    mean = mean_score(post, idata.constant_data["chance"], params, tokens, fmt)
+    mean = mean_score(post, idata.constant_data["chance"], params, tokens, fmt, run=run,
+                      seed=seed)
     phi = format_curve(post, fmt)[3]
     rng = np.random.default_rng(seed)
     m, p = xr.broadcast(mean, phi)
@@ -102,11 +135,14 @@ def predict_scores(idata, *, params: float, tokens: float, ci_prob: float = 0.9,
 
 
 def mean_loss(posterior, params: float, tokens: float) -> xr.DataArray:
-    """Posterior draws of the loss-law loss of a (params, tokens) reference model."""
+    """Posterior draws of the loss-law loss of a (params, tokens) reference model, with the
+    law's extrapolation tilt where (params, tokens) lies outside the ladder's design (the same
+    loss the scores are predicted from)."""
     x_n = np.log(params) - posterior.attrs["centre_log_params"]
     x_d = np.log(tokens) - posterior.attrs["centre_log_tokens"]
     loss = (posterior["E"] + posterior["A"] * np.exp(-posterior["alpha"] * x_n)
-            + posterior["B"] * np.exp(-posterior["beta"] * x_d))
+            + posterior["B"] * np.exp(-posterior["beta"] * x_d)) * extrapolation_factor(
+                posterior, x_n, x_d)
     return loss.transpose(*posterior["alpha"].dims)
 
 

@@ -5,18 +5,23 @@ One PyMC model, sampled jointly (statistical brief: docs section 2; README "The 
 Reference family, per benchmark b (x_N = log N - centre, x_D = log D - centre):
     loss law     L = E_b + A_b exp(-alpha_b x_N) + B_b exp(-beta_b x_D)
                  log L_obs ~ Normal(log L, sigma_loss_b)                       (law rows)
-    sigmoid      S_f(L) = d_b + c_fb logistic(-gamma_fb (L - l_fb)),  d_b = chance_b,
+    sigmoid      S_f(L) = d_b + c_fb logistic(-gamma_fb (L - l_fb) + rho_rfb),  d_b = chance_b,
                  c_fb = (1 - d_b) ceiling_fb, one curve per scoring format f (rc: cloze, the
                  ladder's protocol; mc: answer letter, bridged by the OLMo-2 7B checkpoints
-                 that log both on the same task loss)
+                 that log both on the same task loss); rho_rfb ~ Normal(0, sd_f): the effect of
+                 run r, shared by its checkpoints ([observation] curve_run_effect)
                  score_obs ~ Beta(mean S_f(L_obs), precision phi_ref_fb)         (curve rows)
 Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e^{r_m} at D0):
     L_mb = loss law at (N_hat_m, D0)
-    score_obs_mbk ~ Beta(mean d_b + c_fb logistic(-gamma_fb (L_mb - l_fb) + delta_b + eta_k),
-                         phi_eval)   through the curve of the row's stated format f, or a
-                         mixture over the formats (weights: the benchmark's stated-format
-                         shares) when the format is unknown
-    (delta_b: residual harness offset within a format; eta_k: who reported it, sums to zero)
+    s_mb ~ Normal(delta_b, tau_b): the (model, benchmark) pair's logit shift, shared by every
+           distinct report of the pair (delta_b: the benchmark's residual harness offset within a
+           format; [observation] score_pair_effect; without it s_mb = delta_b)
+    score_obs_mbk ~ (1 - pi) Beta(mean d_b + c_fb logistic(-gamma_fb (L_mb - l_fb) + s_mb + eta_k),
+                                  phi_b) + pi Uniform(0, 1)
+                   through the curve of the row's stated format f, or a mixture over the formats
+                   (weights: the benchmark's stated-format shares) when the format is unknown
+    (eta_k: who reported it, sums to zero; pi: outlier share, only with [observation]
+     score_outliers; exact copies of one reported value enter once: [data] score_rows)
 Density trend (t = years since the changepoint date):
     f(t) = B + slope_pre min(t - tau, 0) + slope_post max(t - tau, 0)     (continuous at tau)
                B = trend_intercept + sigma_u sqrt(2/pi)  (prior on the mean level, which data pin)
@@ -222,10 +227,27 @@ def _sigmoid_block(inputs: ModelInputs, spec: ModelSpec):
     b = pm.Data("curve_benchmark", inputs.curve_benchmark, dims="curve_row")
     f = pm.Data("curve_format", inputs.curve_format, dims="curve_row")
     loss = pm.Data("curve_loss", inputs.curve_loss, dims="curve_row")
-    mean = chance[b] + span[f, b] * pm.math.sigmoid(-gamma[f, b] * (loss - midpoint[f, b]))
+    if spec.observation.curve_run_effect and len(inputs.curve_groups):
+        group = pm.Data("curve_group_index", inputs.curve_group, dims="curve_row")
+        logit = -gamma[f, b] * (loss - midpoint[f, b]) + _curve_run_effect(inputs, spec)[group]
+    else:
+        logit = -gamma[f, b] * (loss - midpoint[f, b])
+    mean = chance[b] + span[f, b] * pm.math.sigmoid(logit)
     observed = pm.Data("curve_score", inputs.curve_score, dims="curve_row")
     _beta_obs("curve_score_obs", mean, phi[f, b], observed, "curve_row", pt.gammaln(phi)[f, b])
     return gamma, midpoint, span, chance
+
+
+def _curve_run_effect(inputs: ModelInputs, spec: ModelSpec):
+    """Logit effect of each (reference run, benchmark, format) group, shared by the run's
+    checkpoints: rho_g ~ Normal(0, curve_run_sd[f]), centred (each run's checkpoints pin its
+    effect). Returns the effect per group with a trailing 0 for rows without a group (formats
+    with fewer than ``inputs.RUN_EFFECT_MIN_RUNS`` runs: a run SD cannot be learned from two
+    runs, and measured at 4 x 1000 the MC curves' two run effects sat on a ridge with the
+    curve's midpoint, R-hat 1.04 / bulk ESS 64 centred, 1.08 / 48 centred on the midpoint)."""
+    sd = spec.prior("curve_run_sd").create_variable("curve_run_sd")
+    rho = pm.Normal("curve_run_effect", 0.0, sd[inputs.curve_group_format], dims="curve_group")
+    return pt.concatenate([rho, pt.zeros(1)])
 
 
 def format_mixture_logp(value, mean, log_weight, precision, log_norm):
@@ -239,6 +261,20 @@ def format_mixture_logp(value, mean, log_weight, precision, log_norm):
     return pt.logsumexp(per_format + log_weight, axis=-1)
 
 
+def robust_score_logp(value, mean, log_weight, precision, log_norm, outlier_share):
+    """log[(1 - pi) sum_f w_rf Beta(value_r | mean_rf, precision) + pi * 1]: the format mixture,
+    contaminated by a share ``pi`` of outliers uniform on (0, 1) (density 1)."""
+    inlier = format_mixture_logp(value, mean, log_weight, precision, log_norm)
+    return pt.logaddexp(pt.log1p(-outlier_share) + inlier, pt.log(outlier_share))
+
+
+def _robust_score_random(mean, log_weight, precision, log_norm, outlier_share, rng=None,
+                         size=None):
+    draws = _format_mixture_random(mean, log_weight, precision, log_norm, rng=rng, size=size)
+    outlier = rng.random(np.shape(draws)) < outlier_share
+    return np.where(outlier, rng.random(np.shape(draws)), draws)
+
+
 def _format_mixture_random(mean, log_weight, precision, log_norm, rng=None, size=None):
     mean = np.clip(mean, BETA_MEAN_EPS, 1.0 - BETA_MEAN_EPS)
     weight = np.exp(log_weight - log_weight.max(axis=-1, keepdims=True))
@@ -247,6 +283,22 @@ def _format_mixture_random(mean, log_weight, precision, log_norm, rng=None, size
     pick = np.minimum(pick, mean.shape[-1] - 1)
     chosen = np.take_along_axis(mean, pick[..., None], axis=-1)[..., 0]
     return rng.beta(chosen * precision, (1.0 - chosen) * precision, size=size)
+
+
+def _pair_shift(inputs: ModelInputs, spec: ModelSpec, protocol_offset):
+    """Logit shift of each (model, benchmark) pair, shared by every report of the pair:
+    shift_p ~ Normal(protocol_offset[b], score_pair_sd[b]) (b: the pair's benchmark).
+
+    Centred, with the benchmark's offset as its mean (hierarchical centring): reports pin each
+    pair's shift, so the non-centred form ties every z to the SD (measured at 4 x 500: bulk ESS
+    9 for the SD), and a zero-mean centred effect beside a separate offset ties the offset to
+    the mean of hundreds of effects (bulk ESS 45). ``score_pair_effect`` = shift - offset."""
+    sd = spec.prior("score_pair_sd").create_variable("score_pair_sd")
+    pb = inputs.pair_benchmark
+    shift = pm.Normal("score_pair_shift", protocol_offset[pb], sd[pb] if sd.ndim else sd,
+                      dims="pair")
+    pm.Deterministic("score_pair_effect", shift - protocol_offset[pb], dims="pair")
+    return shift
 
 
 def _trend_block(inputs: ModelInputs, spec: ModelSpec):
@@ -349,7 +401,12 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
             tilt, columns = extrapolation
             distance = outside_distances(x_n, inputs.log_d0_centred, design_box(inputs))
             loss = loss * pt.exp(pt.sum(distance[:, columns] * tilt[b], axis=-1))
-        shift = spec.prior("protocol_offset").create_variable("protocol_offset")[b]
+        offset = spec.prior("protocol_offset").create_variable("protocol_offset")
+        if spec.observation.score_pair_effect and len(inputs.pairs):
+            pair = pm.Data("score_pair", inputs.score_pair, dims="score_row")
+            shift = _pair_shift(inputs, spec, offset)[pair]
+        else:
+            shift = offset[b]
         if len(inputs.source_kinds) > 1:
             shift = shift + spec.prior("source_offset").create_variable("source_offset")[k]
         # (row, format): the row's score under each format's curve; the mixture picks.
@@ -358,8 +415,16 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
         log_weight = pm.Data("score_format_log_weight", inputs.score_format_log_weight,
                              dims=("score_row", "format"))
         phi = spec.prior("score_precision_eval").create_variable("score_precision_eval")
+        phi_row = phi[b] if phi.ndim == 1 else pt.ones_like(loss) * phi
         observed = pm.Data("score_value", inputs.score_value, dims="score_row")
-        pm.CustomDist("score_obs", mean, log_weight, phi, pt.gammaln(phi),
-                      logp=format_mixture_logp, random=_format_mixture_random,
-                      observed=observed, dims="score_row", signature="(f),(f),(),()->()")
+        if spec.observation.score_outliers:
+            share = spec.prior("score_outlier_share").create_variable("score_outlier_share")
+            pm.CustomDist("score_obs", mean, log_weight, phi_row, pt.gammaln(phi_row), share,
+                          logp=robust_score_logp, random=_robust_score_random,
+                          observed=observed, dims="score_row",
+                          signature="(f),(f),(),(),()->()")
+        else:
+            pm.CustomDist("score_obs", mean, log_weight, phi_row, pt.gammaln(phi_row),
+                          logp=format_mixture_logp, random=_format_mixture_random,
+                          observed=observed, dims="score_row", signature="(f),(f),(),()->()")
     return model

@@ -66,6 +66,12 @@ class ModelInputs:
     curve_score: np.ndarray  # squeezed into (0, 1)
     curve_format: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # index in formats
     formats: tuple[str, ...] = ("rc",)
+    #: (run, benchmark, format) group of each curve row, and the groups' labels and formats:
+    #: the checkpoints of one run share one run effect per benchmark and format.
+    curve_group: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    curve_groups: list[str] = field(default_factory=list)
+    curve_group_format: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    curve_group_benchmark: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     # evaluated models
     models: list[str] = field(default_factory=list)
     model_log_params: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -83,6 +89,14 @@ class ModelInputs:
     #: P(mc) of an unknown-format row, per benchmark (see ``format_weights``).
     mc_weight: np.ndarray = field(default_factory=lambda: np.zeros(0))
     source_kinds: list[str] = field(default_factory=list)
+    #: (model, benchmark) pair of each score row and the pairs' labels "model|benchmark".
+    score_pair: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    pairs: list[str] = field(default_factory=list)
+    pair_benchmark: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    #: how many reported rows each score row stands for (> 1: exact copies collapsed), and
+    #: their sources joined by " | ".
+    score_copies: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    score_sources: list[str] = field(default_factory=list)
     notes: tuple[str, ...] = ()
 
     @property
@@ -95,10 +109,14 @@ class ModelInputs:
             "law_row": list(range(len(self.law_loss))),
             "curve_row": list(range(len(self.curve_loss))),
         }
+        if len(self.curve_groups):
+            coords["curve_group"] = list(self.curve_groups)
         if self.has_evaluated_models:
             coords["model"] = list(self.models)
             coords["score_obs"] = list(range(len(self.score_value)))
             coords["source_kind"] = list(self.source_kinds)
+            if len(self.pairs):
+                coords["pair"] = list(self.pairs)
         coords["format"] = list(self.formats)
         return coords
 
@@ -223,6 +241,109 @@ def format_weights(scores: pd.DataFrame, benchmarks: list[str], curve_formats) -
     return np.array(weights)
 
 
+def collapse_copies(scores: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """One row per distinct reported value of a (model, benchmark), by a written rule.
+
+    Rows of one (model, benchmark) with the same score are copies of one measurement (an
+    aggregator transcribing the developer's number is the common case) and enter once:
+
+    * their stated formats (rc / mc) are collected; an ``unknown`` copy takes the stated format
+      when exactly one is stated (it is a transcription of that report);
+    * if two stated formats report the same value, one row per stated format is kept (two
+      protocols that happen to agree are two measurements);
+    * the kept row is the first in file order (its source kind and metadata), with
+      ``copies`` = how many rows it stands for and ``sources`` = their sources, " | "-joined.
+    """
+    if scores.empty:
+        return scores.assign(copies=pd.Series(dtype=int), sources=pd.Series(dtype=str))
+    source = (scores["source"].fillna("").astype(str) if "source" in scores
+              else pd.Series("", index=scores.index))
+    frame = scores.reset_index(drop=True)
+    source = source.reset_index(drop=True)
+    picks, formats, copies, sources = [], [], [], []
+    for _, group in frame.groupby(["model", "benchmark", "score"], sort=False):
+        stated = sorted(set(group["format"]) - {"unknown"})
+        for fmt in (stated if stated else ["unknown"]):
+            members = group.index[group["format"].isin([fmt, "unknown"])]
+            picks.append(members[0])
+            formats.append(fmt)
+            copies.append(len(members))
+            sources.append(" | ".join(dict.fromkeys(source[members])))
+    order = np.argsort(picks, kind="stable")
+    out = frame.loc[np.asarray(picks)[order]].assign(
+        format=np.asarray(formats, object)[order], copies=np.asarray(copies, int)[order],
+        sources=np.asarray(sources, object)[order])
+    if len(out) < len(scores):
+        notes.append(f"scores.csv: {len(scores)} rows are {len(out)} distinct reported values: "
+                     f"{len(scores) - len(out)} exact copies of another row's score for the same "
+                     "(model, benchmark) enter once ([data] score_rows)")
+    return out
+
+
+def pair_means(scores: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """One row per (model, benchmark, format): the mean of its distinct reported values.
+
+    Distinct reports of one pair differ by harness details, and all of them measure the same
+    model on the same benchmark: as separate rows they are pseudo-replicates that the
+    likelihood would count as independent evidence about the model's size. Their mean is one
+    measurement per pair; the per-benchmark precision then describes how far a pair's score
+    sits from the chain's prediction. ``reports``: how many distinct values were averaged,
+    ``copies``: how many reported rows they stand for; ``source_kind`` is "mixed" when the
+    reports come from different kinds of source. Unknown-format reports of a pair are averaged
+    together (an assumption: they share one format)."""
+    if scores.empty:
+        return scores.assign(reports=pd.Series(dtype=int))
+    frame = scores.reset_index(drop=True)
+    if "copies" not in frame:
+        frame = frame.assign(copies=1)
+    if "sources" not in frame:
+        frame = frame.assign(sources=frame["source"].fillna("").astype(str)
+                             if "source" in frame else "")
+    keys = ["model", "benchmark", "format"]
+    grouped = frame.groupby(keys, sort=False)
+    first = grouped.head(1).set_index(keys)
+    first["score"] = grouped["score"].mean()
+    first["reports"] = grouped.size()
+    first["copies"] = grouped["copies"].sum()
+    first["sources"] = grouped["sources"].agg(lambda s: " | ".join(dict.fromkeys(
+        " | ".join(s).split(" | "))))
+    if "source_kind" in frame:
+        kinds = grouped["source_kind"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else "mixed")
+        first["source_kind"] = kinds
+    if "n_items" in frame:
+        first["n_items"] = grouped["n_items"].first()
+    out = first.reset_index()[list(frame.columns) + ["reports"]]
+    if len(out) < len(frame):
+        notes.append(f"scores: {len(frame)} distinct reported values are {len(out)} (model, "
+                     "benchmark, format) measurements, each the mean of its pair's reports "
+                     "([data] score_rows = 'pair_mean')")
+    return out
+
+
+#: A format's reference curve gets run effects only with at least this many runs: with two
+#: (the OLMo-2 7B main and medium-LR runs, the MC bridge) the run SD is not identified.
+RUN_EFFECT_MIN_RUNS = 3
+
+
+def curve_run_groups(curve: pd.DataFrame, benchmarks: list[str], formats) -> tuple:
+    """(group index per curve row, group labels, group format index, group benchmark index):
+    one group per (run, benchmark, format). The run is the ``run`` column (all checkpoints of
+    one training run), else ``run_id``. Rows of a format with fewer than
+    ``RUN_EFFECT_MIN_RUNS`` runs get index len(groups): no run effect."""
+    run = (curve["run"] if "run" in curve else curve["run_id"]).astype(str)
+    runs_per_format = run.groupby(curve["format"]).nunique()
+    eligible = curve["format"].map(runs_per_format).fillna(0).to_numpy() >= RUN_EFFECT_MIN_RUNS
+    label = run + "|" + curve["benchmark"].astype(str) + "|" + curve["format"].astype(str)
+    groups = list(dict.fromkeys(label[eligible]))
+    index = {g: i for i, g in enumerate(groups)}
+    index.update({g: len(groups) for g in set(label[~eligible])})
+    fidx = {f: i for i, f in enumerate(formats)}
+    bidx = {b: i for i, b in enumerate(benchmarks)}
+    parts = [g.rsplit("|", 2) for g in groups]
+    return (label.map(index).to_numpy(int), groups,
+            np.array([fidx[p[2]] for p in parts], int), np.array([bidx[p[1]] for p in parts], int))
+
+
 def _evaluated(data, spec, benchmarks, notes, curve_formats):
     models = data.models.copy()
     scores = data.scores.copy()
@@ -252,6 +373,10 @@ def _evaluated(data, spec, benchmarks, notes, curve_formats):
             notes.append("scores.csv has no 'preferred' column: the first row per pair is used")
             scores = scores.drop_duplicates(["model", "benchmark"], keep="first")
     scores = _score_formats(scores, curve_formats, benchmarks, notes)
+    if spec.data.score_rows in ("distinct", "pair_mean"):
+        scores = collapse_copies(scores, notes)
+    if spec.data.score_rows == "pair_mean":
+        scores = pair_means(scores, notes)
     scored = models["model"].isin(scores["model"])
     if (~scored).any():
         notes.append(f"models without a score on a modelled benchmark are not fitted: "
@@ -298,6 +423,14 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
         curve_format=curve["format"].map(fidx).to_numpy(int),
         formats=formats,
     )
+    if not law_alone:
+        group, groups, group_format, group_bench = curve_run_groups(curve, benchmarks, formats)
+        if groups:
+            common.update(curve_group=group, curve_groups=groups,
+                          curve_group_format=group_format, curve_group_benchmark=group_bench)
+        else:
+            notes.append(f"no scoring format has {RUN_EFFECT_MIN_RUNS} or more reference runs: "
+                         "no run effects")
     if not data.has_evaluated_models:
         return ModelInputs(**common, notes=tuple(notes))
 
@@ -322,6 +455,13 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
         unknown = code == -1
         log_weight[unknown, i] = np.log(np.maximum(share[unknown], 1e-300))
     log_weight = np.maximum(log_weight, IMPOSSIBLE_LOG_WEIGHT)
+    pair_label = scores["model"].astype(str) + "|" + scores["benchmark"].astype(str)
+    pairs = list(dict.fromkeys(pair_label))
+    copies = (scores["copies"].to_numpy(int) if "copies" in scores
+              else np.ones(len(scores), int))
+    sources = (scores["sources"].astype(str).tolist() if "sources" in scores
+               else (scores["source"].fillna("").astype(str).tolist() if "source" in scores
+                     else [""] * len(scores)))
     return ModelInputs(
         **common,
         models=models["model"].astype(str).tolist(),
@@ -337,5 +477,10 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
         score_format_log_weight=log_weight,
         mc_weight=mc_weight,
         source_kinds=source_kinds,
+        score_pair=pair_label.map({p: i for i, p in enumerate(pairs)}).to_numpy(int),
+        pairs=pairs,
+        pair_benchmark=np.array([bidx[p.rsplit("|", 1)[1]] for p in pairs], int),
+        score_copies=copies,
+        score_sources=sources,
         notes=tuple(notes),
     )

@@ -118,13 +118,40 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
     ),
     "score_precision_eval": PriorDoc(
         Prior("LogNormal", mu=math.log(100.0), sigma=1.0),
-        "Beta precision of reported scores of evaluated models around the chain's prediction; "
-        "absorbs protocol noise between reports.",
+        "Beta precision of reported scores around the chain's prediction (100 ~ SD 0.05 at "
+        "0.5): the scatter of a (model, benchmark) measurement, harness noise and the model's "
+        "own strength on the benchmark. One shared value by default; per benchmark "
+        "(dims = ['benchmark']) fits better in-sample but made the densities of models with "
+        "conflicting benchmarks bimodal (docs/model.md, 'Observation model').",
+    ),
+    "score_pair_sd": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=5.0, dims="benchmark"),
+        "SD (logit), per benchmark, of the (model, benchmark) effect: how far one model's score "
+        "on one benchmark sits from what its effective size predicts, shared by every report "
+        "of the pair (with [observation] score_pair_effect). Per benchmark because benchmarks "
+        "differ in how closely they track a model's general capability (one shared SD left "
+        "HellaSwag's and PIQA's LOO-PIT too central, SD 0.21 against 0.29). Mean 0.4; Gamma "
+        "keeps it off zero.",
+        "logit",
+    ),
+    "score_outlier_share": PriorDoc(
+        Prior("Beta", alpha=1.0, beta=19.0),
+        "share of reported scores that are outliers, uniform on (0, 1) (with [observation] "
+        "score_outliers); mean 5%: rare, but one wrong transcription should not need the "
+        "curve to bend.",
+    ),
+    "curve_run_sd": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=10.0, dims="format"),
+        "SD (logit), per scoring format, of the effect of one reference run on one benchmark, "
+        "shared by the run's checkpoints (with [observation] curve_run_effect); mean 0.2: runs "
+        "of one family differ by seeds and data order, far less than families do.",
+        "logit",
     ),
     "protocol_offset": PriorDoc(
         Prior("Normal", mu=0.0, sigma=0.3, dims="benchmark"),
         "residual logit-scale offset of reported scores from the reference harness *within a "
-        "scoring format* (shots, prompt wording, normalisation), per benchmark. The format "
+        "scoring format* (shots, prompt wording, normalisation), per benchmark; with pair "
+        "effects, the mean of the benchmark's (model, benchmark) shifts. The format "
         "itself (cloze vs multiple choice) is carried by separate curves, not by this offset. "
         "Scale from data: on the bundled scores, distinct reports of the same (model, "
         "benchmark, format) differ by SD 0.45 logit, i.e. 0.32 per report "

@@ -64,9 +64,15 @@ class DataSettings(_Section):
     folder: str = Field("default", description="bundled data folder name or a path")
     d0_tokens: float = Field(1.0e12, gt=0, description="data budget D0 of effective sizes")
     exclude_holdout: bool = True
-    score_rows: Literal["all", "preferred"] = Field(
-        "all", description="'all': every reported row is a repeated measurement; "
-        "'preferred': one row per (model, benchmark) by the documented selection rule")
+    score_rows: Literal["pair_mean", "distinct", "all", "preferred"] = Field(
+        "pair_mean", description="'pair_mean': one measurement per (model, benchmark, "
+        "format), the mean of its distinct reported values (repeated reports of one pair are "
+        "not independent evidence about the model); 'distinct': one row per distinct reported "
+        "value of a (model, "
+        "benchmark, format): exact transcriptions of one number (an aggregator copying a "
+        "developer's report) collapse into one row that lists all its sources; 'all': every "
+        "reported row, copies included, as independent evidence; 'preferred': one row per "
+        "(model, benchmark) by the documented selection rule")
     exclude_flags: tuple[str, ...] = Field(
         (), description="drop evaluated models carrying any of these flags (e.g. chat_only)")
     benchmarks: tuple[str, ...] = Field(
@@ -91,6 +97,28 @@ class LossLawSettings(_Section):
         "ladder's sizes). Off by default: at 0.035 the latent densities of models below the "
         "ladder became bimodal (R-hat 2.08, docs/model.md), a trade-off of the common level "
         "against the tilts that the scores cannot break")
+
+
+class ObservationSettings(_Section):
+    """How observed scores scatter around the chain's prediction (issue 18: calibration)."""
+
+    score_pair_effect: bool = Field(
+        False, description="a logit-scale shift per (model, benchmark) shared by every report "
+        "of that pair, centred on the benchmark's protocol offset (prior `score_pair_sd`): a "
+        "model's own strength or weakness on one benchmark is one deviation, however many "
+        "sources report it. For 'distinct' rows; with 'pair_mean' rows (the default) each pair "
+        "is already one measurement. LOO then integrates the effect out (analysis/pair_loo.py)")
+    score_outliers: bool = Field(
+        False, description="each reported score is, with probability `score_outlier_share`, an "
+        "outlier drawn uniformly on (0, 1) (a mis-transcription, another benchmark version): "
+        "tails that tolerate an outlying report without bending the curve")
+    curve_run_effect: bool = Field(
+        False, description="a logit-scale effect per (reference run, benchmark, format) shared "
+        "by the run's checkpoints (prior `curve_run_sd`; formats with at least 3 runs): the "
+        "checkpoints of one run are not independent draws around the family's curve, so the "
+        "curve's uncertainty reflects the number of runs, not of checkpoints. Off by default: "
+        "it slowed mixing below the thresholds without improving the held-out check "
+        "(docs/model.md)")
 
 
 class TrendSettings(_Section):
@@ -137,6 +165,7 @@ class ModelSpec(_Section):
     description: str = ""
     data: DataSettings = DataSettings()
     loss_law: LossLawSettings = LossLawSettings()
+    observation: ObservationSettings = ObservationSettings()
     trend: TrendSettings = TrendSettings()
     sampler: SamplerSettings = SamplerSettings()
     diagnostics: Thresholds = Thresholds()
@@ -218,6 +247,12 @@ class ModelSpec(_Section):
                                    name=f"{self.name}:{variant_name}")
 
 
+#: Priors whose role allows other dims than the default's: the evaluated scores' precision may
+#: be one shared value or one per benchmark (the LOO comparison in docs/model.md).
+ALTERNATIVE_DIMS = {"score_precision_eval": ((), ("benchmark",)),
+                    "score_pair_sd": ((), ("benchmark",))}
+
+
 def _role_problem(name: str, prior: Prior) -> str | None:
     """Why an override cannot take the place of the default prior ``name``, or None.
 
@@ -227,6 +262,8 @@ def _role_problem(name: str, prior: Prior) -> str | None:
     """
     role = tuple(DEFAULT_PRIORS[name].prior.dims or ())
     dims = tuple(prior.dims or ())
+    if dims in ALTERNATIVE_DIMS.get(name, ()):
+        return _distribution_problem(prior)
     if dims != role:
         need = f"dims = {list(role)}" if role else "no dims (one value shared by all)"
         return f"dims {list(dims)} do not match its role in the model, which needs {need}"

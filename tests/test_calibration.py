@@ -124,3 +124,18 @@ def test_small_sbc_on_a_local_cluster(tmp_path):
     # One worker compiled once; the other simulations swapped their data in.
     assert report["timing"]["n_compiles"] == 1 and report["timing"]["n_fits"] == 3
     assert (tmp_path / "sbc" / "sbc_ecdf.png").is_file()
+
+
+def test_the_bundled_design_keeps_the_real_covariates():
+    """SBC on the bundled data's design (issue 18): the real models, dates, sizes, benchmarks
+    and formats; only the observed values are replaced by prior predictive draws."""
+    from densing_bayes.model.inputs import prepare_inputs
+    from densing_bayes.model.spec import load_spec
+
+    spec = load_spec("default")
+    data = sbc.design_data(design="bundled", spec=spec)
+    inputs = prepare_inputs(data, spec)
+    assert len(inputs.models) == 88 and len(inputs.benchmarks) == 10
+    assert set(inputs.formats) == {"rc", "mc"}
+    key = sbc.structure_key(spec, 1, "bundled")
+    assert key != sbc.structure_key(spec, 1, "paper")

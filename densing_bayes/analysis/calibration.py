@@ -1,4 +1,4 @@
-"""Simulation-based calibration (SBC) of the joint model on the paper's design.
+"""Simulation-based calibration (SBC) of the joint model on the paper's design or a data folder's.
 
 Prior SBC (Talts et al. 2018, arXiv:1804.06788; Modrak et al. 2023, arXiv:2211.02383): draw a
 truth from the model's own prior, data from the model given that truth, fit, and record the rank
@@ -8,10 +8,11 @@ histogram shows bias, over- or under-dispersion.
 
 Choices, and why:
 
-* **The design is the paper's** (``densing_bayes.data.simulate``, seed ``DESIGN_SEED``): its
-  covariates (reference sizes and tokens, curve-run losses, release dates, sizes, which scores
-  are missing or repeated) are fixed, and the model's *prior predictive* replaces every observed
-  value. Truths come from exactly the prior the fit uses; the simulator's
+* **The design is the paper's** (``densing_bayes.data.simulate``, seed ``DESIGN_SEED``) or,
+  with ``design="bundled"`` (or any data folder), the real data's: its covariates (reference
+  sizes and tokens, curve-run losses and formats, release dates, sizes, which scores exist in
+  which format, the unknown-format mixture weights, how reports collapse into measurements) are
+  fixed, and the model's *prior predictive* replaces every observed value. Truths come from exactly the prior the fit uses; the simulator's
   ``draw_truth_from_prior`` is only "plausible" and would not give uniform ranks.
 * **Data must have a finite likelihood.** Under the wide default priors about a quarter of the
   prior draws push some Beta-distributed score to exactly 0 or 1 in floating point. Such a draw
@@ -95,18 +96,33 @@ class _Structure:
     benchmarks: list[str]
 
 
-def design_data(design_seed: int = DESIGN_SEED):
-    """The paper's simulated design as a DensingData (only its covariates matter here)."""
+#: Design names: the simulated paper design, or a data folder (bundled name or path) whose
+#: covariates are kept; "bundled" is the spec's own data folder.
+PAPER_DESIGN = "paper"
+
+
+def design_data(design_seed: int = DESIGN_SEED, design: str = PAPER_DESIGN,
+                spec: ModelSpec | None = None):
+    """The design as a DensingData (only its covariates matter here): the paper's simulated
+    design, or a real data folder ("bundled": the spec's own)."""
     from densing_bayes.data.schema import DensingData
     from densing_bayes.data.simulate import simulate_design
 
+    if design != PAPER_DESIGN:
+        from densing_bayes.data.load import load_data
+        from densing_bayes.resources import resolve_data_folder
+
+        folder = (spec.data.folder if design == "bundled" and spec is not None
+                  else "default" if design == "bundled" else design)
+        return load_data(resolve_data_folder(folder))
     sim = simulate_design("paper", seed=design_seed)
     return DensingData(folder=Path(f"simulated-paper-seed-{design_seed}"),
                        reference_runs=sim.reference_runs, models=sim.models,
                        scores=sim.scores, benchmarks=sim.benchmarks)
 
 
-def _build_structure(spec: ModelSpec, design_seed: int) -> _Structure:
+def _build_structure(spec: ModelSpec, design_seed: int,
+                     design: str = PAPER_DESIGN) -> _Structure:
     import nutpie
     import pytensor
     from pymc.model.transform.conditioning import remove_value_transforms
@@ -117,7 +133,7 @@ def _build_structure(spec: ModelSpec, design_seed: int) -> _Structure:
     from densing_bayes.model.build import build_model
     from densing_bayes.model.inputs import prepare_inputs
 
-    inputs = prepare_inputs(design_data(design_seed), spec)
+    inputs = prepare_inputs(design_data(design_seed, design, spec), spec)
     model = build_model(inputs, spec)
 
     params = [*model.free_RVs, *(model[name] for name in RANKED_DETERMINISTICS)]
@@ -145,12 +161,13 @@ def _build_structure(spec: ModelSpec, design_seed: int) -> _Structure:
     )
 
 
-def structure_key(spec: ModelSpec, design_seed: int) -> str:
+def structure_key(spec: ModelSpec, design_seed: int, design: str = PAPER_DESIGN) -> str:
     """What makes two simulations share a compiled model: the spec minus sampler settings."""
     structural = spec.resolved().model_dump(
         mode="json", exclude={"name", "description", "sampler", "diagnostics", "ci_prob",
                               "variants"})
-    return json.dumps({"spec": structural, "design_seed": design_seed}, sort_keys=True)
+    return json.dumps({"spec": structural, "design_seed": design_seed, "design": design},
+                      sort_keys=True)
 
 
 def _loglik(structure: _Structure, params: Mapping[str, Any],
@@ -223,13 +240,15 @@ def rank_of(truth: float, draws: np.ndarray, rng: np.random.Generator) -> int:
 
 
 # ------------------------------------------------------------------- one simulation (a task)
-def simulate_and_rank(spec: ModelSpec, design_seed: int, sim_id: int, seed: int) -> dict:
+def simulate_and_rank(spec: ModelSpec, design_seed: int, sim_id: int, seed: int,
+                      design: str = PAPER_DESIGN) -> dict:
     """One SBC simulation: prior draw -> simulated data -> fit -> ranks (a batch task)."""
     import nutpie
 
     start = time.perf_counter()
-    structure, build_seconds = batch.worker_cached(structure_key(spec, design_seed),
-                                                   lambda: _build_structure(spec, design_seed))
+    structure, build_seconds = batch.worker_cached(
+        structure_key(spec, design_seed, design),
+        lambda: _build_structure(spec, design_seed, design))
     prior_seed, sampler_seed, tie_seed = (
         int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3))
     truth, observed, attempts = _prior_draw(structure, prior_seed)
@@ -309,7 +328,8 @@ def simulation_seeds(seed: int, n: int) -> list[int]:
 
 def run_sbc(spec: ModelSpec, n_simulations: int, out: Path, *, resume: bool = False,
             force: bool = False, scheduler: str | None = None, n_workers: int | None = None,
-            progress: bool = True, design_seed: int = DESIGN_SEED) -> dict:
+            progress: bool = True, design_seed: int = DESIGN_SEED,
+            design: str = PAPER_DESIGN) -> dict:
     """Run (or resume) an SBC batch into ``out``; write ranks.csv, sbc.json and the ECDF plots."""
     if spec.sampler.backend != "nutpie":
         raise SpecError("SBC swaps each simulation's data into one compiled nutpie model; "
@@ -318,11 +338,12 @@ def run_sbc(spec: ModelSpec, n_simulations: int, out: Path, *, resume: bool = Fa
         raise ValueError(f"--simulations must be at least 1, got {n_simulations}")
     seed = spec.sampler.seed
     tasks = [batch.Task(f"sim_{i:05d}", simulate_and_rank,
-                        {"spec": spec, "design_seed": design_seed, "sim_id": i, "seed": s})
+                        {"spec": spec, "design_seed": design_seed, "sim_id": i, "seed": s,
+                         "design": design})
              for i, s in enumerate(simulation_seeds(seed, n_simulations))]
     # The number of simulations is not part of the manifest: a resume may add simulations.
     manifest = {"job": "sbc", "spec": spec.name, "config_hash": spec.config_hash(),
-                "design_seed": design_seed}
+                "design_seed": design_seed, "design": design}
     start = time.perf_counter()
     records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,
                               scheduler=scheduler, n_workers=n_workers, progress=progress,

@@ -258,7 +258,8 @@ def cmd_sbc(args) -> int:
     spec = _spec_with_flags(args)
     out = Path(args.out) if args.out else Path("reports") / spec.name / "sbc"
     try:
-        report = run_sbc(spec, args.simulations, out, **_batch_options(args))
+        report = run_sbc(spec, args.simulations, out, design=args.design,
+                         **_batch_options(args))
     except BatchFolderError as exc:
         raise UserError(str(exc)) from None
     for quantity, test in report["uniformity"].items():
@@ -405,13 +406,16 @@ def build_parser() -> argparse.ArgumentParser:
     _sampler_flags(p)
     p.set_defaults(func=cmd_sensitivity)
 
-    p = sub.add_parser("sbc", help="simulation-based calibration on the paper's design "
-                       "(Dask batch)")
+    p = sub.add_parser("sbc", help="simulation-based calibration on the paper's design or "
+                       "the bundled data's (Dask batch)")
     p.add_argument("spec", nargs="?", default="paper_design",
                    help="bundled spec name or TOML path")
     p.add_argument("--simulations", type=_positive_int, required=True,
                    help="number of simulations")
     p.add_argument("--out", help="batch folder (default reports/<spec name>/sbc)")
+    p.add_argument("--design", default="paper",
+                   help="'paper' (the simulated paper design), 'bundled' (the spec's own data "
+                   "folder: its models, dates, sizes, benchmarks and formats) or a data folder")
     _batch_flags(p)
     _sampler_flags(p)
     p.set_defaults(func=cmd_sbc)

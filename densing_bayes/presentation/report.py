@@ -933,6 +933,10 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
         "n_models": len(summary.get("models") or {}),
         "n_benchmarks": len(inputs.benchmarks),
         "n_scores": int(len(inputs.score_value)),
+        "score_unit": {"pair_mean": "score measurements (each the mean of one model's distinct "
+                                    "reports on one benchmark in one format)",
+                       "distinct": "distinct reported scores"}.get(
+                           getattr(run.spec.data, "score_rows", "all"), "reported scores"),
         "figures": figs,
         "diagnostics": diag,
         "diag_passed": bool(diag.get("passed", True)),

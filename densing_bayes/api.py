@@ -280,9 +280,8 @@ class DensingFit:
 
     def plot_loo_pit(self):
         """LOO-PIT of the evaluated-model scores (calibration)."""
-        from densing_bayes.presentation import plots
-
         from densing_bayes.analysis.checks import CheckContext
+        from densing_bayes.presentation import plots
 
         self._needs_models("plot_loo_pit")
         # the checks' LOO-PIT: with pair effects, the pair's effect is integrated out

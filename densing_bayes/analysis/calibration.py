@@ -12,8 +12,8 @@ Choices, and why:
   with ``design="bundled"`` (or any data folder), the real data's: its covariates (reference
   sizes and tokens, curve-run losses and formats, release dates, sizes, which scores exist in
   which format, the unknown-format mixture weights, how reports collapse into measurements) are
-  fixed, and the model's *prior predictive* replaces every observed value. Truths come from exactly the prior the fit uses; the simulator's
-  ``draw_truth_from_prior`` is only "plausible" and would not give uniform ranks.
+  fixed, and the model's *prior predictive* replaces every observed value. Truths come from
+  exactly the prior the fit uses; the simulator's ``draw_truth_from_prior`` is only "plausible" and would not give uniform ranks.
 * **Data must have a finite likelihood.** Under the wide default priors about a quarter of the
   prior draws push some Beta-distributed score to exactly 0 or 1 in floating point. Such a draw
   is redrawn (up to ``MAX_PRIOR_ATTEMPTS``). A rule that looks at the data alone leaves
@@ -112,9 +112,9 @@ def design_data(design_seed: int = DESIGN_SEED, design: str = PAPER_DESIGN,
         from densing_bayes.data.load import load_data
         from densing_bayes.resources import resolve_data_folder
 
-        folder = (spec.data.folder if design == "bundled" and spec is not None
-                  else "default" if design == "bundled" else design)
-        return load_data(resolve_data_folder(folder))
+        if design == "bundled":
+            design = spec.data.folder if spec is not None else "default"
+        return load_data(resolve_data_folder(design))
     sim = simulate_design("paper", seed=design_seed)
     return DensingData(folder=Path(f"simulated-paper-seed-{design_seed}"),
                        reference_runs=sim.reference_runs, models=sim.models,

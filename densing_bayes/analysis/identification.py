@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import betaln, expit
 
-from densing_bayes.analysis.predict import format_curve
+from densing_bayes.analysis.predict import format_curve, has_run_effects
 from densing_bayes.data.schema import DensingData, truthy
 
 #: Grid of log N (natural log of parameters) for the anchors' cut posterior: 1e6 to 1e14,
@@ -75,8 +75,6 @@ def _chain(idata, benchmarks, fmt, seed: int = 0):
                                    for d in tilt["extrapolation"].values])
     gamma, midpoint, span, phi = (_flat_draws(x.sel(pick)) for x in format_curve(post, fmt))
     chance = idata.constant_data["chance"].sel(pick).values
-    from densing_bayes.analysis.predict import has_run_effects
-
     if has_run_effects(post, fmt):
         # The anchor is judged as a model the fit has not seen: a new run of the family, with
         # a fresh run effect per (draw, benchmark) shared by all its checkpoints.

@@ -9,7 +9,7 @@ Reference family, per benchmark b (x_N = log N - centre, x_D = log D - centre):
                  c_fb = (1 - d_b) ceiling_fb, one curve per scoring format f (rc: cloze, the
                  ladder's protocol; mc: answer letter, bridged by the OLMo-2 7B checkpoints
                  that log both on the same task loss); rho_rfb ~ Normal(0, sd_f): the effect of
-                 run r, shared by its checkpoints ([observation] curve_run_effect)
+                 run r, shared by its checkpoints (only with [observation] curve_run_effect)
                  score_obs ~ Beta(mean S_f(L_obs), precision phi_ref_fb)         (curve rows)
 Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e^{r_m} at D0):
     L_mb = loss law at (N_hat_m, D0)
@@ -17,11 +17,12 @@ Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e
            distinct report of the pair (delta_b: the benchmark's residual harness offset within a
            format; [observation] score_pair_effect; without it s_mb = delta_b)
     score_obs_mbk ~ (1 - pi) Beta(mean d_b + c_fb logistic(-gamma_fb (L_mb - l_fb) + s_mb + eta_k),
-                                  phi_b) + pi Uniform(0, 1)
+                                  phi) + pi Uniform(0, 1)
                    through the curve of the row's stated format f, or a mixture over the formats
                    (weights: the benchmark's stated-format shares) when the format is unknown
-    (eta_k: who reported it, sums to zero; pi: outlier share, only with [observation]
-     score_outliers; exact copies of one reported value enter once: [data] score_rows)
+    (eta_k: who reported it, sums to zero; phi: one shared precision, or one per benchmark;
+     pi: outlier share, only with [observation] score_outliers; [data] score_rows decides what
+     a row is: by default the mean of one pair's distinct reports in one format)
 Density trend (t = years since the changepoint date):
     f(t) = B + slope_pre min(t - tau, 0) + slope_post max(t - tau, 0)     (continuous at tau)
                B = trend_intercept + sigma_u sqrt(2/pi)  (prior on the mean level, which data pin)

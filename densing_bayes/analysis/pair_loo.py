@@ -103,7 +103,10 @@ def score_draws(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreDra
     if "source_offset" in post and "score_source" in const:
         shift = shift + _stack(post["source_offset"], index)[:, np.asarray(
             const["score_source"].values, int)]
-    logit = -g * (loss[:, :, None] - l_mid) + shift[:, :, None]
+    logit = -g * (loss[:, :, None] - l_mid)
+    if "protocol_scale" in post:
+        logit = logit * _stack(post["protocol_scale"], index)[:, b][:, :, None]
+    logit = logit + shift[:, :, None]
     phi = _stack(post["score_precision_eval"], index)
     precision = phi[:, b] if phi.ndim == 2 else np.repeat(phi[:, None], len(b), axis=1)
     share = (_stack(post["score_outlier_share"], index) if "score_outlier_share" in post

@@ -16,11 +16,12 @@ Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e
     s_mb ~ Normal(delta_b, tau_b): the (model, benchmark) pair's logit shift, shared by every
            distinct report of the pair (delta_b: the benchmark's residual harness offset within a
            format; [observation] score_pair_effect; without it s_mb = delta_b)
-    score_obs_mbk ~ (1 - pi) Beta(mean d_b + c_fb logistic(-gamma_fb (L_mb - l_fb) + s_mb + eta_k),
+    score_obs_mbk ~ (1 - pi) Beta(mean d_b + c_fb logistic(-k_b gamma_fb (L_mb - l_fb) + s_mb + eta_k),
                                   phi) + pi Uniform(0, 1)
                    through the curve of the row's stated format f, or a mixture over the formats
                    (weights: the benchmark's stated-format shares) when the format is unknown
-    (eta_k: who reported it, sums to zero; phi: one shared precision, or one per benchmark;
+    (k_b: the harness's factor on the curve's slope, 1 unless [observation] protocol_scale;
+     eta_k: who reported it, sums to zero; phi: one shared precision, or one per benchmark;
      pi: outlier share, only with [observation] score_outliers; [data] score_rows decides what
      a row is: by default the mean of one pair's distinct reports in one format)
 Density trend (t = years since the changepoint date):
@@ -411,7 +412,11 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
         if len(inputs.source_kinds) > 1:
             shift = shift + spec.prior("source_offset").create_variable("source_offset")[k]
         # (row, format): the row's score under each format's curve; the mixture picks.
-        logit = (-gamma[:, b] * (loss[None, :] - midpoint[:, b]) + shift[None, :]).T
+        curve_logit = -gamma[:, b] * (loss[None, :] - midpoint[:, b])
+        if spec.observation.protocol_scale:
+            scale = spec.prior("protocol_scale").create_variable("protocol_scale")
+            curve_logit = curve_logit * scale[b][None, :]
+        logit = (curve_logit + shift[None, :]).T
         mean = chance[b][:, None] + span[:, b].T * pm.math.sigmoid(logit)
         log_weight = pm.Data("score_format_log_weight", inputs.score_format_log_weight,
                              dims=("score_row", "format"))

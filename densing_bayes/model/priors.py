@@ -158,6 +158,12 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "(`densing_bayes.data.derive.harness_spread`); a benchmark-wide offset is a mean of "
         "such shifts, so 0.3 is generous. The sensitivity analysis refits at 0.15 and 0.6.",
     ),
+    "protocol_scale": PriorDoc(
+        Prior("LogNormal", mu=0.0, sigma=0.2, dims="benchmark"),
+        "factor on the logit slope of reported scores relative to the reference curve, per "
+        "benchmark (with [observation] protocol_scale): 1 means a harness only shifts the "
+        "curve; SD 0.2 on the log scale puts 90% of benchmarks within [0.72, 1.39].",
+    ),
     "source_offset": PriorDoc(
         Prior("ZeroSumNormal", sigma=0.25, dims="source_kind"),
         "logit-scale effect of who reported a score (own report, other developer, aggregator, "

@@ -99,6 +99,10 @@ class LossLawSettings(_Section):
         "against the tilts that the scores cannot break")
 
 
+#: Terms added after runs were saved without them: (section, switch) -> the term's prior.
+OPT_IN_TERMS = {("observation", "protocol_scale"): "protocol_scale"}
+
+
 class ObservationSettings(_Section):
     """How observed scores scatter around the chain's prediction (issue 18: calibration)."""
 
@@ -119,6 +123,12 @@ class ObservationSettings(_Section):
         "curve's uncertainty reflects the number of runs, not of checkpoints. Off by default: "
         "it slowed mixing below the thresholds without improving the held-out check "
         "(docs/model.md)")
+    protocol_scale: bool = Field(
+        False, description="a per-benchmark factor on the slope of reported scores' logit "
+        "(prior `protocol_scale`, 1 = the reference curve's shape, only shifted): a harness "
+        "that compresses or stretches the curve rather than shifting it. Off by default; the "
+        "misspecification study (`densing-bayes misspec`) simulates worlds that have it and "
+        "measures what leaving it out does to the doubling time's interval")
 
 
 class TrendSettings(_Section):
@@ -216,15 +226,26 @@ class ModelSpec(_Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def _hashed(self) -> dict[str, Any]:
+        """The resolved spec as hashed: an opt-in term that is off (``OPT_IN_TERMS``) leaves
+        the model unchanged, so neither its switch nor its prior enters the hash (runs saved
+        before the term existed keep their hash)."""
+        content = self.resolved().to_dict()
+        for (section, flag), prior in OPT_IN_TERMS.items():
+            if not content[section].get(flag):
+                content[section].pop(flag, None)
+                content["priors"].pop(prior, None)
+        return content
+
     def config_hash(self) -> str:
         """SHA-256 of the resolved spec, canonical JSON: same hash <=> same configuration."""
-        return _sha256_json(self.resolved().to_dict())
+        return _sha256_json(self._hashed())
 
     def model_hash(self) -> str:
         """SHA-256 of the resolved spec without its sampler settings and labels: the same hash
         <=> the same model, priors and data choices, however long the chains (a sensitivity
         analysis refits with shorter chains than the run it belongs to)."""
-        content = self.resolved().to_dict()
+        content = self._hashed()
         for key in ("sampler", "name", "description"):
             content.pop(key, None)
         return _sha256_json(content)

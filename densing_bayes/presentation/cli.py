@@ -268,6 +268,27 @@ def cmd_sbc(args) -> int:
     return _batch_exit(out / SBC_JSON, list(report["failures"]))
 
 
+def cmd_misspec(args) -> int:
+    from densing_bayes.analysis.misspecification import REPORT_JSON, run_misspecification
+    from densing_bayes.inference.batch import BatchFolderError
+
+    spec = _spec_with_flags(args)
+    out = Path(args.out) if args.out else Path("reports") / spec.name / "misspecification"
+    worlds = [w.strip() for w in args.worlds.split(",") if w.strip()] if args.worlds else None
+    try:
+        report = run_misspecification(spec, args.simulations, out, worlds=worlds,
+                                      design=args.design, **_batch_options(args))
+    except (BatchFolderError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    for row in report["coverage"]:
+        if row["quantity"] == "doubling_time_days":
+            print(f"{row['world']:<26} 90% interval of the doubling time covers "
+                  f"{row['covered']}/{row['n']} = {row['coverage']:.2f} "
+                  f"[{row['coverage_lower']:.2f}, {row['coverage_upper']:.2f}]")
+    failed = [w for w, v in report["worlds"].items() if v["n_failed"]]
+    return _batch_exit(out / REPORT_JSON, failed)
+
+
 # ------------------------------------------------------------------------------ parser
 #: Size suffixes accepted by counts, as the package prints them ("7B" parameters, "2T" tokens).
 COUNT_SUFFIXES = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
@@ -419,6 +440,20 @@ def build_parser() -> argparse.ArgumentParser:
     _batch_flags(p)
     _sampler_flags(p)
     p.set_defaults(func=cmd_sbc)
+
+    p = sub.add_parser("misspec", help="coverage of the doubling time's interval in simulated "
+                       "worlds that break the model's assumptions (Dask batch)")
+    p.add_argument("spec", nargs="?", default="default", help="bundled spec name or TOML path")
+    p.add_argument("--simulations", type=_positive_int, required=True,
+                   help="simulations per world")
+    p.add_argument("--worlds", metavar="NAME[,NAME...]",
+                   help="worlds to simulate (default: all; see docs/model.md)")
+    p.add_argument("--design", default="bundled",
+                   help="'bundled' (the spec's data folder) or 'paper' or a data folder")
+    p.add_argument("--out", help="batch folder (default reports/<spec name>/misspecification)")
+    _batch_flags(p)
+    _sampler_flags(p)
+    p.set_defaults(func=cmd_misspec)
 
     p = sub.add_parser("data", help="check or derive data folders")
     data_sub = p.add_subparsers(dest="data_command", required=True)

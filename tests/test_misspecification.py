@@ -1,0 +1,154 @@
+"""The misspecification study: worlds, interval bookkeeping, coverage, and a small real batch."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+from scipy import stats
+
+from densing_bayes import laws
+from densing_bayes.analysis import misspecification as ms
+from densing_bayes.model.build import build_model
+from densing_bayes.model.inputs import prepare_inputs
+from densing_bayes.model.spec import load_spec
+
+from conftest import SMALL_SAMPLER
+
+
+@pytest.mark.parametrize(("k", "n"), [(45, 50), (50, 50), (0, 7), (13, 26)])
+def test_wilson_interval_matches_scipy(k, n):
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert ms.wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
+def test_interval_record_places_the_truth():
+    rng = np.random.default_rng(0)
+    draws = np.arange(1000.0)
+    inside = ms.interval_record(500.5, draws, rng)
+    assert inside["covered"] and inside["rank_fraction"] == pytest.approx(0.501)
+    assert (inside["lower"], inside["upper"]) == (49.0, 949.0)  # order statistics
+    low = ms.interval_record(-1.0, draws, rng)
+    assert not low["covered"] and low["rank_fraction"] == 0.0
+    # Doubling times are +inf where the slope is not positive: still ordered, no NaN.
+    days = np.where(np.arange(100) < 30, np.inf, np.arange(100.0))
+    rec = ms.interval_record(math.inf, days, rng)
+    assert rec["upper"] == math.inf and rec["covered"]
+    assert 0.7 <= rec["rank_fraction"] <= 1.0
+
+
+def test_trend_quantities_are_the_closed_forms():
+    q = ms.trend_quantities({"slope_pre": np.array([0.5, -0.1]),
+                             "slope_post": np.array([2.0, 0.0]),
+                             "trend_intercept": np.array([0.3, 0.3])})
+    assert q["doubling_time_days"][0] == pytest.approx(math.log(2) / 2.0 * laws.DAYS_PER_YEAR)
+    assert q["doubling_time_days"][1] == math.inf and q["doubling_time_days_pre"][1] == math.inf
+    np.testing.assert_allclose(q["slope_difference"], [1.5, 0.1])
+
+
+def test_coverage_counts_and_sides():
+    rows = []
+    for i in range(20):  # truths 0..19 against the interval [2, 15]
+        rows.append({"task_id": f"w_{i:04d}", "world": "w", "status": "ok", "quantity": "q",
+                     "truth": float(i), "lower": 2.0, "upper": 15.0,
+                     "covered": 2 <= i <= 15, "rank_fraction": i / 20})
+    rows.append({"task_id": "w_0099", "world": "w", "status": "failed", "error": "boom"})
+    table = ms.coverage_table(pd.DataFrame(rows))
+    (row,) = table.to_dict(orient="records")
+    assert (row["n"], row["covered"]) == (20, 14)
+    assert (row["truth_below_interval"], row["truth_above_interval"]) == (2, 4)
+    assert row["coverage"] == pytest.approx(0.7)
+
+
+def test_each_world_adds_only_its_term(paper_data, paper_spec):
+    """A world's generating model is the fitted model plus the recorded variables, and it
+    generates the same observed data names the fitted model reads."""
+    fitted = build_model(prepare_inputs(paper_data, paper_spec), paper_spec)
+    free = {v.name for v in fitted.free_RVs}
+    for world in ms.WORLDS.values():
+        spec = ms.world_spec(paper_spec, world)
+        model = build_model(prepare_inputs(paper_data, spec), spec)
+        for name in world.record:
+            assert name in model.named_vars, (world.name, name)
+        added = {v.name for v in model.free_RVs} - free
+        if world.name == "extrapolation_in_size":  # the same tilt, in more directions
+            assert len(model.coords["extrapolation"]) > len(
+                fitted.coords.get("extrapolation", ())), world.name
+        elif world.name in ("well_specified", "precision_per_benchmark"):
+            assert not added, world.name
+        else:
+            assert added, world.name
+        assert ({model.rvs_to_values[r].name for r in model.observed_RVs}
+                == {fitted.rvs_to_values[r].name for r in fitted.observed_RVs})
+
+
+def test_protocol_scale_multiplies_the_curves_slope(paper_data, paper_spec):
+    """Scores under a protocol scale k are the scores of a curve whose slope is k times
+    steeper: the likelihood of the score rows agrees exactly."""
+    inputs = prepare_inputs(paper_data, paper_spec)
+    plain = build_model(inputs, paper_spec)
+    scaled_spec = paper_spec.with_overrides({"observation": {"protocol_scale": True}})
+    scaled = build_model(inputs, scaled_spec)
+    point = plain.initial_point(random_seed=1)
+    k = np.linspace(0.7, 1.4, len(inputs.benchmarks))
+    steeper = dict(point)
+    steeper["sigmoid_log_slope"] = point["sigmoid_log_slope"] + np.log(k)
+    scaled_point = {**point, "protocol_scale_log__": np.log(k)}
+    logp_plain = plain.compile_logp(vars=[plain["score_obs"]])(steeper)
+    logp_scaled = scaled.compile_logp(vars=[scaled["score_obs"]])(scaled_point)
+    assert logp_scaled == pytest.approx(logp_plain, rel=1e-10)
+    unit = scaled.compile_logp(vars=[scaled["score_obs"]])(
+        {**point, "protocol_scale_log__": np.zeros(len(k))})
+    assert unit == pytest.approx(plain.compile_logp(vars=[plain["score_obs"]])(point),
+                                 rel=1e-12)
+
+
+def test_an_opt_in_term_that_is_off_leaves_the_hash_alone():
+    spec = load_spec("default")
+    prior = {"dist": "LogNormal", "kwargs": {"mu": 0.0, "sigma": 0.5}, "dims": ["benchmark"]}
+    assert spec.with_overrides({"priors": {"protocol_scale": prior}}).config_hash() \
+        == spec.config_hash()
+    on = spec.with_overrides({"observation": {"protocol_scale": True}})
+    assert on.config_hash() != spec.config_hash()
+    assert on.with_overrides({"priors": {"protocol_scale": prior}}).config_hash() \
+        != on.config_hash()
+
+
+def test_unknown_world_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown world"):
+        ms.run_misspecification(load_spec("default"), 1, tmp_path / "m", worlds=["nope"])
+    assert not (tmp_path / "m").exists()
+
+
+def test_simulation_seeds_depend_on_world_and_index_only():
+    a = ms.simulation_seed(5, "pair_errors", 3)
+    assert a == ms.simulation_seed(5, "pair_errors", 3)
+    assert len({a, ms.simulation_seed(5, "pair_errors", 4),
+                ms.simulation_seed(5, "protocol_scale", 3),
+                ms.simulation_seed(6, "pair_errors", 3)}) == 4
+
+
+@pytest.mark.integration
+def test_small_study_on_a_local_cluster(tmp_path):
+    spec = load_spec("paper_design").with_overrides(
+        {"sampler": {**SMALL_SAMPLER, "draws": 60, "tune": 60, "chains": 1}})
+    out = tmp_path / "misspec"
+    report = ms.run_misspecification(spec, 1, out, worlds=["well_specified", "protocol_scale"],
+                                     design="paper", n_workers=1, progress=False)
+    table = pd.read_csv(out / ms.RECORDS_CSV)
+    assert (table["status"] == "ok").all(), table.get("error")
+    assert set(table["world"]) == {"well_specified", "protocol_scale"}
+    assert set(table["quantity"]) >= {"doubling_time_days", "slope_difference",
+                                      "trend_intercept"}
+    assert table["rank_fraction"].between(0, 1).all()
+    saved = json.loads((out / ms.REPORT_JSON).read_text())
+    assert saved["worlds"]["protocol_scale"]["n_ok"] == 1
+    coverage = pd.read_csv(out / ms.COVERAGE_CSV)
+    assert (coverage["n"] == 1).all()
+    assert (out / (ms.FIGURE + ".png")).stat().st_size > 0
+    record = json.loads(next((out / "tasks").glob("protocol_scale_*.json")).read_text())
+    scale = record["result"]["world_parameters"]["protocol_scale"]
+    assert len(scale) == 5 and all(s > 0 for s in scale)
+    assert report["sampler_diagnostics"]["n_fits"] == 2

@@ -139,3 +139,28 @@ def test_the_bundled_design_keeps_the_real_covariates():
     assert set(inputs.formats) == {"rc", "mc"}
     key = sbc.structure_key(spec, 1, "bundled")
     assert key != sbc.structure_key(spec, 1, "paper")
+
+
+def test_a_quantity_added_mid_batch_is_tested_on_the_simulations_that_rank_it(tmp_path):
+    """The level was added to the SBC ranks after a batch began: the earlier records have no
+    rank for it, and its uniformity test counts only the later ones (no NaN ranks)."""
+    rng = np.random.default_rng(5)
+    records = {}
+    for i in range(30):
+        record = _fake_record(i, rng)
+        if i >= 10:
+            record["result"]["ranks"]["trend_intercept"] = int(rng.integers(0, 51))
+        records[f"sim_{i:05d}"] = record
+    report = sbc.write_sbc_outputs(tmp_path, records, load_spec("paper_design"),
+                                   wall_seconds=1.0)
+    assert report["uniformity"]["trend_intercept"]["n"] == 20
+    assert report["uniformity"]["slope_pre"]["n"] == 30
+    table = pd.read_csv(tmp_path / sbc.RANKS_CSV)
+    assert table["rank_trend_intercept"].isna().sum() == 10
+
+
+def test_the_level_is_ranked():
+    values = {"slope_pre": 0.1, "slope_post": 0.5, "trend_intercept": -0.4,
+              "alpha": np.array([0.3, 0.2])}
+    q = sbc.rank_quantities(values, ["a", "b"])
+    assert q["trend_intercept"] == pytest.approx(-0.4)

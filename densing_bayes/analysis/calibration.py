@@ -23,7 +23,8 @@ Choices, and why:
   every simulation swaps its data in with ``with_data``: compilation is about a minute,
   sampling a few seconds.
 * **Test quantities**: the slopes before and after the changepoint, the doubling times and the
-  acceleration ratio, the loss-law exponent alpha of every benchmark, and the joint
+  acceleration ratio, the level (``trend_intercept``, the mean log density at the changepoint),
+  the loss-law exponent alpha of every benchmark, and the joint
   log-likelihood of the simulated data (a data-dependent quantity, which catches errors that
   leave every parameter's marginal ranks uniform; Modrak et al. 2023). A doubling time is
   infinite when its slope is not positive; ties are broken at random.
@@ -213,6 +214,8 @@ def rank_quantities(values: Mapping[str, Any], benchmarks: list[str]) -> dict[st
         post = np.asarray(values["slope_post"], dtype=float)
         out.update(slope_pre=pre, slope_post=post, doubling_time_days_pre=doubling_days(pre),
                    doubling_time_days=doubling_days(post), acceleration_ratio=post / pre)
+    if "trend_intercept" in values:  # the level: what the protocol offsets trade against
+        out["trend_intercept"] = np.asarray(values["trend_intercept"], dtype=float)
     alpha = np.asarray(values["alpha"], dtype=float)
     for i, name in enumerate(benchmarks):
         out[f"alpha[{name}]"] = alpha[..., i]
@@ -375,8 +378,12 @@ def write_sbc_outputs(out: Path, records: Mapping[str, dict], spec: ModelSpec, *
     ok = table[table["status"] == "ok"]
     quantities = [c.removeprefix("rank_") for c in table.columns if c.startswith("rank_")]
     rng = np.random.default_rng(spec.sampler.seed)
-    fractional = {q: fractional_ranks(ok[f"rank_{q}"].to_numpy(float),
-                                      ok["n_draws"].to_numpy(float), rng) for q in quantities}
+    # A quantity added to the ranks after a batch began is ranked in the later simulations only.
+    fractional = {}
+    for q in quantities:
+        ranked = ok[ok[f"rank_{q}"].notna()]
+        fractional[q] = fractional_ranks(ranked[f"rank_{q}"].to_numpy(float),
+                                         ranked["n_draws"].to_numpy(float), rng)
     report = {
         "spec": spec.name,
         "config_hash": spec.config_hash(),
@@ -453,7 +460,7 @@ def plot_ecdf_differences(fractional: Mapping[str, np.ndarray], path: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(fractional)
+    names = [q for q, u in fractional.items() if u.size]
     ncols = min(4, len(names))
     nrows = math.ceil(len(names) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False,
@@ -465,14 +472,14 @@ def plot_ecdf_differences(fractional: Mapping[str, np.ndarray], path: Path) -> N
                      eval_points=grid, ax=ax, plot_kwargs={"color": "#0072B2"},
                      fill_kwargs={"color": "#999999", "alpha": 0.35})
         ax.axhline(0.0, color="black", lw=0.6)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(f"{name} (n={fractional[name].size})", fontsize=9)
     for ax in axes[-1]:
         ax.set_xlabel("fractional rank of the truth")
     for ax in axes[:, 0]:
         ax.set_ylabel("ECDF - uniform CDF")
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    n = len(next(iter(fractional.values())))
+    n = max(fractional[q].size for q in names)
     fig.suptitle(f"SBC: rank ECDF differences, {n} simulations "
                  f"(grey: simultaneous {1 - UNIFORMITY_ALPHA:.0%} band)")
     for suffix in (".png", ".svg"):

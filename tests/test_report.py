@@ -517,3 +517,28 @@ def test_model_names_with_mathtext_are_drawn_as_text():
         fig.canvas.draw()  # raises on a mathtext parse error
         texts = [t.get_text() for ax in fig.axes for t in ax.texts + ax.get_yticklabels()]
         assert any(t.startswith(bad) for t in texts)
+
+
+def test_prior_predictive_check_is_computed_from_the_prior_groups():
+    """The prior predictive p-values and the share of prior draws without growth are what the
+    prior groups hold (exact on hand-made draws), and a run without them says so."""
+    import xarray as xr
+
+    rng = np.random.default_rng(3)
+    rep = rng.uniform(0.2, 0.9, size=(1, 40, 6))
+    obs = np.full(6, 0.55)
+    slope = np.concatenate([np.full(10, -1.0), np.full(30, 2.0)])[None, :]
+    idata = az.InferenceData(
+        prior=xr.Dataset({"slope_post": (("chain", "draw"), slope)}),
+        prior_predictive=xr.Dataset({"score_obs": (("chain", "draw", "score_row"), rep)}),
+        observed_data=xr.Dataset({"score_obs": (("score_row",), obs)}),
+        posterior=xr.Dataset({"slope_post": (("chain", "draw"), np.full((1, 5), 1.8))}))
+    d = plots.prior_predictive_data(idata=idata)
+    assert d["scores"]["p_values"]["mean"] == pytest.approx(np.mean(rep[0].mean(1) >= 0.55))
+    assert d["scores"]["p_values"]["sd"] == 1.0  # the observed scores have SD 0
+    assert d["doubling"]["share_no_growth"] == 0.25
+    np.testing.assert_allclose(d["doubling"]["days"], np.log(2) / 2.0 * 365.25)
+    assert d["doubling"]["posterior"][1] == pytest.approx(np.log(2) / 1.8 * 365.25)
+    fig = plots.plot_prior_predictive(idata=az.InferenceData(prior=idata.prior))
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("no prior predictive draws" in t for t in texts)

@@ -1089,6 +1089,100 @@ def plot_prior_posterior(*, idata, var_names: Sequence[str] | None = None) -> Fi
     return fig
 
 
+#: Doubling times beyond this many days are shown at the axis's right edge of the prior check.
+PRIOR_DAYS_RANGE = (10.0, 1e5)
+
+
+def prior_predictive_data(*, idata, var_name: str = "score_obs",
+                          slope: str = "slope_post") -> dict:
+    """What the priors alone say about the outcome scale: reported scores and the doubling time.
+
+    Returns the prior predictive scores (all draws and rows), per-draw mean and SD of the
+    scores with the observed ones and their prior predictive p-values P(stat_rep >= stat_obs),
+    and the prior's doubling times (days, for growing draws) with the share of draws in which
+    density never doubles (slope <= 0). Keys are absent when the run lacks the groups.
+    """
+    out: dict = {}
+    if "prior_predictive" in idata.groups() and var_name in idata.prior_predictive:
+        rep = draws(idata.prior_predictive, var_name)  # (sample, row)
+        obs = np.asarray(idata.observed_data[var_name].values, float)
+        stats_rep = {"mean": rep.mean(axis=1), "sd": rep.std(axis=1)}
+        stats_obs = {"mean": float(obs.mean()), "sd": float(obs.std())}
+        out["scores"] = {"replicated": rep.ravel(), "observed": obs, "stats": stats_rep,
+                         "observed_stats": stats_obs,
+                         "p_values": {k: float(np.mean(stats_rep[k] >= stats_obs[k]))
+                                      for k in stats_rep}}
+    if "prior" in idata.groups() and slope in idata.prior:
+        s = draws(idata.prior, slope).ravel()
+        days = laws.doubling_time_days(s[s > 0])  # slopes are per year
+        out["doubling"] = {"days": np.asarray(days, float), "share_no_growth": float(np.mean(s <= 0)),
+                           "n": int(s.size)}
+        if "posterior" in idata.groups() and slope in idata.posterior:
+            post = draws(idata.posterior, slope).ravel()
+            post_days = laws.doubling_time_days(post[post > 0])
+            out["doubling"]["posterior"] = np.quantile(post_days, [0.05, 0.5, 0.95])
+    return out
+
+
+def plot_prior_predictive(*, idata, paper_days: float | None = None) -> Figure:
+    """Prior predictive check on the outcome scale: the reported scores the priors alone
+    produce against the observed ones, and the doubling time the priors alone imply."""
+    data = prior_predictive_data(idata=idata)
+    fig = new_figure(12.5, 4.0)
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    if "scores" in data:
+        d = data["scores"]
+        bins = np.linspace(0, 1, 41)
+        ax1.hist(d["replicated"], bins=bins, density=True, color=OKABE_ITO["grey"], alpha=0.6,
+                 label=f"prior predictive ({d['stats']['mean'].size} draws)")
+        ax1.hist(d["observed"], bins=bins, density=True, histtype="step", lw=1.6,
+                 color=OKABE_ITO["blue"], label=f"observed ({d['observed'].size})")
+        ax1.set_xlabel("score (fraction correct)")
+        ax1.set_ylabel("density")
+        ax1.set_title("Score measurements:\npriors alone against observed", fontsize=9.5)
+        ax1.legend(fontsize=7.5, loc="upper left")
+        ax2.scatter(d["stats"]["mean"], d["stats"]["sd"], s=6, color=OKABE_ITO["grey"],
+                    alpha=0.6, label="prior predictive draw")
+        ax2.scatter([d["observed_stats"]["mean"]], [d["observed_stats"]["sd"]], marker="*",
+                    s=160, color=OKABE_ITO["vermillion"], zorder=3, label="observed")
+        ax2.set_xlabel("mean score over all measurements")
+        ax2.set_ylabel("SD of the scores")
+        p = d["p_values"]
+        ax2.set_title(f"Per draw: P(mean_rep >= obs) = {p['mean']:.2f},\n"
+                      f"P(sd_rep >= obs) = {p['sd']:.2f}", fontsize=9.5)
+        ax2.legend(fontsize=7.5, loc="upper right")
+    else:
+        for ax in (ax1, ax2):
+            ax.text(0.5, 0.5, "no prior predictive draws in this run\n(a thinned copy drops "
+                    "them; refit to see them)", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8.5)
+            ax.set_axis_off()
+    if "doubling" in data:
+        d = data["doubling"]
+        lo, hi = PRIOR_DAYS_RANGE
+        days = np.clip(d["days"], lo, hi)
+        ax3.hist(days, bins=np.geomspace(lo, hi, 50), color=OKABE_ITO["grey"], alpha=0.6,
+                 label="prior (growing draws)")
+        ax3.set_xscale("log")
+        if "posterior" in d:
+            q = d["posterior"]
+            ax3.axvspan(q[0], q[2], color=OKABE_ITO["blue"], alpha=0.3,
+                        label=f"posterior 90%: {q[1]:.0f} [{q[0]:.0f}, {q[2]:.0f}] d")
+        if paper_days:
+            ax3.axvline(paper_days, color=OKABE_ITO["orange"], lw=1.5,
+                        label=f"paper: {paper_days:.0f} d")
+        ax3.set_xlabel("doubling time after the changepoint (days, log scale)")
+        ax3.set_ylabel("prior draws")
+        ax3.set_title(f"Doubling time implied by the priors\n(in {d['share_no_growth']:.0%} "
+                      "of prior draws density never doubles)", fontsize=9.5)
+        ax3.legend(fontsize=7.5, loc="upper right", framealpha=0.9)
+    else:
+        ax3.text(0.5, 0.5, "no prior draws in this run", ha="center", va="center",
+                 transform=ax3.transAxes)
+        ax3.set_axis_off()
+    return fig
+
+
 def ppc_data(*, idata, var_name: str, ci_prob: float = CI_PROB) -> pd.DataFrame:
     """Per observation: observed value, posterior predictive median and ``ci_prob`` predictive
     interval, and whether the interval covers the observation."""

@@ -581,6 +581,20 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
                "red dashed curve is the sigmoid with that offset (posterior median): the orange "
                "dots should scatter around it, not around the blue curve." if has_models
                else "")),
+        "prior_predictive": (
+            "What the priors alone say, before any score is seen (500 joint prior draws of "
+            "every parameter and of the data; the run's prior_predictive group). Left: the "
+            "reported-score measurements the priors produce (grey) against the observed ones "
+            "(blue outline). Middle: mean and SD of all measurements per prior draw (grey) and "
+            "observed (star), with prior predictive p-values. Right: the doubling time after "
+            "the changepoint the slope prior implies (grey, growing draws, log scale, clipped to "
+            "10-100,000 days; the share "
+            "of draws in which density never doubles is in the title), the posterior's "
+            f"{ci:.0%} interval (blue band) and the paper's value (orange). Read it as a "
+            "referee would: a star outside the grey cloud (p-value near 0 or 1) means the "
+            "priors cannot produce data like these; a blue band in the grey histogram's far "
+            "tail, or a narrow grey histogram, means the prior, not the data, places the "
+            "answer."),
         "prior_posterior": (
             "Prior (grey) against posterior (blue) of the key scalar parameters: kernel density "
             "estimates of prior draws and posterior draws, each scaled to its own maximum so both "
@@ -895,6 +909,11 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
              lambda: plots.plot_protocol_offsets(idata=idata, ci_prob=ci))
     draw("prior_posterior", "Prior against posterior",
          lambda: plots.plot_prior_posterior(idata=idata))
+    if has_models:
+        draw("prior_predictive", "Prior predictive check on the outcome scale",
+             lambda: plots.plot_prior_predictive(
+                 idata=idata, paper_days=(summary.get("paper_reported") or {}).get(
+                     "doubling_time_days")))
     draw("ppc", "Posterior predictive checks",
          lambda: plots.plot_ppc(idata=idata, ci_prob=ci, seed=run.spec.sampler.seed))
     if has_models and "posterior_predictive" in idata.groups() \

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from densing_bayes.analysis import checks
+from densing_bayes.analysis import checks, misspecification
 
 
 # ============================================================== each check, by hand
@@ -236,3 +236,50 @@ def test_anchor_and_offset_checks_read_the_identification_summary():
     far = checks._protocol_offsets(ctx)
     assert far["passed"] is False  # 3 of 10 beyond 2 SD; at most 2 expected at 99%
     assert "b1, b2, b3" in far["detail"]
+
+
+def test_sbc_record_passes_only_without_rejections():
+    ok = {"uniformity": {"slope_post": {"n": 26, "p_chi2": 0.4, "p_ks": 0.5, "uniform": True},
+                         "trend_intercept": {"n": 10, "p_chi2": 0.2, "p_ks": 0.3,
+                                             "uniform": True}},
+          "sampler": {"chains": 2, "draws": 300},
+          "sampler_diagnostics": {"n_fits": 26, "n_with_divergences": 13}}
+    rec = checks.sbc_record(ok, "bundled")
+    assert rec["passed"] is True and rec["value"] == 0
+    assert "10-26 simulations" in rec["detail"] and "little power" in rec["detail"]
+    assert "13 of 26 fits had divergences" in rec["detail"]
+    bad = {**ok, "uniformity": {**ok["uniformity"],
+                                "slope_pre": {"n": 26, "p_chi2": 0.01, "p_ks": 0.2,
+                                              "uniform": False}}}
+    rec = checks.sbc_record(bad, "bundled")
+    assert rec["passed"] is False and "rejected: slope_pre" in rec["detail"]
+
+
+def test_misspecification_records_judge_each_world_by_its_wilson_interval():
+    def row(world, covered, n):
+        lo, hi = misspecification.wilson_interval(covered, n)
+        return {"world": world, "quantity": "doubling_time_days", "n": n, "covered": covered,
+                "coverage": covered / n, "coverage_lower": lo, "coverage_upper": hi,
+                "truth_above_interval": n - covered, "truth_below_interval": 0}
+    report = {"nominal": 0.9, "sampler": {"chains": 1, "draws": 300},
+              "coverage": [row("fine", 44, 50), row("narrow", 35, 50), row("tiny", 0, 3),
+                           {**row("fine", 10, 50), "quantity": "trend_intercept"}]}
+    recs = checks.misspecification_records(report)
+    assert [r["passed"] for r in recs] == [True, False]  # 3 simulations are not judged
+    assert recs[1]["value"] == pytest.approx(0.7) and "35 of 50" in recs[1]["detail"]
+
+
+def test_calibration_checks_read_the_batches_beside_the_run(tmp_path):
+    import json as _json
+
+    ctx = checks.CheckContext(idata=None, spec=None, run_folder=tmp_path)
+    (rec,) = [r for r in checks.run_checks(ctx, names=["sbc_uniformity"])]
+    assert rec["passed"] is None and "no SBC batch" in rec["detail"]
+    folder = tmp_path / "sbc_bundled"
+    folder.mkdir()
+    (folder / "batch.json").write_text(_json.dumps({"design": "bundled"}))
+    (folder / "sbc.json").write_text(_json.dumps({"uniformity": {
+        "slope_post": {"n": 100, "p_chi2": 0.4, "p_ks": 0.5, "uniform": True}},
+        "sampler": {"chains": 2, "draws": 300}}))
+    (rec,) = checks.run_checks(ctx, names=["sbc_uniformity"])
+    assert rec["passed"] is True and "bundled design" in rec["label"]

@@ -387,6 +387,7 @@ def write_sbc_outputs(out: Path, records: Mapping[str, dict], spec: ModelSpec, *
     report = {
         "spec": spec.name,
         "config_hash": spec.config_hash(),
+        "model_hash": spec.model_hash(),
         "sampler": spec.sampler.model_dump(),
         "n_simulations": len(table),
         "n_ok": len(ok),

@@ -59,7 +59,7 @@ PARETO_K_TOLERATED_SHARE = 0.01
 REACHABLE_QUANTILE = 0.99
 REACHABLE_REPLICATE_QUANTILE = 0.99
 
-KINDS = ("sampler", "model", "sensitivity")
+KINDS = ("sampler", "model", "sensitivity", "calibration")
 
 
 # ============================================================================ records
@@ -91,6 +91,8 @@ class CheckContext:
     #: Why the stored sensitivity analysis does not belong to this run (e.g. stale), if so.
     sensitivity_note: str | None = None
     var_name: str = "score_obs"
+    #: The run's folder: calibration batches stored beside it are read from there.
+    run_folder: Path | None = None
 
     @property
     def ci_prob(self) -> float:
@@ -209,7 +211,8 @@ class CheckContext:
         return cls(idata=run.idata, spec=run.spec, summary=run.summary,
                    data_folder=Path(run.summary["data_folder"])
                    if run.summary.get("data_folder") else None,
-                   sensitivity=sensitivity, sensitivity_note=sensitivity_note)
+                   sensitivity=sensitivity, sensitivity_note=sensitivity_note,
+                   run_folder=Path(run.folder))
 
 
 # ============================================================================ the registry
@@ -696,3 +699,131 @@ def refits_converged_record(refits: list[dict], sampler: dict | None = None) -> 
                   kind="sensitivity",
                   detail=(f"{len(failed)} of {len(refits)} refits{how}"
                           + (f" ({'; '.join(ranges)})" if ranges else "")))
+
+
+# ============================================================================ calibration
+#: Folders beside a run (``RUN/<name>``) holding its SBC batch, the bundled design's first.
+SBC_FOLDERS = ("sbc_bundled", "sbc")
+
+#: Folder beside a run holding its misspecification study (``densing-bayes misspec``).
+MISSPECIFICATION_FOLDER = "misspecification"
+
+#: Fewest simulations of a world for its coverage to be judged.
+MIN_WORLD_SIMULATIONS = 10
+
+
+def _stored_batch(ctx: CheckContext, folder: str, report_name: str) -> tuple[dict, dict] | None:
+    """(report, manifest) of a batch stored beside the run, or None."""
+    if ctx.run_folder is None:
+        return None
+    path = Path(ctx.run_folder) / folder / report_name
+    if not path.is_file():
+        return None
+    manifest_path = path.parent / "batch.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    return json.loads(path.read_text()), manifest
+
+
+def _stale_calibration(ctx: CheckContext, stored: dict) -> str | None:
+    """Why a stored batch does not belong to this run's model, or None (unknown: None)."""
+    stored_hash = stored.get("model_hash")
+    if stored_hash and hasattr(ctx.spec, "model_hash") and stored_hash != ctx.spec.model_hash():
+        return (f"computed for another model (model hash {stored_hash[:12]}) than this run's; "
+                "re-run it")
+    return None
+
+
+@register("sbc_uniformity", kind="calibration",
+          caveat="Simulation-based calibration rejects uniform ranks for some quantity: where "
+                 "the model is true, its posterior for that quantity is biased or mis-scaled "
+                 "by the sampler as run, so its interval does not mean what it says.")
+def _sbc_uniformity(ctx: CheckContext):
+    label = "SBC: ranks of the truth uniform"
+    for folder in SBC_FOLDERS:
+        stored = _stored_batch(ctx, folder, "sbc.json")
+        if stored is not None:
+            break
+    else:
+        return record("sbc_uniformity", label, passed=None, kind="calibration",
+                      detail="no SBC batch stored beside this run (densing-bayes sbc "
+                             "--design bundled --out RUN/sbc_bundled)")
+    report, manifest = stored
+    stale = _stale_calibration(ctx, report)
+    if stale:
+        return record("sbc_uniformity", label, passed=None, kind="calibration", detail=stale)
+    return sbc_record(report, manifest.get("design", "?"))
+
+
+def sbc_record(report: dict, design: str) -> dict:
+    """Passes when no ranked quantity rejects uniformity (chi-square and KS at the batch's
+    alpha); the detail says how many simulations back it, i.e. how much power it has."""
+    tests = report.get("uniformity") or {}
+    label = f"SBC ({design} design): ranks of the truth uniform"
+    if not tests:
+        return record("sbc_uniformity", label, passed=None, kind="calibration",
+                      detail="the stored batch has no successful simulation")
+    rejected = sorted(q for q, t in tests.items() if not t.get("uniform"))
+    p_min = {q: min(t["p_chi2"], t["p_ks"]) for q, t in tests.items()}
+    worst = min(p_min, key=p_min.get)
+    s = report.get("sampler") or {}
+    diag = report.get("sampler_diagnostics") or {}
+    sizes = sorted({t["n"] for t in tests.values()})
+    n_text = (f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}")
+    return record(
+        "sbc_uniformity", label, value=len(rejected), nominal=0, passed=not rejected,
+        kind="calibration",
+        detail=(f"{len(tests)} quantities ranked over {n_text} simulations "
+                f"({s.get('chains')} chains x {s.get('draws')} draws each); "
+                + (f"rejected: {', '.join(rejected)}; " if rejected else "none rejected; ")
+                + f"smallest p {p_min[worst]:.2f} ({worst})"
+                + (f"; {diag['n_with_divergences']} of {diag['n_fits']} fits had divergences"
+                   if diag.get("n_with_divergences") else "")
+                + ("; fewer than 100 simulations: little power against mild miscalibration"
+                   if sizes[-1] < 100 else "")))
+
+
+@register("misspecification_coverage", kind="calibration",
+          caveat="In simulated worlds that break one of the model's assumptions the way real "
+                 "data may, the doubling time's interval covers the truth less often than "
+                 "stated: if the real data break that assumption, the interval is too narrow.")
+def _misspecification(ctx: CheckContext):
+    label = "doubling time's 90% interval covers the truth in misspecified worlds"
+    stored = _stored_batch(ctx, MISSPECIFICATION_FOLDER, "misspecification.json")
+    if stored is None:
+        return record("misspecification_coverage", label, passed=None, kind="calibration",
+                      detail="no misspecification study stored beside this run "
+                             "(densing-bayes misspec --out RUN/misspecification)")
+    report, _ = stored
+    stale = _stale_calibration(ctx, report)
+    if stale:
+        return record("misspecification_coverage", label, passed=None, kind="calibration",
+                      detail=stale)
+    return misspecification_records(report)
+
+
+def misspecification_records(report: dict) -> list[dict]:
+    """One record per world with enough simulations: the coverage of the doubling time's
+    nominal interval, passing when its Wilson 95% interval reaches the nominal level (the
+    shortfall is not detectable at this many simulations)."""
+    out = []
+    nominal = float(report.get("nominal", 0.9))
+    s = report.get("sampler") or {}
+    for row in report.get("coverage") or []:
+        if row.get("quantity") != "doubling_time_days":
+            continue
+        world, n = row["world"], int(row["n"])
+        label = f"{nominal:.0%} interval of the doubling time covers the truth: world {world}"
+        if n < MIN_WORLD_SIMULATIONS:
+            continue
+        sides = (f"truth above the interval {row['truth_above_interval']}, below "
+                 f"{row['truth_below_interval']}")
+        out.append(record(
+            "misspecification_coverage", label, value=row["coverage"], nominal=nominal,
+            passed=row["coverage_upper"] >= nominal, kind="calibration",
+            detail=(f"{row['covered']} of {n} simulations ({row['coverage']:.0%}, Wilson 95% "
+                    f"[{row['coverage_lower']:.2f}, {row['coverage_upper']:.2f}]); {sides}; "
+                    f"{(report.get('worlds') or {}).get(world, {}).get('description', '')}; "
+                    f"{s.get('chains')} chain(s) x {s.get('draws')} draws per fit")))
+    return out or [record("misspecification_coverage", "doubling time's interval in "
+                          "misspecified worlds", passed=None, kind="calibration",
+                          detail=f"no world has {MIN_WORLD_SIMULATIONS} simulations yet")]

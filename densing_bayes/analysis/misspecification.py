@@ -305,6 +305,7 @@ def write_outputs(out: Path, records: Mapping[str, dict], spec: ModelSpec, *,
     report = {
         "spec": spec.name,
         "config_hash": spec.config_hash(),
+        "model_hash": spec.model_hash(),
         "sampler": spec.sampler.model_dump(),
         "nominal": NOMINAL,
         "acceptable_coverage": ACCEPTABLE_COVERAGE,

@@ -243,26 +243,37 @@ def rank_of(truth: float, draws: np.ndarray, rng: np.random.Generator) -> int:
 
 
 # ------------------------------------------------------------------- one simulation (a task)
+def task_seeds(seed: int) -> tuple[int, int, int]:
+    """(data, sampler, tie-breaking) seeds of one simulation, children of its task seed."""
+    a, b, c = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3))
+    return a, b, c
+
+
+def fit_simulated(structure: _Structure, observed: Mapping[str, np.ndarray], spec: ModelSpec,
+                  seed: int):
+    """Fit the compiled model to one simulated data set (one core; the batch runs tasks in
+    parallel): (InferenceData, sampling seconds)."""
+    import nutpie
+
+    start = time.perf_counter()
+    s = spec.sampler
+    idata = nutpie.sample(structure.compiled.with_data(**observed), draws=s.draws, tune=s.tune,
+                          chains=s.chains, cores=1, seed=seed, progress_bar=False,
+                          target_accept=s.target_accept, save_warmup=False,
+                          low_rank_modified_mass_matrix=s.mass_matrix == "low_rank")
+    return idata, time.perf_counter() - start
+
+
 def simulate_and_rank(spec: ModelSpec, design_seed: int, sim_id: int, seed: int,
                       design: str = PAPER_DESIGN) -> dict:
     """One SBC simulation: prior draw -> simulated data -> fit -> ranks (a batch task)."""
-    import nutpie
-
     start = time.perf_counter()
     structure, build_seconds = batch.worker_cached(
         structure_key(spec, design_seed, design),
         lambda: _build_structure(spec, design_seed, design))
-    prior_seed, sampler_seed, tie_seed = (
-        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3))
+    prior_seed, sampler_seed, tie_seed = task_seeds(seed)
     truth, observed, attempts = _prior_draw(structure, prior_seed)
-
-    sample_start = time.perf_counter()
-    s = spec.sampler
-    idata = nutpie.sample(structure.compiled.with_data(**observed), draws=s.draws, tune=s.tune,
-                          chains=s.chains, cores=1, seed=sampler_seed, progress_bar=False,
-                          target_accept=s.target_accept, save_warmup=False,
-                          low_rank_modified_mass_matrix=s.mass_matrix == "low_rank")
-    sample_seconds = time.perf_counter() - sample_start
+    idata, sample_seconds = fit_simulated(structure, observed, spec, sampler_seed)
 
     draws = _posterior_quantities(structure, idata, observed)
     thinned, factor, ess = thin_to_ess(draws)
@@ -329,16 +340,21 @@ def simulation_seeds(seed: int, n: int) -> list[int]:
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
+def check_simulation_batch(spec: ModelSpec, n_simulations: int, job: str) -> None:
+    """Refuse a batch this job cannot run, before any folder is touched."""
+    if spec.sampler.backend != "nutpie":
+        raise SpecError(f"{job} swaps each simulation's data into one compiled nutpie model; "
+                        f"the {spec.sampler.backend!r} backend is not supported here")
+    if n_simulations < 1:
+        raise ValueError(f"--simulations must be at least 1, got {n_simulations}")
+
+
 def run_sbc(spec: ModelSpec, n_simulations: int, out: Path, *, resume: bool = False,
             force: bool = False, scheduler: str | None = None, n_workers: int | None = None,
             progress: bool = True, design_seed: int = DESIGN_SEED,
             design: str = PAPER_DESIGN) -> dict:
     """Run (or resume) an SBC batch into ``out``; write ranks.csv, sbc.json and the ECDF plots."""
-    if spec.sampler.backend != "nutpie":
-        raise SpecError("SBC swaps each simulation's data into one compiled nutpie model; "
-                        f"the {spec.sampler.backend!r} backend is not supported here")
-    if n_simulations < 1:
-        raise ValueError(f"--simulations must be at least 1, got {n_simulations}")
+    check_simulation_batch(spec, n_simulations, "SBC")
     seed = spec.sampler.seed
     tasks = [batch.Task(f"sim_{i:05d}", simulate_and_rank,
                         {"spec": spec, "design_seed": design_seed, "sim_id": i, "seed": s,

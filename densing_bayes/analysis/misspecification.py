@@ -49,7 +49,7 @@ from scipy import stats
 from densing_bayes import laws
 from densing_bayes.analysis import calibration
 from densing_bayes.inference import batch
-from densing_bayes.model.spec import ModelSpec, SpecError
+from densing_bayes.model.spec import ModelSpec
 
 COVERAGE_CSV = "coverage.csv"
 RECORDS_CSV = "simulations.csv"
@@ -200,8 +200,6 @@ def simulate_and_fit(spec: ModelSpec, world_name: str, sim_id: int, seed: int,
                      design: str = "bundled") -> dict:
     """One simulation: a world's prior draw -> its data -> the default model's fit -> where
     each truth falls in its posterior (a batch task)."""
-    import nutpie
-
     start = time.perf_counter()
     world = WORLDS[world_name]
     fit, fit_build = batch.worker_cached(
@@ -213,16 +211,9 @@ def simulate_and_fit(spec: ModelSpec, world_name: str, sim_id: int, seed: int,
     if set(generator.data) != set(fit.data):
         raise RuntimeError(f"world {world.name} generates {sorted(generator.data)}, the fit "
                            f"reads {sorted(fit.data)}")
-    world_seed, sampler_seed, tie_seed = (
-        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3))
+    world_seed, sampler_seed, tie_seed = calibration.task_seeds(seed)
     truth, observed, attempts = draw_world(generator, world_seed)
-
-    sample_start = time.perf_counter()
-    s = spec.sampler
-    idata = nutpie.sample(fit.compiled.with_data(**observed), draws=s.draws, tune=s.tune,
-                          chains=s.chains, cores=1, seed=sampler_seed, progress_bar=False,
-                          target_accept=s.target_accept, save_warmup=False)
-    sample_seconds = time.perf_counter() - sample_start
+    idata, sample_seconds = calibration.fit_simulated(fit, observed, spec, sampler_seed)
 
     post = idata.posterior
     draws = trend_quantities({n: post[n].values for n in TREND_PARAMETERS})
@@ -404,11 +395,7 @@ def run_misspecification(spec: ModelSpec, n_per_world: int, out: Path, *,
                          scheduler: str | None = None, n_workers: int | None = None,
                          progress: bool = True) -> dict:
     """Run (or resume) the study into ``out``: ``n_per_world`` simulations per world."""
-    if spec.sampler.backend != "nutpie":
-        raise SpecError("the study swaps each simulation's data into one compiled nutpie "
-                        f"model; the {spec.sampler.backend!r} backend is not supported here")
-    if n_per_world < 1:
-        raise ValueError(f"--simulations must be at least 1, got {n_per_world}")
+    calibration.check_simulation_batch(spec, n_per_world, "The misspecification study")
     worlds = list(worlds or WORLDS)
     unknown = [w for w in worlds if w not in WORLDS]
     if unknown:

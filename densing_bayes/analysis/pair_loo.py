@@ -17,7 +17,7 @@ conditional gives each report's predictive CDF, whose weighted mean is its LOO-P
 runs on a fixed grid of the standardised effect (``GRID``: 81 points over +-6 SD), fine enough
 for a pair whose ten reports pin its effect to a tenth of tau.
 
-The score's mean is recomputed here in NumPy from the posterior draws (the model's
+The score's mean is recomputed in NumPy from the posterior draws (``score_chain``, the model's
 ``score_obs`` formula); ``tests/test_pair_loo.py`` checks that it reproduces the model's own
 pointwise log-likelihood at the sampled effects.
 """
@@ -27,17 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betainc, expit, gammaln, logsumexp
+from scipy.special import betainc, logsumexp
+
+from densing_bayes.analysis.score_chain import MAX_DRAWS, row_loglik, score_chain, stack
 
 #: Standardised pair-effect grid and its normal weights (normalised to sum to one).
 GRID = np.linspace(-6.0, 6.0, 81)
 LOG_GRID_WEIGHT = -0.5 * GRID**2 - logsumexp(-0.5 * GRID**2)
 
-#: Draws used (evenly thinned from the posterior): PSIS needs hundreds, not thousands.
-MAX_DRAWS = 1000
-
-#: Beta means are kept inside [eps, 1 - eps], as in the model.
-EPS = 1e-6
 
 
 def has_pair_effect(idata) -> bool:
@@ -47,11 +44,6 @@ def has_pair_effect(idata) -> bool:
 def _pair_sd(sd: np.ndarray, benchmark: np.ndarray) -> np.ndarray:
     """(S, N) pair-effect SD per row: per benchmark, or one shared value."""
     return sd[:, benchmark] if sd.ndim == 2 else np.repeat(sd[:, None], len(benchmark), axis=1)
-
-
-def _stack(da, index):
-    flat = da.stack(sample=("chain", "draw")).transpose("sample", ...)
-    return np.asarray(flat.values, float)[index]
 
 
 @dataclass(frozen=True)
@@ -73,68 +65,27 @@ class ScoreDraws:
 
 
 def score_draws(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreDraws:
-    """Recompute the model's score-row quantities from the posterior (see module docstring)."""
+    """The model's score-row quantities at the sampled effective sizes (``score_chain``),
+    with the pair effects' SDs and sampled values."""
+    chain = score_chain(idata, d0_tokens, max_draws)
     post, const = idata.posterior, idata.constant_data
-    n_total = post.sizes["chain"] * post.sizes["draw"]
-    index = np.unique(np.linspace(0, n_total - 1, min(max_draws, n_total)).round().astype(int))
-    m = np.asarray(const["score_model"].values, int)
     b = np.asarray(const["score_benchmark"].values, int)
-    log_eff = _stack(post["log_effective_params"], index)  # (S, model)
-    x_n = log_eff - post.attrs["centre_log_params"]
-    x_d = float(np.log(d0_tokens) - post.attrs["centre_log_tokens"])
-    law = {k: _stack(post[k], index) for k in ("E", "A", "B", "alpha", "beta")}  # (S, bench)
-    loss = (law["E"][:, b] + law["A"][:, b] * np.exp(-law["alpha"][:, b] * x_n[:, m])
-            + law["B"][:, b] * np.exp(-law["beta"][:, b] * x_d))
-    if "loss_extrapolation_tilt" in post and "design_box" in post.attrs:
-        from densing_bayes.model.build import EXTRAPOLATION_DIRECTIONS, outside_distances
-
-        tilt = post["loss_extrapolation_tilt"]
-        columns = [EXTRAPOLATION_DIRECTIONS.index(str(k)) for k in tilt["extrapolation"].values]
-        distance = outside_distances(x_n[:, m], np.full(x_n[:, m].shape, x_d),
-                                     post.attrs["design_box"], xp=np)[..., columns]
-        tilt = _stack(tilt.transpose("chain", "draw", "benchmark", "extrapolation"), index)
-        loss = loss * np.exp(np.sum(distance * tilt[:, b, :], axis=-1))
-    gamma, mid, span = (_stack(post[k], index) for k in ("gamma", "midpoint", "score_span"))
-    if gamma.ndim == 2:  # a fit without formats: one (rc) curve
-        gamma, mid, span = gamma[:, None], mid[:, None], span[:, None]
-    # (S, F, bench) -> (S, N, F)
-    g, l_mid, c = (x[:, :, b].transpose(0, 2, 1) for x in (gamma, mid, span))
-    shift = _stack(post["protocol_offset"], index)[:, b]
-    if "source_offset" in post and "score_source" in const:
-        shift = shift + _stack(post["source_offset"], index)[:, np.asarray(
-            const["score_source"].values, int)]
-    logit = -g * (loss[:, :, None] - l_mid)
-    if "protocol_scale" in post:
-        logit = logit * _stack(post["protocol_scale"], index)[:, b][:, :, None]
-    logit = logit + shift[:, :, None]
-    phi = _stack(post["score_precision_eval"], index)
-    precision = phi[:, b] if phi.ndim == 2 else np.repeat(phi[:, None], len(b), axis=1)
-    share = (_stack(post["score_outlier_share"], index) if "score_outlier_share" in post
-             else np.zeros(len(index)))
     pair = np.asarray(const["score_pair"].values, int)
-    log_weight = (np.asarray(const["score_format_log_weight"].values, float)
-                  if "score_format_log_weight" in const else np.zeros((len(b), 1)))
     return ScoreDraws(
-        logit=logit, span=c, chance=np.asarray(const["chance"].values, float)[b],
-        log_weight=log_weight, precision=precision, outlier_share=share,
-        pair_sd=_pair_sd(_stack(post["score_pair_sd"], index), b),
-        pair_effect=_stack(post["score_pair_effect"], index)[:, pair], pair=pair,
-        y=np.asarray(idata.observed_data["score_obs"].values, float), draws=index)
+        logit=chain.logit(chain.sampled_x_n(idata)), span=chain.span, chance=chain.chance,
+        log_weight=chain.log_weight, precision=chain.precision,
+        outlier_share=chain.outlier_share,
+        pair_sd=_pair_sd(stack(post["score_pair_sd"], chain.draws), b),
+        pair_effect=stack(post["score_pair_effect"], chain.draws)[:, pair], pair=pair,
+        y=chain.y, draws=chain.draws)
 
 
 def _row_logp(d: ScoreDraws, sl: slice, effect: np.ndarray):
     """log p(y_row | draw, pair effect) for draws ``sl`` and effects (S, Q, N): returns the
     log-likelihood (S, Q, N) and the Beta shapes (S, Q, N, F) per format."""
     logit = d.logit[sl][:, None] + effect[..., None]  # (S, Q, N, F)
-    mean = np.clip(d.chance[:, None] + d.span[sl][:, None] * expit(logit), EPS, 1 - EPS)
-    phi = d.precision[sl][:, None, :, None]
-    a, b = mean * phi, (1 - mean) * phi
-    ll = ((a - 1) * np.log(d.y)[:, None] + (b - 1) * np.log1p(-d.y)[:, None]
-          + gammaln(phi) - gammaln(a) - gammaln(b))
-    inlier = logsumexp(ll + d.log_weight, axis=-1)
-    share = d.outlier_share[sl][:, None, None]
-    with np.errstate(divide="ignore"):
-        return np.logaddexp(np.log1p(-share) + inlier, np.log(share)), a, b
+    return row_loglik(logit, d.span[sl], d.chance, d.precision[sl], d.log_weight,
+                      d.outlier_share[sl], d.y)
 
 
 def conditional_log_likelihood(d: ScoreDraws) -> np.ndarray:

@@ -1,0 +1,150 @@
+"""Reported-score rows recomputed in NumPy from posterior draws, at any effective size.
+
+Integrated leave-one-out needs each score row's likelihood at values the sampler never drew:
+``pair_loo`` integrates a (model, benchmark) effect out, ``model_loo`` a model's latent density.
+Both need the model's ``score_obs`` formula (loss law with its extrapolation tilt, the format's
+sigmoid, the protocol shift, the format mixture, the Beta precision and the outlier share) as a
+function of each row's centred log size. This module is that formula, once; the tests check
+that at the sampled sizes it reproduces PyMC's pointwise log-likelihood of the same draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit, gammaln, logsumexp
+
+#: Draws used (evenly thinned from the posterior): PSIS needs hundreds, not thousands.
+MAX_DRAWS = 1000
+
+#: Beta means are kept inside [eps, 1 - eps], as in the model.
+EPS = 1e-6
+
+
+def draw_index(posterior, max_draws: int = MAX_DRAWS) -> np.ndarray:
+    """Evenly spaced indices into the stacked (chain, draw) order, at most ``max_draws``."""
+    n_total = posterior.sizes["chain"] * posterior.sizes["draw"]
+    return np.unique(np.linspace(0, n_total - 1, min(max_draws, n_total)).round().astype(int))
+
+
+def stack(da, index) -> np.ndarray:
+    """The draws ``index`` of a posterior variable, (sample, ...)."""
+    flat = da.stack(sample=("chain", "draw")).transpose("sample", ...)
+    return np.asarray(flat.values, float)[index]
+
+
+@dataclass(frozen=True)
+class ScoreChain:
+    """Per retained draw (S) and score row (N): what maps the row's centred log N to the
+    likelihood of its observed score (F: scoring formats)."""
+
+    model: np.ndarray  # (N,) model index of each row
+    law: dict  # E, A, B, alpha, beta: (S, N)
+    x_d: float  # centred log D0
+    tilt: np.ndarray | None  # (S, N, K) extrapolation tilts, None without the term
+    box: tuple | None  # the ladder's design box (centred log N and log D)
+    columns: list  # extrapolation directions of the tilt's K columns
+    gamma: np.ndarray  # (S, N, F)
+    midpoint: np.ndarray  # (S, N, F)
+    span: np.ndarray  # (S, N, F)
+    scale: np.ndarray | None  # (S, N) protocol scale, None without the term
+    shift: np.ndarray  # (S, N) protocol + source offset on the logit scale
+    chance: np.ndarray  # (N,)
+    log_weight: np.ndarray  # (N, F) log P(format)
+    precision: np.ndarray  # (S, N)
+    outlier_share: np.ndarray  # (S,) 0 without the outlier component
+    y: np.ndarray  # (N,)
+    draws: np.ndarray  # indices of the retained draws in the stacked (chain, draw) order
+
+    def logit(self, x_n: np.ndarray, sl: slice = slice(None)) -> np.ndarray:
+        """Score logits (S, *G, N, F) of the draws ``sl`` at centred log sizes ``x_n``
+        (S, *G, N): any grid dims G between draws and rows."""
+        grid = x_n.ndim - 2
+
+        def per_row(a):  # (S, N, ...) -> (S, 1, ..., 1, N, ...)
+            a = a[sl]
+            return a.reshape(a.shape[:1] + (1,) * grid + a.shape[1:])
+
+        law = {k: per_row(v) for k, v in self.law.items()}
+        loss = (law["E"] + law["A"] * np.exp(-law["alpha"] * x_n)
+                + law["B"] * np.exp(-law["beta"] * self.x_d))
+        if self.tilt is not None:
+            from densing_bayes.model.build import outside_distances
+
+            distance = outside_distances(x_n, np.full(x_n.shape, self.x_d), self.box,
+                                         xp=np)[..., self.columns]
+            loss = loss * np.exp(np.sum(distance * per_row(self.tilt), axis=-1))
+        logit = -per_row(self.gamma) * (loss[..., None] - per_row(self.midpoint))
+        if self.scale is not None:
+            logit = logit * per_row(self.scale)[..., None]
+        return logit + per_row(self.shift)[..., None]
+
+    def loglik(self, logit: np.ndarray, sl: slice = slice(None)):
+        """log p(y_row | logits) for the draws ``sl`` (logits (S, *G, N, F)): returns the
+        log-likelihood (S, *G, N) and the Beta shapes (S, *G, N, F) of every format."""
+        return row_loglik(logit, self.span[sl], self.chance, self.precision[sl],
+                          self.log_weight, self.outlier_share[sl], self.y)
+
+    def sampled_x_n(self, idata) -> np.ndarray:
+        """(S, N) centred log N of each row's model at the sampled effective sizes."""
+        post = idata.posterior
+        log_eff = stack(post["log_effective_params"], self.draws)
+        return (log_eff - post.attrs["centre_log_params"])[:, self.model]
+
+
+def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreChain:
+    """The score rows' chain from a fitted run's posterior and constant data."""
+    post, const = idata.posterior, idata.constant_data
+    index = draw_index(post, max_draws)
+    b = np.asarray(const["score_benchmark"].values, int)
+    law = {k: stack(post[k], index)[:, b] for k in ("E", "A", "B", "alpha", "beta")}
+    tilt = box = None
+    columns: list = []
+    if "loss_extrapolation_tilt" in post and "design_box" in post.attrs:
+        from densing_bayes.model.build import EXTRAPOLATION_DIRECTIONS
+
+        da = post["loss_extrapolation_tilt"]
+        columns = [EXTRAPOLATION_DIRECTIONS.index(str(k)) for k in da["extrapolation"].values]
+        tilt = stack(da.transpose("chain", "draw", "benchmark", "extrapolation"), index)[:, b]
+        box = tuple(post.attrs["design_box"])
+    gamma, mid, span = (stack(post[k], index) for k in ("gamma", "midpoint", "score_span"))
+    if gamma.ndim == 2:  # a fit without formats: one (rc) curve
+        gamma, mid, span = gamma[:, None], mid[:, None], span[:, None]
+    # (S, F, bench) -> (S, N, F)
+    gamma, mid, span = (x[:, :, b].transpose(0, 2, 1) for x in (gamma, mid, span))
+    shift = stack(post["protocol_offset"], index)[:, b]
+    if "source_offset" in post and "score_source" in const:
+        shift = shift + stack(post["source_offset"], index)[:, np.asarray(
+            const["score_source"].values, int)]
+    phi = stack(post["score_precision_eval"], index)
+    return ScoreChain(
+        model=np.asarray(const["score_model"].values, int), law=law,
+        x_d=float(np.log(d0_tokens) - post.attrs["centre_log_tokens"]),
+        tilt=tilt, box=box, columns=columns, gamma=gamma, midpoint=mid, span=span,
+        scale=(stack(post["protocol_scale"], index)[:, b] if "protocol_scale" in post
+               else None),
+        shift=shift, chance=np.asarray(const["chance"].values, float)[b],
+        log_weight=(np.asarray(const["score_format_log_weight"].values, float)
+                    if "score_format_log_weight" in const else np.zeros((len(b), 1))),
+        precision=phi[:, b] if phi.ndim == 2 else np.repeat(phi[:, None], len(b), axis=1),
+        outlier_share=(stack(post["score_outlier_share"], index)
+                       if "score_outlier_share" in post else np.zeros(len(index))),
+        y=np.asarray(idata.observed_data["score_obs"].values, float), draws=index)
+
+
+def row_loglik(logit, span, chance, precision, log_weight, outlier_share, y):
+    """The model's score-row likelihood: log[(1 - pi) sum_f w_f Beta(y | mean_f, phi) + pi],
+    mean_f = chance + span_f logistic(logit_f), for logits (S, *G, N, F), spans (S, N, F),
+    precisions (S, N) and outlier shares (S,). Returns it (S, *G, N) with the Beta shapes."""
+    grid = logit.ndim - 3
+    expand = (slice(None),) + (None,) * grid
+    mean = np.clip(chance[:, None] + span[expand] * expit(logit), EPS, 1 - EPS)
+    phi = precision[expand][..., None]
+    a, b = mean * phi, (1 - mean) * phi
+    ll = ((a - 1) * np.log(y)[:, None] + (b - 1) * np.log1p(-y)[:, None]
+          + gammaln(phi) - gammaln(a) - gammaln(b))
+    inlier = logsumexp(ll + log_weight, axis=-1)
+    share = np.asarray(outlier_share).reshape((-1,) + (1,) * (grid + 1))
+    with np.errstate(divide="ignore"):
+        return np.logaddexp(np.log1p(-share) + inlier, np.log(share)), a, b

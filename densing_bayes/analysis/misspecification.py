@@ -29,11 +29,13 @@ model. Coverage is therefore the prior-averaged frequency with which the central
 contains the truth: exactly nominal for the control, whatever the prior; a world whose
 coverage falls below it shows by how much that omission makes the intervals too narrow.
 Each record also keeps the truth's fractional rank among the posterior draws, so the
-coverage of any central interval (and the direction of a bias) can be read off later.
+coverage of any central interval (and the direction of a bias) can be read off later, and the
+world's own parameter values (``simulations.csv``, column ``world_parameters``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -259,11 +261,12 @@ def simulations_table(records: Mapping[str, dict]) -> pd.DataFrame:
                          "status": record["status"], "error": record["error"]})
             continue
         d = result["diagnostics"]
+        world = json.dumps(result["world_parameters"], sort_keys=True)
         for q, r in result["quantities"].items():
             rows.append({"task_id": task_id, "world": result["world"], "status": "ok",
                          "sim_id": result["sim_id"], "quantity": q, **r,
                          "divergences": d["divergences"], "max_rhat": d["max_rhat"],
-                         "min_ess_bulk": d["min_ess_bulk"]})
+                         "min_ess_bulk": d["min_ess_bulk"], "world_parameters": world})
     return pd.DataFrame(rows)
 
 

@@ -542,3 +542,23 @@ def test_prior_predictive_check_is_computed_from_the_prior_groups():
     fig = plots.plot_prior_predictive(idata=az.InferenceData(prior=idata.prior))
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any("no prior predictive draws" in t for t in texts)
+
+
+def test_envelope_slope_is_the_line_through_the_running_maximum():
+    """Exact on a hand-made set: the envelope keeps each new record, the line runs through the
+    records released on or after the changepoint."""
+    from densing_bayes.analysis.envelope import EnvelopeCheck, doubling_days, envelope_slope
+
+    start = np.datetime64("2022-11-30")
+    days = start + np.array([-100, 0, 10, 20, 30, 40]).astype("timedelta64[D]")
+    log_density = np.array([5.0, 0.0, 1.0, 0.5, 2.0, 3.0])  # day -100 is a pre-period record
+    # Records after the start: none beat 5.0 ... so only models above 5 count; shift them up.
+    assert np.isnan(envelope_slope(days, log_density))
+    log_density = np.array([-5.0, 0.0, 1.0, 0.5, 2.0, 3.0])  # envelope: 0, 1, 2, 3 at 0, 10, 30, 40
+    t = np.array([0.0, 10.0, 30.0, 40.0])
+    expected = np.polyfit(t, [0.0, 1.0, 2.0, 3.0], 1)[0]
+    assert envelope_slope(days, log_density) == pytest.approx(expected)
+    assert doubling_days(expected) == pytest.approx(np.log(2) / expected)
+    check = EnvelopeCheck(latent=np.array([0.02, 0.01]), replicated=np.array([0.015, 0.02]),
+                          observed=0.018, model_slope=np.array([0.01, 0.01]))
+    assert check.p_value == 0.5 and check.p_value_latent == 0.5

@@ -1089,6 +1089,53 @@ def plot_prior_posterior(*, idata, var_names: Sequence[str] | None = None) -> Fi
     return fig
 
 
+def plot_envelope_check(*, check, paper_days: float | None = None,
+                        ci_prob: float = CI_PROB) -> Figure:
+    """The paper's statistic on the model's scale: doubling times of the fitted frontier, of the
+    running-maximum envelope of the real models' densities and of replicated models' envelopes,
+    with the point pipeline's envelope and the paper's value marked."""
+    from densing_bayes.analysis.envelope import doubling_days
+
+    fig = new_figure(10.0, 4.2)
+    ax = fig.subplots()
+    n_models = check.n_models
+    series = (("fitted frontier (this model's answer)", check.model_slope, OKABE_ITO["blue"]),
+              (f"envelope of the {n_models} models' densities", check.latent,
+               OKABE_ITO["green"]),
+              ("envelope of replicated models, same dates", check.replicated,
+               OKABE_ITO["grey"]))
+    lo, hi = 20.0, 1000.0
+    bins = np.geomspace(lo, hi, 70)
+    p = _pct(ci_prob)
+    for label, slope, colour in series:
+        days = doubling_days(slope)
+        days = days[np.isfinite(days)]
+        q = np.quantile(days, [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2])
+        ax.hist(np.clip(days, lo, hi), bins=bins, weights=np.full(days.size, 1.0 / days.size),
+                histtype="stepfilled", alpha=0.35, color=colour,
+                label=f"{label}: {q[1]:.0f} [{q[0]:.0f}, {q[2]:.0f}] d")
+    if check.observed is not None and check.observed > 0:
+        obs = float(doubling_days(check.observed))
+        ax.axvline(obs, color=OKABE_ITO["orange"], lw=2,
+                   label=f"point pipeline's envelope on these data: {obs:.0f} d "
+                         f"(P(replicated >= it) = {check.p_value:.2f})")
+    if paper_days:
+        ax.axvline(paper_days, color="black", ls="--", lw=1.2,
+                   label=f"paper (its models and benchmarks): {paper_days:.0f} d")
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ticks = [20, 50, 100, 200, 500, 1000]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+    ax.set_xlabel("doubling time after 2022-11-30 (days, log scale)")
+    ax.set_ylabel("share of draws per bin\n(bins of equal width in log days)")
+    ax.set_title(f"Frontier slope against envelope slope (medians [{p}% intervals]); "
+                 f"P(replicated envelope >= real models' envelope) = {check.p_value_latent:.2f}",
+                 fontsize=9.5)
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
 #: Doubling times beyond this many days are shown at the axis's right edge of the prior check.
 PRIOR_DAYS_RANGE = (10.0, 1e5)
 

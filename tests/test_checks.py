@@ -283,3 +283,20 @@ def test_calibration_checks_read_the_batches_beside_the_run(tmp_path):
         "sampler": {"chains": 2, "draws": 300}}))
     (rec,) = checks.run_checks(ctx, names=["sbc_uniformity"])
     assert rec["passed"] is True and "bundled design" in rec["label"]
+
+
+def test_loo_pit_by_group_reads_too_wide_and_too_narrow():
+    central = np.full(40, 0.5)  # every PIT in the middle: intervals far too wide
+    edges = np.r_[np.full(20, 0.01), np.full(20, 0.99)]  # every PIT in a tail: too narrow
+    uniform = (np.arange(200) + 0.5) / 200
+    no_tails = np.linspace(0.06, 0.94, 60)  # spread, but never in a tail: too wide
+    pit = np.r_[central, edges, uniform, no_tails]
+    groups = ["a"] * 40 + ["b"] * 40 + ["c"] * 200 + ["d"] * 60
+    rows = {r["group"]: r for r in checks.loo_pit_by_group(pit, groups)}
+    assert rows["a"]["reading"] == "too wide" and rows["a"]["central"] == 1.0
+    assert rows["b"]["reading"] == "too narrow" and rows["b"]["tails"] == 1.0
+    assert rows["c"]["reading"] == "consistent"
+    assert rows["d"]["reading"] == "too wide" and rows["d"]["tails"] == 0.0
+    assert rows["c"]["tails"] == pytest.approx(0.10) and rows["c"]["central"] == pytest.approx(0.5)
+    assert rows["b"]["p_tails"] == pytest.approx(
+        checks.stats.binomtest(40, 40, 0.10).pvalue)

@@ -420,6 +420,37 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
                           f"{np.median((upper - lower) / 2):.3f}); {shape}"))
 
 
+#: Tail share of the per-group LOO-PIT table: PIT values below it or above 1 minus it.
+PIT_TAIL = 0.05
+
+
+def loo_pit_by_group(pit: np.ndarray, groups, alpha: float = 0.05) -> list[dict]:
+    """Where a LOO-PIT misfit sits: per group (e.g. benchmark), the share of PIT values in the
+    two ``PIT_TAIL`` tails (nominal 2 x PIT_TAIL) and in the central half (nominal 0.5), each
+    with an exact two-sided binomial p-value. The reading is "too wide" when the central half
+    holds significantly more than half or the tails significantly fewer than nominal, "too
+    narrow" in the opposite cases, "mixed" when both hold, else "consistent"."""
+    pit, groups = np.asarray(pit, float), np.asarray(groups)
+    out = []
+    for g in dict.fromkeys(groups.tolist()):
+        p = pit[groups == g]
+        n = p.size
+        tails = int(np.sum((p < PIT_TAIL) | (p > 1 - PIT_TAIL)))
+        central = int(np.sum((p > 0.25) & (p < 0.75)))
+        p_tails = float(stats.binomtest(tails, n, 2 * PIT_TAIL).pvalue)
+        p_central = float(stats.binomtest(central, n, 0.5).pvalue)
+        more_central, fewer_central = p_central < alpha and central / n > 0.5, \
+            p_central < alpha and central / n < 0.5
+        more_tails, fewer_tails = p_tails < alpha and tails / n > 2 * PIT_TAIL, \
+            p_tails < alpha and tails / n < 2 * PIT_TAIL
+        wide, narrow = more_central or fewer_tails, more_tails or fewer_central
+        reading = ("mixed" if wide and narrow else "too wide" if wide
+                   else "too narrow" if narrow else "consistent")
+        out.append({"group": str(g), "n": n, "tails": tails / n, "p_tails": p_tails,
+                    "central": central / n, "p_central": p_central, "reading": reading})
+    return out
+
+
 @register("pareto_k",
           caveat="Many reported scores have high Pareto k: each of them is influential or "
                  "poorly predicted, and the LOO numbers (elpd, LOO-PIT) are unreliable for them.")

@@ -477,6 +477,24 @@ def holdout_table(run: FittedRun, ctx: model_checks.CheckContext | None = None) 
             "bias": f"{table['error'].mean():+.3f}"}
 
 
+def loo_pit_table(run: FittedRun, ctx: model_checks.CheckContext) -> dict | None:
+    """The LOO-PIT split by benchmark (``checks.loo_pit_by_group``), or None without it."""
+    const = run.idata.constant_data if "constant_data" in run.idata.groups() else {}
+    if "score_benchmark" not in const:
+        return None
+    try:
+        pit = ctx.loo_pit
+    except LookupError:
+        return None
+    names = [str(b) for b in run.idata.posterior["benchmark"].values]
+    groups = [names[i] for i in np.asarray(const["score_benchmark"].values, int)]
+    rows = model_checks.loo_pit_by_group(pit, groups)
+    return {"tail": f"{model_checks.PIT_TAIL:g}", "nominal_tails": f"{2 * model_checks.PIT_TAIL:.2f}",
+            "rows": [{**r, "tails": f"{r['tails']:.2f}", "central": f"{r['central']:.2f}",
+                      "p_tails": f"{r['p_tails']:.2g}", "p_central": f"{r['p_central']:.2g}"}
+                     for r in sorted(rows, key=lambda r: -r["central"])]}
+
+
 # ============================================================================== figures
 @dataclass
 class FigureOut:
@@ -995,6 +1013,7 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
         "loo": loo,
         "sensitivity": sens,
         "holdout": holdout_table(run, ctx),
+        "pit_table": loo_pit_table(run, ctx) if has_models else None,
         "notes": summary.get("notes") or [],
         "repro": _reproducibility(run),
         "baseline_trend": (summary.get("paper_baseline") or {}).get("trend") or {},

@@ -263,9 +263,12 @@ def test_misspecification_records_judge_each_world_by_its_wilson_interval():
                 "truth_above_interval": n - covered, "truth_below_interval": 0}
     report = {"nominal": 0.9, "sampler": {"chains": 1, "draws": 300},
               "coverage": [row("fine", 44, 50), row("narrow", 35, 50), row("tiny", 0, 3),
-                           {**row("fine", 10, 50), "quantity": "trend_intercept"}]}
+                           {**row("fine", 10, 50), "quantity": "trend_intercept"},
+                           {**row("fine", 37, 50), "quantity": "slope_difference"}]}
     recs = checks.misspecification_records(report)
-    assert [r["passed"] for r in recs] == [True, False]  # 3 simulations are not judged
+    # 3 simulations are not judged, nor the level; the acceleration is
+    assert [r["passed"] for r in recs] == [True, False, False]
+    assert "acceleration" in recs[2]["label"]
     assert recs[1]["value"] == pytest.approx(0.7) and "35 of 50" in recs[1]["detail"]
 
 

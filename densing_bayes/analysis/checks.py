@@ -815,8 +815,8 @@ def sbc_record(report: dict, design: str) -> dict:
 
 @register("misspecification_coverage", kind="calibration",
           caveat="In simulated worlds that break one of the model's assumptions the way real "
-                 "data may, the doubling time's interval covers the truth less often than "
-                 "stated: if the real data break that assumption, the interval is too narrow.")
+                 "data may, an interval of the headline covers the truth less often than "
+                 "stated: if the real data break that assumption, that interval is too narrow.")
 def _misspecification(ctx: CheckContext):
     label = "doubling time's 90% interval covers the truth in misspecified worlds"
     stored = _stored_batch(ctx, MISSPECIFICATION_FOLDER, "misspecification.json")
@@ -832,18 +832,24 @@ def _misspecification(ctx: CheckContext):
     return misspecification_records(report)
 
 
+#: Quantities of the headline whose coverage the report judges per misspecified world.
+MISSPECIFICATION_QUANTITIES = {"doubling_time_days": "the doubling time after the changepoint",
+                               "slope_difference": "the acceleration (slope after - before)"}
+
+
 def misspecification_records(report: dict) -> list[dict]:
-    """One record per world with enough simulations: the coverage of the doubling time's
-    nominal interval, passing when its Wilson 95% interval reaches the nominal level (the
-    shortfall is not detectable at this many simulations)."""
+    """One record per (world with enough simulations, headline quantity): the coverage of its
+    nominal interval, passing when the Wilson 95% interval of the coverage reaches the nominal
+    level (a shortfall not detectable at this many simulations)."""
     out = []
     nominal = float(report.get("nominal", 0.9))
     s = report.get("sampler") or {}
     for row in report.get("coverage") or []:
-        if row.get("quantity") != "doubling_time_days":
+        if row.get("quantity") not in MISSPECIFICATION_QUANTITIES:
             continue
         world, n = row["world"], int(row["n"])
-        label = f"{nominal:.0%} interval of the doubling time covers the truth: world {world}"
+        label = (f"{nominal:.0%} interval of {MISSPECIFICATION_QUANTITIES[row['quantity']]} "
+                 f"covers the truth: world {world}")
         if n < MIN_WORLD_SIMULATIONS:
             continue
         sides = (f"truth above the interval {row['truth_above_interval']}, below "

@@ -131,7 +131,8 @@ def test_simulation_seeds_depend_on_world_and_index_only():
 
 
 @pytest.mark.integration
-def test_small_study_on_a_local_cluster(tmp_path):
+def test_small_study_on_a_local_cluster(tmp_path, monkeypatch):
+    monkeypatch.setattr(ms, "MIN_PLOTTED", 1)  # draw the one-simulation worlds here
     spec = load_spec("paper_design").with_overrides(
         {"sampler": {**SMALL_SAMPLER, "draws": 60, "tune": 60, "chains": 1}})
     out = tmp_path / "misspec"
@@ -152,3 +153,18 @@ def test_small_study_on_a_local_cluster(tmp_path):
     scale = record["result"]["world_parameters"]["protocol_scale"]
     assert len(scale) == 5 and all(s > 0 for s in scale)
     assert report["sampler_diagnostics"]["n_fits"] == 2
+
+
+def test_coverage_figure_leaves_out_worlds_with_few_simulations(tmp_path):
+    rows = []
+    for world, n in (("big", 12), ("small", 2)):
+        for i in range(n):
+            rows.append({"task_id": f"{world}_{i:04d}", "world": world, "status": "ok",
+                         "quantity": "doubling_time_days", "truth": 1.0, "lower": 0.0,
+                         "upper": 2.0, "covered": True, "rank_fraction": 0.5})
+    table = pd.DataFrame(rows)
+    ms.plot_coverage(ms.coverage_table(table), table, tmp_path / "fig")
+    assert (tmp_path / "fig.png").stat().st_size > 0
+    only_small = table[table["world"] == "small"]
+    ms.plot_coverage(ms.coverage_table(only_small), only_small, tmp_path / "none")
+    assert not (tmp_path / "none.png").exists()

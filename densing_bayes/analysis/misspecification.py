@@ -65,6 +65,9 @@ NOMINAL = 0.9
 #: Where the study's coverage is judged acceptable (issue 18's bar at nominal 0.9).
 ACCEPTABLE_COVERAGE = 0.8
 
+#: Fewest simulations of a world for the coverage figure to draw it.
+MIN_PLOTTED = 10
+
 #: Trend parameters whose truth is compared with the posterior (the free variables, by name).
 TREND_PARAMETERS = ("slope_pre", "slope_post", "trend_intercept")
 
@@ -339,7 +342,12 @@ def plot_coverage(coverage: pd.DataFrame, table: pd.DataFrame, path: Path) -> No
     shown = ("doubling_time_days", "slope_difference", "trend_intercept")
     labels = {"doubling_time_days": "doubling time after", "slope_difference":
               "slope after - before", "trend_intercept": "level (trend intercept)"}
-    worlds = list(dict.fromkeys(coverage["world"]))
+    # A world with a handful of simulations would draw bars as wide as the axis: left out.
+    sizes = coverage.groupby("world", sort=False)["n"].max()
+    worlds = [w for w in dict.fromkeys(coverage["world"]) if sizes[w] >= MIN_PLOTTED]
+    left_out = [f"{w} (n={sizes[w]})" for w in sizes.index if sizes[w] < MIN_PLOTTED]
+    if not worlds:
+        return
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 0.55 * len(worlds) + 2.6),
                                   layout="constrained", gridspec_kw={"width_ratios": [3, 2]})
     y = np.arange(len(worlds))
@@ -365,7 +373,9 @@ def plot_coverage(coverage: pd.DataFrame, table: pd.DataFrame, path: Path) -> No
     ax.set_xlabel("share of simulations whose truth lies in the 90% interval "
                   "(bars: Wilson 95%)")
     ax.legend(fontsize=8, loc="lower left")
-    ax.set_title("Coverage of the default model's 90% intervals, per simulated world")
+    ax.set_title("Coverage of the default model's 90% intervals, per simulated world"
+                 + (f"\n(not drawn, too few simulations: {', '.join(left_out)})"
+                    if left_out else ""), fontsize=10)
 
     ok = table[(table["status"] == "ok") & (table["quantity"] == "doubling_time_days")]
     for i, w in enumerate(worlds):
@@ -378,8 +388,8 @@ def plot_coverage(coverage: pd.DataFrame, table: pd.DataFrame, path: Path) -> No
     ax2.set_yticks(y, [""] * len(worlds))
     ax2.invert_yaxis()
     ax2.set_xlim(0, 1)
-    ax2.set_xlabel("share of posterior draws of the doubling time below the truth\n"
-                   "(shaded: outside the 90% interval; left: truth shorter than the fit says)")
+    ax2.set_xlabel("share of posterior draws below the true doubling time\n"
+                   "(shaded: outside the 90% interval)")
     ax2.set_title("Where the true doubling time fell")
     for suffix in (".png", ".svg"):
         fig.savefig(Path(path).with_suffix(suffix), dpi=130)

@@ -245,14 +245,11 @@ def simulate_and_fit(spec: ModelSpec, world_name: str, sim_id: int, seed: int,
 
 # ------------------------------------------------------------------- summaries
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion k / n."""
+    """Wilson score interval for a binomial proportion k / n (SciPy's)."""
     if n == 0:
         return (float("nan"), float("nan"))
-    z = stats.norm.ppf(0.5 + level / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def simulations_table(records: Mapping[str, dict]) -> pd.DataFrame:

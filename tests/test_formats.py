@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +24,7 @@ from densing_bayes.model.inputs import format_weights
     ("mmlu", "5-shot CoT", 5, "gen"),
     ("mmlu", "CoT not stated", 5, "mc"),
     ("hellaswag", "UltraEval ...; for multiple-choice tasks the higher of PPL-scoring and "
-     "direct-generation scoring is reported", pd.NA, "unknown"),
+     "direct-generation scoring is reported", pd.NA, "best"),
     ("winogrande", "partial scoring", pd.NA, "rc"),
     ("arc_challenge", "Open LLM Leaderboard v1 protocol (lm-eval-harness; ARC-C 25-shot)", 25,
      "rc"),
@@ -54,7 +56,7 @@ def test_aggregator_copies_inherit_the_format_of_the_row_they_copy():
 
 def test_bundled_scores_carry_a_format_for_every_row():
     scores = pd.read_csv("data/default/scores.csv")
-    assert set(scores["format"]) <= {"mc", "rc", "gen", "unknown"}
+    assert set(scores["format"]) <= {"mc", "rc", "gen", "best", "unknown"}
     assert scores["format_rule"].notna().all()
     # MMLU reports are multiple choice unless their notes say otherwise
     mmlu = scores[scores["benchmark"] == "mmlu"]
@@ -93,4 +95,90 @@ def test_format_mixture_logp_matches_scipy():
     got = format_mixture_logp(y, mean, log_w, np.float64(phi), np.float64(gammaln(phi))).eval()
     dens = stats.beta.pdf(y[:, None], mean * phi, (1 - mean) * phi)
     expected = np.log([dens[0, 0], dens[1, 1], 0.25 * dens[2, 0] + 0.75 * dens[2, 1]])
+    np.testing.assert_allclose(got, expected, rtol=1e-8)
+
+
+def test_best_of_two_rows_take_the_larger_curve(bundled_prior_fit_best):
+    """A "best" row's log-likelihood is its stated-RC twin's where the RC curve's score is the
+    larger and its stated-MC twin's where the MC curve's is, draw by draw."""
+    ll, means = bundled_prior_fit_best
+    best, rc, mc = ll
+    mean_rc, mean_mc = means
+    expected = np.where(mean_rc >= mean_mc, rc, mc)
+    np.testing.assert_allclose(best, expected, rtol=1e-9, atol=1e-9)
+    assert (mean_rc > mean_mc).any() and (mean_mc > mean_rc).any()  # both branches tested
+
+
+@pytest.fixture(scope="module")
+def bundled_prior_fit_best():
+    """Prior draws of the default model on the bundled data with every "best" row entered
+    three times: as best, as stated RC and as stated MC."""
+    import arviz as az
+    import pymc as pm
+
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.build import build_model
+    from densing_bayes.model.inputs import prepare_inputs
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import bundled_data_folder
+
+    data = load_data(bundled_data_folder("default"))
+    scores = data.scores
+    stated = scores[scores["format"].isin(["rc", "mc"])].set_index(["model", "benchmark"]).index
+    best = scores[(scores["format"] == "best")
+                  & ~scores.set_index(["model", "benchmark"]).index.isin(stated)]
+    assert len(best) > 10  # pairs whose twins are alone in their format
+    # same value, three formats: copies in different stated formats stay apart
+    twins = [best.assign(format=f) for f in ("rc", "mc")]
+    data = dataclasses.replace(data, scores=pd.concat([data.scores, *twins], ignore_index=True))
+    spec = load_spec("default")
+    inputs = prepare_inputs(data, spec)
+    model = build_model(inputs, spec)
+    with model:
+        prior = pm.sample_prior_predictive(draws=6, random_seed=3)
+        idata = az.InferenceData(posterior=prior.prior, observed_data=prior.observed_data,
+                                 constant_data=prior.constant_data)
+        pm.compute_log_likelihood(idata, var_names=["score_obs"], progressbar=False)
+    ll = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw")).transpose(
+        "sample", ...).values
+    rows = {}
+    for f, code in (("best", -2), ("rc", 0), ("mc", 1)):
+        idx = np.flatnonzero(inputs.score_format == code)
+        keys = [(inputs.score_model[i], inputs.score_benchmark[i]) for i in idx]
+        rows[f] = dict(zip(keys, idx))
+    midx = {m: i for i, m in enumerate(inputs.models)}
+    bidx = {b: i for i, b in enumerate(inputs.benchmarks)}
+    keys = sorted({(midx[m], bidx[b]) for m, b in zip(best["model"], best["benchmark"])
+                   if m in midx})
+    pick = {f: [rows[f][k] for k in keys] for f in rows}
+    # curve means of each format at the sampled densities
+    from densing_bayes.analysis.predict import attach_constants
+    from densing_bayes.analysis.score_chain import score_chain
+
+    attach_constants(idata, inputs)
+    chain = score_chain(idata, spec.data.d0_tokens)
+    logit = chain.logit(chain.sampled_x_n(idata))
+    mean = chain.chance[:, None] + chain.span * (1 / (1 + np.exp(-logit)))
+    i = pick["best"]
+    return ((ll[:, i], ll[:, pick["rc"]], ll[:, pick["mc"]]),
+            (mean[:, i, 0], mean[:, i, 1]))
+
+
+def test_broad_tails_are_a_scale_mixture_of_betas():
+    from scipy.special import gammaln
+
+    from densing_bayes.model.build import broad_score_logp
+
+    y = np.array([0.3, 0.8, 0.6])
+    mean = np.array([[0.4, 0.7], [0.5, 0.9], [0.55, 0.65]])
+    log_w = np.maximum(np.log(np.array([[1.0, 1e-300], [1e-300, 1.0], [0.25, 0.75]])), -700.0)
+    phi, share, factor = 80.0, 0.2, 0.25
+    got = broad_score_logp(y, mean, log_w, np.float64(phi), np.float64(gammaln(phi)),
+                           np.float64(share), np.float64(factor)).eval()
+
+    def mix(p):
+        dens = stats.beta.pdf(y[:, None], mean * p, (1 - mean) * p)
+        return np.array([dens[0, 0], dens[1, 1], 0.25 * dens[2, 0] + 0.75 * dens[2, 1]])
+
+    expected = np.log((1 - share) * mix(phi) + share * mix(phi * factor))
     np.testing.assert_allclose(got, expected, rtol=1e-8)

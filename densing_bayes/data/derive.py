@@ -288,7 +288,7 @@ CHOICE_BENCHMARKS = {"mmlu", "hellaswag", "arc_challenge", "arc_easy", "piqa", "
 
 #: Words in a row's setting notes that state the scoring format (checked in this order).
 MC_WORDS = ("acc_char", "MMLU-style", "choice-based", "choice-likelihood")
-UNKNOWN_WORDS = ("higher of PPL-scoring and direct-generation",)
+BEST_OF_TWO_WORDS = ("higher of PPL-scoring and direct-generation",)
 RC_WORDS = ("partial scoring", "cloze")
 HARNESS_WORDS = ("lm-eval", "Open LLM Leaderboard", "HuggingFace H6", "LM Evaluation Harness",
                  "acc_norm", "GPT4All")
@@ -298,7 +298,9 @@ def score_format(benchmark: str, notes: str, shots) -> tuple[str, str]:
     """(format, rule) of one reported score, by the first rule that applies (data/PROVENANCE.md).
 
     Formats: "mc" (options in the prompt, the answer letter scored), "rc" (cloze: the answer
-    text's likelihood), "gen" (generated answer: CoT, or a generative benchmark), "unknown".
+    text's likelihood), "gen" (generated answer: CoT, or a generative benchmark), "best" (the
+    higher of two protocols' scores was reported: the model takes the larger of the RC and MC
+    curves), "unknown".
     Aggregator rows are classified afterwards (``_inherit_formats``).
     """
     if benchmark not in CHOICE_BENCHMARKS:
@@ -308,9 +310,9 @@ def score_format(benchmark: str, notes: str, shots) -> tuple[str, str]:
             return "mc", f"notes say '{word}'"
     if re.search(r"\bCoT\b", notes) and "CoT not stated" not in notes:
         return "gen", "CoT stated"
-    for word in UNKNOWN_WORDS:
+    for word in BEST_OF_TWO_WORDS:
         if word in notes:
-            return "unknown", "notes: best of two protocols reported"
+            return "best", "notes: best of two protocols reported"
     for word in RC_WORDS:
         if word in notes:
             return "rc", f"notes say '{word}'"
@@ -353,13 +355,14 @@ def _inherit_formats(scores: pd.DataFrame) -> pd.DataFrame:
     """An aggregator row that repeats a classified row's (model, benchmark, score) exactly is a
     transcription of it and takes its format; other aggregator rows stay unknown (MMLU rows
     keep MMLU's standard-protocol rule)."""
-    known = scores[(scores["source_kind"] != "aggregator") & scores["format"].isin(["mc", "rc"])]
+    known = scores[(scores["source_kind"] != "aggregator")
+                   & scores["format"].isin(["mc", "rc", "best"])]
     lookup = (known.groupby(["model", "benchmark", "score"])["format"]
               .agg(lambda f: f.iloc[0] if f.nunique() == 1 else "unknown"))
     agg = (scores["source_kind"] == "aggregator") & (scores["benchmark"] != "mmlu")
     keys = pd.MultiIndex.from_frame(scores.loc[agg, ["model", "benchmark", "score"]])
     inherited = pd.Series(lookup.reindex(keys).to_numpy(), index=scores.index[agg])
-    hit = inherited.isin(["mc", "rc"])
+    hit = inherited.isin(["mc", "rc", "best"])
     scores.loc[agg, "format"] = np.where(hit, inherited, "unknown")
     scores.loc[agg, "format_rule"] = np.where(
         hit, "aggregator copy of a classified row", "aggregator row, format not stated")

@@ -28,9 +28,11 @@ from densing_bayes.model.spec import ModelSpec
 #: Scoring formats a reference curve can have, in the order of the model's ``format`` dim:
 #: "rc" (cloze: the answer text's likelihood, the reference family's own protocol) and "mc"
 #: (options in the prompt, the answer letter scored). A reported score may also be "unknown"
-#: (marginalised over the formats with curves) or "gen" (generated answers: no curve, not fitted).
+#: (marginalised over the formats with curves), "best" (the higher of two protocols' scores was
+#: reported: mapped through the larger of the benchmark's curves) or "gen" (generated answers:
+#: no curve, not fitted).
 CURVE_FORMATS = ("rc", "mc")
-SCORE_FORMAT_CODES = {"rc": 0, "mc": 1, "unknown": -1}
+SCORE_FORMAT_CODES = {"rc": 0, "mc": 1, "unknown": -1, "best": -2}
 
 #: Floor of the log-weight of a format a reported row cannot have (exp(-700) ~ 1e-304: zero in
 #: the mixture, but finite so that gradients stay finite).
@@ -82,9 +84,13 @@ class ModelInputs:
     score_source: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     score_value: np.ndarray = field(default_factory=lambda: np.zeros(0))  # squeezed
     score_raw: np.ndarray = field(default_factory=lambda: np.zeros(0))  # as reported
-    score_format: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # -1: unknown
+    score_format: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # -1/-2: unknown/best
+    #: rows whose reported value is the higher of two protocols' scores ("best"): their mean is
+    #: the larger of the formats' curves, entered in the first format column.
+    score_best: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     #: log P(format) per score row and format (rows, formats): 0 / IMPOSSIBLE_LOG_WEIGHT for a
-    #: stated format, the benchmark's format shares for an unknown one.
+    #: stated format (and, in its first column, for a "best" row), the benchmark's format
+    #: shares for an unknown one.
     score_format_log_weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 1)))
     #: P(mc) of an unknown-format row, per benchmark (see ``format_weights``).
     mc_weight: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -210,16 +216,20 @@ def _chance(benchmarks: list[str], data: DensingData, curve: pd.DataFrame, notes
 
 
 def _score_formats(scores, curve_formats, benchmarks, notes):
-    """Each reported row's format: stated ("rc"/"mc"), "unknown" (marginalised), or left out.
+    """Each reported row's format: stated ("rc"/"mc"), "unknown" (marginalised), "best" (the
+    larger of the curves), or left out.
 
     Without a ``format`` column every row is taken to be in the reference protocol ("rc"), as
-    before formats existed. "gen" rows (generated answers) and rows whose format has no
-    reference curve for their benchmark are left out with a note: no curve can map them.
+    before formats existed. "gen" rows (generated answers), rows whose format has no reference
+    curve for their benchmark, and "best" rows of a benchmark without a curve in every format
+    (the better of two protocols needs both) are left out with a note: no curve can map them.
     """
     fmt = (scores["format"].fillna("").astype(str).str.strip().str.lower().replace("", "unknown")
            if "format" in scores else pd.Series("rc", index=scores.index))
-    has_curve = pd.Series([(b, f) in curve_formats for b, f in zip(scores["benchmark"], fmt)],
-                          index=scores.index)
+    formats = {f for _, f in curve_formats}
+    has_curve = pd.Series([(b, f) in curve_formats if f != "best"
+                           else len(formats) > 1 and all((b, g) in curve_formats for g in formats)
+                           for b, f in zip(scores["benchmark"], fmt)], index=scores.index)
     usable = has_curve | (fmt == "unknown")
     for label, dropped in (("generated-answer ('gen')", fmt == "gen"),
                            ("a format without a reference curve", ~usable & (fmt != "gen"))):
@@ -447,13 +457,15 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
     release = models["release_date"].to_numpy("datetime64[D]")
     score_bidx = scores["benchmark"].map(bidx).to_numpy(int)
     mc_weight = format_weights(scores, benchmarks, curve_formats)
-    code = scores["format"].map(lambda f: fidx.get(f, -1)).to_numpy(int)
+    code = scores["format"].map(lambda f: fidx.get(f, SCORE_FORMAT_CODES.get(f, -1))).to_numpy(int)
     log_weight = np.full((len(scores), len(formats)), IMPOSSIBLE_LOG_WEIGHT)
     for f, i in fidx.items():
         log_weight[code == i, i] = 0.0
         share = mc_weight[score_bidx] if f == "mc" else 1.0 - mc_weight[score_bidx]
         unknown = code == -1
         log_weight[unknown, i] = np.log(np.maximum(share[unknown], 1e-300))
+    best = code == SCORE_FORMAT_CODES["best"]
+    log_weight[best, 0] = 0.0
     log_weight = np.maximum(log_weight, IMPOSSIBLE_LOG_WEIGHT)
     pair_label = scores["model"].astype(str) + "|" + scores["benchmark"].astype(str)
     pairs = list(dict.fromkeys(pair_label))
@@ -474,6 +486,7 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
         score_value=squeeze_scores(scores["score"].to_numpy(float), n_items),
         score_raw=scores["score"].to_numpy(float),
         score_format=code,
+        score_best=best,
         score_format_log_weight=log_weight,
         mc_weight=mc_weight,
         source_kinds=source_kinds,

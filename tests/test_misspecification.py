@@ -13,7 +13,7 @@ from densing_bayes import laws
 from densing_bayes.analysis import misspecification as ms
 from densing_bayes.model.build import build_model
 from densing_bayes.model.inputs import prepare_inputs
-from densing_bayes.model.spec import load_spec
+from densing_bayes.model.spec import OPT_IN_TERMS, load_spec
 
 from conftest import SMALL_SAMPLER
 
@@ -110,15 +110,28 @@ def test_protocol_scale_multiplies_the_curves_slope(paper_data, paper_spec):
                                  rel=1e-12)
 
 
-def test_an_opt_in_term_that_is_off_leaves_the_hash_alone():
-    spec = load_spec("default")
-    prior = {"dist": "LogNormal", "kwargs": {"mu": 0.0, "sigma": 0.5}, "dims": ["benchmark"]}
-    assert spec.with_overrides({"priors": {"protocol_scale": prior}}).config_hash() \
-        == spec.config_hash()
-    on = spec.with_overrides({"observation": {"protocol_scale": True}})
+def _widened(name: str) -> dict:
+    """The default prior of ``name`` with its first numeric parameter multiplied by 1.5."""
+    from densing_bayes.model.priors import DEFAULT_PRIORS
+
+    d = DEFAULT_PRIORS[name].prior.to_dict()
+    key = next(k for k, v in d["kwargs"].items() if isinstance(v, (int, float)))
+    d["kwargs"][key] = 1.5 * d["kwargs"][key] + 0.1
+    return d
+
+
+@pytest.mark.parametrize("term", sorted(OPT_IN_TERMS))
+def test_an_opt_in_term_that_is_off_leaves_the_hash_alone(term):
+    (section, flag), priors = term, OPT_IN_TERMS[term]
+    spec = load_spec("default").with_overrides({section: {flag: False}})
+    for name in priors:
+        assert spec.with_overrides({"priors": {name: _widened(name)}}).config_hash() \
+            == spec.config_hash()
+    on = spec.with_overrides({section: {flag: True}})
     assert on.config_hash() != spec.config_hash()
-    assert on.with_overrides({"priors": {"protocol_scale": prior}}).config_hash() \
-        != on.config_hash()
+    for name in priors:
+        assert on.with_overrides({"priors": {name: _widened(name)}}).config_hash() \
+            != on.config_hash()
 
 
 def test_unknown_world_is_one_clear_error(tmp_path):

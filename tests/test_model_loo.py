@@ -43,6 +43,42 @@ def test_the_score_chain_is_the_models_likelihood(prior_fit):
     np.testing.assert_allclose(ll, expected, rtol=1e-7, atol=1e-7)
 
 
+@pytest.fixture(scope="module")
+def bundled_prior_fit():
+    """Prior draws on the bundled data, with benchmark drift, a precision of its own for
+    unstated formats and broad tails: best-of-two-protocol rows, unknown formats, drift, that
+    precision and the tails' scale mixture all enter the chain."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import bundled_data_folder
+
+    spec = load_spec("default").with_overrides({"trend": {"benchmark_drift": True},
+                                                 "observation": {"unstated_precision": True,
+                                                                 "score_broad_tails": True}})
+    inputs = prepare_inputs(load_data(bundled_data_folder("default")), spec)
+    assert inputs.score_best.any()
+    model = build_model(inputs, spec)
+    with model:
+        prior = pm.sample_prior_predictive(draws=8, random_seed=7)
+    idata = az.InferenceData(posterior=prior.prior, observed_data=prior.observed_data,
+                             constant_data=prior.constant_data)
+    attach_constants(idata, inputs)
+    with model:
+        pm.compute_log_likelihood(idata, var_names=["score_obs"], progressbar=False)
+    return idata, spec
+
+
+def test_the_score_chain_has_drift_and_best_of_two_rows(bundled_prior_fit):
+    idata, spec = bundled_prior_fit
+    chain = score_chain(idata, spec.data.d0_tokens)
+    assert chain.x_shift is not None and chain.best.sum() > 0 and chain.broad is not None
+    assert np.ptp(chain.precision[0]) > 0  # stated and unstated rows differ
+    ll, _, _ = chain.loglik(chain.logit(chain.sampled_x_n(idata)))
+    expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))
+    expected = expected.transpose("sample", ...).values[chain.draws]
+    np.testing.assert_allclose(ll, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_trend_is_density_minus_deviation(prior_fit):
     idata, spec = prior_fit
     index = np.arange(5)

@@ -492,6 +492,8 @@ def _reachability(ctx: CheckContext):
     # The formats a row may be in: its stated one, or every format with weight (unknown).
     if "score_format_log_weight" in cd:
         possible = np.asarray(cd["score_format_log_weight"].values, float) > -600.0
+        if "score_best" in cd:  # the better of two protocols can reach either curve's top
+            possible[np.asarray(cd["score_best"].values, int) == 1] = True
     else:
         possible = np.ones((obs.size, reachable.shape[0]), bool)
     quantile = np.quantile(reachable, REACHABLE_QUANTILE, axis=-1)  # format, bench

@@ -104,15 +104,34 @@ def trend_summary(idata: az.InferenceData, spec: ModelSpec) -> dict:
             doubling_time_months_pre=doubling_interval(s["pre"], ci, DAYS_PER_MONTH),
             slope_per_day_pre={k: v / laws.DAYS_PER_YEAR for k, v in interval(s["pre"], ci).items()},
             acceleration_ratio=interval(ratio, ci),
+            # the primary acceleration summary: the ratio is unstable when the slope before
+            # has mass near zero, the difference is not
+            slope_difference_per_year=interval(s["post"] - s["pre"], ci),
+            prob_slope_difference_positive=float((s["post"] > s["pre"]).mean()),
             # P(ratio > 1) as asked, and the sign-safe version: both slopes positive and faster after.
             prob_acceleration=float((ratio > 1).mean()),
             prob_faster_after=float(((s["post"] > s["pre"]) & (s["pre"] > 0)).mean()),
         )
+    if "benchmark_drift" in idata.posterior:
+        out["benchmark_drift_per_year"], out["doubling_time_days_by_benchmark"] = \
+            benchmark_trends(idata, s["post"], ci)
     if "changepoint_shift" in idata.posterior:
         out["changepoint_shift_days"] = {
             k: v * laws.DAYS_PER_YEAR
             for k, v in interval(idata.posterior["changepoint_shift"], ci).items()}
     return out
+
+
+def benchmark_trends(idata: az.InferenceData, slope_post, ci_prob: float) -> tuple[dict, dict]:
+    """With benchmark drift: each benchmark's drift kappa_b (per year) and the doubling time
+    after the changepoint of the effective sizes benchmark b reads, ln 2 / (slope + kappa_b)."""
+    drift = idata.posterior["benchmark_drift"]
+    kappa, doubling = {}, {}
+    for b in drift["benchmark"].values:
+        k = drift.sel(benchmark=b)
+        kappa[str(b)] = interval(k, ci_prob)
+        doubling[str(b)] = doubling_interval(slope_post + k, ci_prob)
+    return kappa, doubling
 
 
 def model_summary(idata: az.InferenceData, inputs: ModelInputs, ci_prob: float) -> dict:

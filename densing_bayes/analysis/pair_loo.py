@@ -62,18 +62,22 @@ class ScoreDraws:
     pair: np.ndarray  # (N,) pair index
     y: np.ndarray  # (N,)
     draws: np.ndarray  # indices of the retained draws in the stacked (chain, draw) order
+    best: np.ndarray | None = None  # (N,) best-of-two-protocols rows
 
 
 def score_draws(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreDraws:
     """The model's score-row quantities at the sampled effective sizes (``score_chain``),
     with the pair effects' SDs and sampled values."""
     chain = score_chain(idata, d0_tokens, max_draws)
+    if chain.broad is not None:
+        raise NotImplementedError("pair-effect LOO with [observation] score_broad_tails is not "
+                                  "implemented: its predictive CDF needs both components")
     post, const = idata.posterior, idata.constant_data
     b = np.asarray(const["score_benchmark"].values, int)
     pair = np.asarray(const["score_pair"].values, int)
     return ScoreDraws(
         logit=chain.logit(chain.sampled_x_n(idata)), span=chain.span, chance=chain.chance,
-        log_weight=chain.log_weight, precision=chain.precision,
+        log_weight=chain.log_weight, best=chain.best, precision=chain.precision,
         outlier_share=chain.outlier_share,
         pair_sd=_pair_sd(stack(post["score_pair_sd"], chain.draws), b),
         pair_effect=stack(post["score_pair_effect"], chain.draws)[:, pair], pair=pair,
@@ -85,7 +89,7 @@ def _row_logp(d: ScoreDraws, sl: slice, effect: np.ndarray):
     log-likelihood (S, Q, N) and the Beta shapes (S, Q, N, F) per format."""
     logit = d.logit[sl][:, None] + effect[..., None]  # (S, Q, N, F)
     return row_loglik(logit, d.span[sl], d.chance, d.precision[sl], d.log_weight,
-                      d.outlier_share[sl], d.y)
+                      d.outlier_share[sl], d.y, d.best)
 
 
 def conditional_log_likelihood(d: ScoreDraws) -> np.ndarray:

@@ -40,6 +40,7 @@ class ScoreChain:
     likelihood of its observed score (F: scoring formats)."""
 
     model: np.ndarray  # (N,) model index of each row
+    x_shift: np.ndarray | None  # (S, N) benchmark drift kappa_b t_m added to log N, or None
     law: dict  # E, A, B, alpha, beta: (S, N)
     x_d: float  # centred log D0
     tilt: np.ndarray | None  # (S, N, K) extrapolation tilts, None without the term
@@ -52,8 +53,10 @@ class ScoreChain:
     shift: np.ndarray  # (S, N) protocol + source offset on the logit scale
     chance: np.ndarray  # (N,)
     log_weight: np.ndarray  # (N, F) log P(format)
+    best: np.ndarray  # (N,) the row reports the better of two protocols: the larger curve
     precision: np.ndarray  # (S, N)
     outlier_share: np.ndarray  # (S,) 0 without the outlier component
+    broad: tuple | None  # (share (S,), factor (S,)) of the broad component, None without it
     y: np.ndarray  # (N,)
     draws: np.ndarray  # indices of the retained draws in the stacked (chain, draw) order
 
@@ -67,6 +70,8 @@ class ScoreChain:
             return a.reshape(a.shape[:1] + (1,) * grid + a.shape[1:])
 
         law = {k: per_row(v) for k, v in self.law.items()}
+        if self.x_shift is not None:
+            x_n = x_n + per_row(self.x_shift)
         loss = (law["E"] + law["A"] * np.exp(-law["alpha"] * x_n)
                 + law["B"] * np.exp(-law["beta"] * self.x_d))
         if self.tilt is not None:
@@ -83,8 +88,9 @@ class ScoreChain:
     def loglik(self, logit: np.ndarray, sl: slice = slice(None)):
         """log p(y_row | logits) for the draws ``sl`` (logits (S, *G, N, F)): returns the
         log-likelihood (S, *G, N) and the Beta shapes (S, *G, N, F) of every format."""
+        broad = None if self.broad is None else (self.broad[0][sl], self.broad[1][sl])
         return row_loglik(logit, self.span[sl], self.chance, self.precision[sl],
-                          self.log_weight, self.outlier_share[sl], self.y)
+                          self.log_weight, self.outlier_share[sl], self.y, self.best, broad)
 
     def sampled_x_n(self, idata) -> np.ndarray:
         """(S, N) centred log N of each row's model at the sampled effective sizes."""
@@ -118,8 +124,18 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
         shift = shift + stack(post["source_offset"], index)[:, np.asarray(
             const["score_source"].values, int)]
     phi = stack(post["score_precision_eval"], index)
+    phi = phi[:, b] if phi.ndim == 2 else np.repeat(phi[:, None], len(b), axis=1)
+    if "score_precision_unstated" in post:
+        unstated = np.asarray(const["score_unstated"].values, int) == 1
+        phi = np.where(unstated, phi * stack(post["score_precision_unstated"], index)[:, None],
+                       phi)
+    model = np.asarray(const["score_model"].values, int)
+    x_shift = None
+    if "benchmark_drift" in post:
+        time = np.asarray(const["model_time"].values, float)[model]
+        x_shift = stack(post["benchmark_drift"], index)[:, b] * time
     return ScoreChain(
-        model=np.asarray(const["score_model"].values, int), law=law,
+        model=model, x_shift=x_shift, law=law,
         x_d=float(np.log(d0_tokens) - post.attrs["centre_log_tokens"]),
         tilt=tilt, box=box, columns=columns, gamma=gamma, midpoint=mid, span=span,
         scale=(stack(post["protocol_scale"], index)[:, b] if "protocol_scale" in post
@@ -127,24 +143,42 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
         shift=shift, chance=np.asarray(const["chance"].values, float)[b],
         log_weight=(np.asarray(const["score_format_log_weight"].values, float)
                     if "score_format_log_weight" in const else np.zeros((len(b), 1))),
-        precision=phi[:, b] if phi.ndim == 2 else np.repeat(phi[:, None], len(b), axis=1),
+        best=(np.asarray(const["score_best"].values, int) == 1 if "score_best" in const
+              else np.zeros(len(b), bool)),
+        precision=phi,
         outlier_share=(stack(post["score_outlier_share"], index)
                        if "score_outlier_share" in post else np.zeros(len(index))),
+        broad=((stack(post["score_broad_share"], index), stack(post["score_broad_factor"], index))
+               if "score_broad_share" in post else None),
         y=np.asarray(idata.observed_data["score_obs"].values, float), draws=index)
 
 
-def row_loglik(logit, span, chance, precision, log_weight, outlier_share, y):
+def row_loglik(logit, span, chance, precision, log_weight, outlier_share, y, best=None,
+               broad=None):
     """The model's score-row likelihood: log[(1 - pi) sum_f w_f Beta(y | mean_f, phi) + pi],
     mean_f = chance + span_f logistic(logit_f), for logits (S, *G, N, F), spans (S, N, F),
-    precisions (S, N) and outlier shares (S,). Returns it (S, *G, N) with the Beta shapes."""
+    precisions (S, N) and outlier shares (S,); a ``best`` row (N,) takes max_f mean_f in every
+    column; with ``broad`` = (share, factor) (S,) each, the Beta term is the scale mixture
+    (1 - share) Beta(phi) + share Beta(phi factor). Returns it (S, *G, N) with the narrow
+    component's Beta shapes."""
     grid = logit.ndim - 3
     expand = (slice(None),) + (None,) * grid
     mean = np.clip(chance[:, None] + span[expand] * expit(logit), EPS, 1 - EPS)
+    if best is not None and np.any(best):
+        mean = np.where(best[:, None], mean.max(axis=-1, keepdims=True), mean)
     phi = precision[expand][..., None]
-    a, b = mean * phi, (1 - mean) * phi
-    ll = ((a - 1) * np.log(y)[:, None] + (b - 1) * np.log1p(-y)[:, None]
-          + gammaln(phi) - gammaln(a) - gammaln(b))
-    inlier = logsumexp(ll + log_weight, axis=-1)
+
+    def mixture(phi):
+        a, b = mean * phi, (1 - mean) * phi
+        ll = ((a - 1) * np.log(y)[:, None] + (b - 1) * np.log1p(-y)[:, None]
+              + gammaln(phi) - gammaln(a) - gammaln(b))
+        return logsumexp(ll + log_weight, axis=-1), a, b
+
+    inlier, a, b = mixture(phi)
+    if broad is not None:
+        share, factor = (np.asarray(v).reshape((-1,) + (1,) * (grid + 1)) for v in broad)
+        wide, _, _ = mixture(phi * factor[..., None])
+        inlier = np.logaddexp(np.log1p(-share) + inlier, np.log(share) + wide)
     share = np.asarray(outlier_share).reshape((-1,) + (1,) * (grid + 1))
     with np.errstate(divide="ignore"):
         return np.logaddexp(np.log1p(-share) + inlier, np.log(share)), a, b

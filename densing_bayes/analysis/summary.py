@@ -100,8 +100,12 @@ def summary_table(summary: dict) -> pd.DataFrame:
 
     for key in ("doubling_time_days", "doubling_time_days_pre", "doubling_time_months",
                 "doubling_time_months_pre", "slope_per_day", "slope_per_day_pre",
-                "acceleration_ratio", "changepoint_shift_days"):
+                "acceleration_ratio", "slope_difference_per_year", "changepoint_shift_days"):
         add(key, summary.get(key))
+    for bench, entry in (summary.get("doubling_time_days_by_benchmark") or {}).items():
+        add("doubling_time_days", entry, benchmark=bench)
+    for bench, entry in (summary.get("benchmark_drift_per_year") or {}).items():
+        add("benchmark_drift_per_year", entry, benchmark=bench)
     for name, entry in summary.get("models", {}).items():
         add("effective_params", entry["effective_params"], model=name)
         add("density", entry["density"], model=name)

@@ -12,16 +12,19 @@ Reference family, per benchmark b (x_N = log N - centre, x_D = log D - centre):
                  run r, shared by its checkpoints (only with [observation] curve_run_effect)
                  score_obs ~ Beta(mean S_f(L_obs), precision phi_ref_fb)         (curve rows)
 Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e^{r_m} at D0):
-    L_mb = loss law at (N_hat_m, D0)
+    L_mb = loss law at (N_hat_m e^{kappa_b t_m}, D0); kappa_b = 0 unless [trend] benchmark_drift
+           (each benchmark's drift rate per year, summing to zero over benchmarks)
     s_mb ~ Normal(delta_b, tau_b): the (model, benchmark) pair's logit shift, shared by every
            distinct report of the pair (delta_b: the benchmark's residual harness offset within a
            format; [observation] score_pair_effect; without it s_mb = delta_b)
     score_obs_mbk ~ (1 - pi) Beta(mean d_b + c_fb logistic(-k_b gamma_fb (L_mb - l_fb) + s_mb + eta_k),
                                   phi) + pi Uniform(0, 1)
                    through the curve of the row's stated format f, or a mixture over the formats
-                   (weights: the benchmark's stated-format shares) when the format is unknown
+                   (weights: the benchmark's stated-format shares) when the format is unknown,
+                   or the larger of the curves when the report is the best of two protocols
     (k_b: the harness's factor on the curve's slope, 1 unless [observation] protocol_scale;
-     eta_k: who reported it, sums to zero; phi: one shared precision, or one per benchmark;
+     eta_k: who reported it, sums to zero; phi: one shared precision, or one per benchmark,
+     times a factor for rows of unstated format with [observation] unstated_precision;
      pi: outlier share, only with [observation] score_outliers; [data] score_rows decides what
      a row is: by default the mean of one pair's distinct reports in one format)
 Density trend (t = years since the changepoint date):
@@ -270,6 +273,23 @@ def robust_score_logp(value, mean, log_weight, precision, log_norm, outlier_shar
     return pt.logaddexp(pt.log1p(-outlier_share) + inlier, pt.log(outlier_share))
 
 
+def broad_score_logp(value, mean, log_weight, precision, log_norm, broad_share, broad_factor):
+    """log[(1 - pi) mix(phi) + pi mix(phi c)]: the format mixture at precision phi, with a
+    share ``pi`` of reports from a broader Beta (precision phi c, c < 1) around the same mean."""
+    narrow = format_mixture_logp(value, mean, log_weight, precision, log_norm)
+    wide = precision * broad_factor
+    broad = format_mixture_logp(value, mean, log_weight, wide, pt.gammaln(wide))
+    return pt.logaddexp(pt.log1p(-broad_share) + narrow, pt.log(broad_share) + broad)
+
+
+def _broad_score_random(mean, log_weight, precision, log_norm, broad_share, broad_factor,
+                        rng=None, size=None):
+    broad = rng.random(np.broadcast_shapes(np.shape(precision), np.shape(broad_share))) \
+        < broad_share
+    phi = np.where(broad, precision * broad_factor, precision)
+    return _format_mixture_random(mean, log_weight, phi, log_norm, rng=rng, size=size)
+
+
 def _robust_score_random(mean, log_weight, precision, log_norm, outlier_share, rng=None,
                          size=None):
     draws = _format_mixture_random(mean, log_weight, precision, log_norm, rng=rng, size=size)
@@ -379,6 +399,15 @@ def _deviation_from_trend(name, loc, spec: ModelSpec, sigma_u=None, sigma_v=None
     return pm.CustomDist(name, loc, sigma_v, sigma_u, dist=_minus_exgaussian, dims="model")
 
 
+def _benchmark_drift(spec: ModelSpec):
+    """kappa_b (per year, sums to zero over benchmarks): benchmark b reads model m's log
+    effective size as r_m + log N_m + kappa_b t_m. Non-centred (kappa = sd * z): the drifts
+    are small against the common trend, and centred small scales make funnels."""
+    sd = spec.prior("benchmark_drift_sd").create_variable("benchmark_drift_sd")
+    z = spec.prior("benchmark_drift_std").create_variable("benchmark_drift_std")
+    return pm.Deterministic("benchmark_drift", sd * z, dims="benchmark")
+
+
 def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
     """The PyMC model for ``inputs`` under ``spec`` (no sampling happens here)."""
     with pm.Model(coords=inputs.coords()) as model:
@@ -397,6 +426,8 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
         b = pm.Data("score_benchmark", inputs.score_benchmark, dims="score_row")
         k = pm.Data("score_source", inputs.score_source, dims="score_row")
         x_n = log_eff[m] - inputs.centre_log_params
+        if spec.trend.benchmark_drift:
+            x_n = x_n + _benchmark_drift(spec)[b] * model["model_time"][m]
         loss = loss_law_centred(x_n, inputs.log_d0_centred, E[b], A[b], B[b], alpha[b], beta[b])
         extrapolation = _extrapolation_tilt(spec)
         if extrapolation is not None:
@@ -418,12 +449,34 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
             curve_logit = curve_logit * scale[b][None, :]
         logit = (curve_logit + shift[None, :]).T
         mean = chance[b][:, None] + span[:, b].T * pm.math.sigmoid(logit)
+        if inputs.score_best.any():
+            # The reported value is the better of two protocols: the larger curve's score
+            # (its log-weight puts all mass on the first column).
+            best = pm.Data("score_best", inputs.score_best.astype("int8"), dims="score_row")
+            mean = pt.where(pt.eq(best, 1)[:, None], pt.max(mean, axis=1, keepdims=True), mean)
         log_weight = pm.Data("score_format_log_weight", inputs.score_format_log_weight,
                              dims=("score_row", "format"))
         phi = spec.prior("score_precision_eval").create_variable("score_precision_eval")
         phi_row = phi[b] if phi.ndim == 1 else pt.ones_like(loss) * phi
+        if spec.observation.unstated_precision:
+            # a report whose protocol is not stated scatters more (or less) than a stated one
+            unstated = pm.Data("score_unstated", (inputs.score_format < 0).astype("int8"),
+                               dims="score_row")
+            factor = spec.prior("score_precision_unstated").create_variable(
+                "score_precision_unstated")
+            phi_row = phi_row * pt.switch(pt.eq(unstated, 1), factor, 1.0)
         observed = pm.Data("score_value", inputs.score_value, dims="score_row")
-        if spec.observation.score_outliers:
+        if spec.observation.score_broad_tails:
+            if spec.observation.score_outliers:
+                raise ValueError("[observation] score_broad_tails and score_outliers are two "
+                                 "tail models: switch one of them on, not both")
+            share = spec.prior("score_broad_share").create_variable("score_broad_share")
+            factor = spec.prior("score_broad_factor").create_variable("score_broad_factor")
+            pm.CustomDist("score_obs", mean, log_weight, phi_row, pt.gammaln(phi_row), share,
+                          factor, logp=broad_score_logp, random=_broad_score_random,
+                          observed=observed, dims="score_row",
+                          signature="(f),(f),(),(),(),()->()")
+        elif spec.observation.score_outliers:
             share = spec.prior("score_outlier_share").create_variable("score_outlier_share")
             pm.CustomDist("score_obs", mean, log_weight, phi_row, pt.gammaln(phi_row), share,
                           logp=robust_score_logp, random=_robust_score_random,

@@ -124,6 +124,23 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "(dims = ['benchmark']) fits better in-sample but made the densities of models with "
         "conflicting benchmarks bimodal (docs/model.md, 'Observation model').",
     ),
+    "score_broad_share": PriorDoc(
+        Prior("Beta", alpha=2.0, beta=8.0),
+        "with [observation] score_broad_tails: share of reported scores from the broad "
+        "component; mean 0.2, 90% in [0.04, 0.45].",
+    ),
+    "score_broad_factor": PriorDoc(
+        Prior("Beta", alpha=2.0, beta=6.0),
+        "with [observation] score_broad_tails: the broad component's precision as a fraction "
+        "of the narrow one's; mean 0.25 (SD about twice as large), kept below 1 so that the two "
+        "components cannot swap.",
+    ),
+    "score_precision_unstated": PriorDoc(
+        Prior("LogNormal", mu=0.0, sigma=1.0),
+        "with [observation] unstated_precision: factor on the precision of reported scores "
+        "whose format is not stated ('unknown', 'best'); 1 = as precise as stated rows, 90% "
+        "prior mass in [0.19, 5.2].",
+    ),
     "score_pair_sd": PriorDoc(
         Prior("Gamma", alpha=2.0, beta=5.0, dims="benchmark"),
         "SD (logit), per benchmark, of the (model, benchmark) effect: how far one model's score "
@@ -212,6 +229,19 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "frontier, where NUTS diverges (3 of 4 divergences in a test fit sat at sigma_v < 0.04 "
         "under Gamma(2, 8)).",
         "log density",
+    ),
+    "benchmark_drift_sd": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=4.0),
+        "with [trend] benchmark_drift: SD across benchmarks of their drift rates kappa_b; mean "
+        "0.5 e-folds per year (a quarter of the post-changepoint slope), 90% in [0.09, 1.19]; "
+        "boundary-avoiding, like the other scales.",
+        "1/year",
+    ),
+    "benchmark_drift_std": PriorDoc(
+        Prior("ZeroSumNormal", sigma=1.0, dims="benchmark"),
+        "with [trend] benchmark_drift: standardised drift rates kappa_b / sd, summing to zero "
+        "over benchmarks so that the drifts cannot move the common trend (non-centred: "
+        "kappa = sd * z).",
     ),
     "trend_noise": PriorDoc(
         Prior("Gamma", alpha=2.0, beta=2.0),

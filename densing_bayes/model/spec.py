@@ -100,7 +100,10 @@ class LossLawSettings(_Section):
 
 
 #: Terms added after runs were saved without them: (section, switch) -> the term's prior.
-OPT_IN_TERMS = {("observation", "protocol_scale"): "protocol_scale"}
+OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
+                ("observation", "unstated_precision"): ("score_precision_unstated",),
+                ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
+                ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std")}
 
 
 class ObservationSettings(_Section):
@@ -129,6 +132,18 @@ class ObservationSettings(_Section):
         "that compresses or stretches the curve rather than shifting it. Off by default; the "
         "misspecification study (`densing-bayes misspec`) simulates worlds that have it and "
         "measures what leaving it out does to the doubling time's interval")
+    score_broad_tails: bool = Field(
+        False, description="each reported score comes, with probability `score_broad_share`, "
+        "from a broader Beta around the same prediction (precision times "
+        "`score_broad_factor` < 1): heavier tails than one Beta, for reports that sit far from "
+        "the chain (another benchmark version, a transcription slip) without the uniform "
+        "outlier component's second explanation of a model (score_outliers)")
+    unstated_precision: bool = Field(
+        False, description="rows whose scoring format the source does not state ('unknown', "
+        "'best') get their own factor on the Beta precision (prior "
+        "`score_precision_unstated`): an aggregator's transcription or an unstated protocol "
+        "scatters more around the chain than a stated one, and one precision for both makes "
+        "the stated rows' intervals too wide and the others' too narrow")
 
 
 class TrendSettings(_Section):
@@ -144,6 +159,13 @@ class TrendSettings(_Section):
         "(standardised deviations (r_m - f(t_m)) / scale) or 'centred' (r_m itself). The same "
         "model and posterior; only the sampler's geometry differs. 'deviation' is the default "
         "because it was the only one that mixed at every size measured (README, Performance)")
+    benchmark_drift: bool = Field(
+        False, description="each benchmark's effective sizes drift from the models' common "
+        "one at their own rate kappa_b per year (sum to zero over benchmarks; priors "
+        "`benchmark_drift_sd`, `benchmark_drift_std`): newer models gain more on some "
+        "benchmarks (MMLU, ARC) than the reference family's loss predicts and less on others. "
+        "The trend's slopes are then the growth of the benchmarks' mean log effective size "
+        "(docs/model.md, 'Benchmark drift')")
 
 
 class SamplerSettings(_Section):
@@ -231,10 +253,11 @@ class ModelSpec(_Section):
         the model unchanged, so neither its switch nor its prior enters the hash (runs saved
         before the term existed keep their hash)."""
         content = self.resolved().to_dict()
-        for (section, flag), prior in OPT_IN_TERMS.items():
+        for (section, flag), priors in OPT_IN_TERMS.items():
             if not content[section].get(flag):
                 content[section].pop(flag, None)
-                content["priors"].pop(prior, None)
+                for prior in priors:
+                    content["priors"].pop(prior, None)
         return content
 
     def config_hash(self) -> str:

@@ -880,12 +880,16 @@ def _nice_log_y(ax, values) -> None:
 # ============================================================== 5. loss -> score per benchmark
 def evaluated_loss_draws(*, idata, inputs, max_draws: int | None = MAX_CURVE_DRAWS) -> np.ndarray:
     """Draws (sample, model, benchmark) of the loss the loss law gives each evaluated model at
-    its effective size and the data budget D0 (the x position of a model on the sigmoid)."""
+    its effective size (as benchmark b reads it, with the benchmark's drift) and the data
+    budget D0 (the x position of a model on the sigmoid)."""
     post = idata.posterior
     log_eff = draws(post, "log_effective_params", max_draws=max_draws)
     E, A, B = (draws(post, k, max_draws=max_draws) for k in ("E", "A", "B"))
     alpha, beta = (draws(post, k, max_draws=max_draws) for k in ("alpha", "beta"))
     xn = log_eff[:, :, None] - inputs.centre_log_params
+    if "benchmark_drift" in post:  # benchmark b reads log N_eff + kappa_b t_m
+        kappa = draws(post, "benchmark_drift", max_draws=max_draws)
+        xn = xn + kappa[:, None, :] * np.asarray(inputs.model_time)[None, :, None]
     return (E[:, None, :] + A[:, None, :] * np.exp(-alpha[:, None, :] * xn)
             + B[:, None, :] * np.exp(-beta[:, None, :] * inputs.log_d0_centred))
 

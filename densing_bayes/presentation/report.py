@@ -731,6 +731,11 @@ def _headline(summary: dict) -> list[tuple[str, str]]:
     if has_cp:
         rows.append(("doubling time before the changepoint",
                      f"{days('doubling_time_days_pre')} days"))
+        diff = summary.get("slope_difference_per_year")
+        if diff:
+            rows.append(("acceleration: slope after - slope before",
+                         format_interval(diff, ci, lambda v: f"{v:+.2f}") + " e-folds per year; "
+                         f"P(> 0) = {_num(summary.get('prob_slope_difference_positive'))}"))
         if summary.get("acceleration_ratio"):
             ratio = format_interval(summary["acceleration_ratio"], ci, lambda v: f"{v:.2f}")
             prob = summary.get("prob_acceleration")

@@ -288,6 +288,29 @@ def test_calibration_checks_read_the_batches_beside_the_run(tmp_path):
     assert rec["passed"] is True and "bundled design" in rec["label"]
 
 
+def test_a_calibration_batch_without_its_model_hash_does_not_vouch_for_a_run(tmp_path):
+    """The bundled SBC of an earlier default carried no model hash and the report showed it as
+    passing for the new model; a batch must name the model it calibrated."""
+    import json as _json
+
+    from densing_bayes.model.spec import load_spec
+
+    spec = load_spec("default")
+    ctx = checks.CheckContext(idata=None, spec=spec, run_folder=tmp_path)
+    folder = tmp_path / "sbc_bundled"
+    folder.mkdir()
+    (folder / "batch.json").write_text(_json.dumps({"design": "bundled"}))
+    report = {"uniformity": {"slope_post": {"n": 100, "p_chi2": 0.4, "p_ks": 0.5,
+                                            "uniform": True}},
+              "sampler": {"chains": 2, "draws": 300}}
+    (folder / "sbc.json").write_text(_json.dumps(report))
+    (rec,) = checks.run_checks(ctx, names=["sbc_uniformity"])
+    assert rec["passed"] is None and "model hash" in rec["detail"]
+    (folder / "sbc.json").write_text(_json.dumps({**report, "model_hash": spec.model_hash()}))
+    (rec,) = checks.run_checks(ctx, names=["sbc_uniformity"])
+    assert rec["passed"] is True
+
+
 def test_loo_pit_by_group_reads_too_wide_and_too_narrow():
     central = np.full(40, 0.5)  # every PIT in the middle: intervals far too wide
     edges = np.r_[np.full(20, 0.01), np.full(20, 0.99)]  # every PIT in a tail: too narrow

@@ -758,9 +758,15 @@ def _stored_batch(ctx: CheckContext, folder: str, report_name: str) -> tuple[dic
 
 
 def _stale_calibration(ctx: CheckContext, stored: dict) -> str | None:
-    """Why a stored batch does not belong to this run's model, or None (unknown: None)."""
+    """Why a stored batch does not belong to this run's model, or None. A batch that does not
+    name the model it calibrated (stored before batches recorded it) cannot vouch for one."""
+    if not hasattr(ctx.spec, "model_hash"):
+        return None
     stored_hash = stored.get("model_hash")
-    if stored_hash and hasattr(ctx.spec, "model_hash") and stored_hash != ctx.spec.model_hash():
+    if not stored_hash:
+        return ("stored without the model hash it was computed for (an older batch), so it "
+                "cannot vouch for this run's model; re-run it")
+    if stored_hash != ctx.spec.model_hash():
         return (f"computed for another model (model hash {stored_hash[:12]}) than this run's; "
                 "re-run it")
     return None

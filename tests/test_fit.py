@@ -195,3 +195,13 @@ def test_a_failed_replacement_leaves_the_old_run_whole(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert failures and (out / "posterior.nc").read_text() == "old"
     assert (out / "sensitivity" / "sensitivity.json").is_file()
+
+
+def test_every_batch_the_checks_read_beside_a_run_survives_its_replacement():
+    """`run --force` deleted reports/default/sbc_bundled and misspecification (an hour each):
+    every folder the calibration checks read beside a run is another job's output."""
+    from densing_bayes.analysis import checks
+    from densing_bayes.inference.run_io import OTHER_JOBS_OUTPUT
+
+    read_beside = {*checks.SBC_FOLDERS, checks.MISSPECIFICATION_FOLDER, "sensitivity"}
+    assert read_beside <= set(OTHER_JOBS_OUTPUT)

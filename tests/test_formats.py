@@ -131,7 +131,8 @@ def bundled_prior_fit_best():
     # same value, three formats: copies in different stated formats stay apart
     twins = [best.assign(format=f) for f in ("rc", "mc")]
     data = dataclasses.replace(data, scores=pd.concat([data.scores, *twins], ignore_index=True))
-    spec = load_spec("default")
+    # stated and unstated rows share one precision here: only the curve's mean differs
+    spec = load_spec("default").with_overrides({"observation": {"unstated_precision": False}})
     inputs = prepare_inputs(data, spec)
     model = build_model(inputs, spec)
     with model:

@@ -32,7 +32,9 @@ def test_variants_of_the_default_spec(default_data):
         "wide_slopes", "narrow_slopes", "exponential_inefficiency",
         "halfnormal_inefficiency_scale", "low_ceilings", "protocol_offset_tight",
         "protocol_offset_wide", "wide_trend_intercept", "d0_300B", "d0_5T",
-        "wide_exponent_hyperprior"}
+        "wide_exponent_hyperprior", "no_benchmark_drift", "precision_per_benchmark"}
+    assert not next(v for v in variants
+                    if v.name == "no_benchmark_drift").spec.trend.benchmark_drift
     wide = next(v for v in variants if v.name == "wide_slopes")
     assert wide.spec.prior("slope_post").parameters["sigma"] == 5.0
     tight = next(v for v in variants if v.name == "protocol_offset_tight")

@@ -15,8 +15,9 @@ integrated importance sampling, Vehtari et al. 2016). The result is an ELPD per 
 Pareto k: the fit's predictive accuracy for an unseen model of a given size and release date,
 the unit in which trend structures should be compared (issue 19).
 
-Supported: the default observation model (Beta format mixture, protocol and source offsets,
-extrapolation tilt, protocol scale, outliers) and the frontier (half-normal inefficiency) or
+Supported: the default observation model (Beta format mixture with best-of-two rows, protocol
+and source offsets, extrapolation tilt, protocol scale, benchmark drift, the unstated-format
+precision, outliers or broad tails) and the frontier (half-normal inefficiency) or
 mean trends, sampled as deviations from the trend or non-centred. With pair effects each pair's
 effect would have to be integrated too: not supported.
 """

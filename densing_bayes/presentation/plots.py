@@ -467,12 +467,17 @@ def _numbers_box(ax, summary: dict, ci_prob: float):
     if after is None:
         return None
     before = _interval_text(summary.get("doubling_time_days_pre"))
+    diff = _interval_text(summary.get("slope_difference_per_year"), "{:+.2f}")
     ratio = _interval_text(summary.get("acceleration_ratio"), "{:.2f}")
     cp = str((summary.get("trend") or {}).get("changepoint_date", ""))
-    lines = [f"frontier doubling time, median [{_pct(ci_prob)}% interval]:"]
+    what = ("benchmarks' mean frontier" if summary.get("doubling_time_days_by_benchmark")
+            else "frontier")
+    lines = [f"{what} doubling time, median [{_pct(ci_prob)}% interval]:"]
     if before is not None:
         lines += [f"  after {cp}: {after} days", f"  before: {before} days"]
-        if ratio is not None:
+        if diff is not None:  # the difference is stable where the ratio is not
+            lines.append(f"  slope after - before: {diff} per year")
+        elif ratio is not None:
             lines.append(f"  acceleration ratio: {ratio}")
     else:
         lines.append(f"  {after} days")

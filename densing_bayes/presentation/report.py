@@ -741,6 +741,12 @@ def _headline(summary: dict) -> list[tuple[str, str]]:
             prob = summary.get("prob_acceleration")
             rows.append(("acceleration ratio (slope after / before)",
                          f"{ratio}; P(ratio > 1) = {_num(prob)}"))
+    by_bench = summary.get("doubling_time_days_by_benchmark") or {}
+    if by_bench:
+        order = sorted(by_bench, key=lambda b: by_bench[b].get("median") or math.inf)
+        rows.append(("doubling time after, as each benchmark reads it (days; fastest first)",
+                     "; ".join(f"{b} {format_interval(by_bench[b], ci, lambda v: f'{v:.0f}')}"
+                               for b in order)))
     if summary.get("prob_growth") is not None:
         rows.append(("P(density grows after the changepoint)" if has_cp
                      else "P(density grows)", f"{summary['prob_growth']:.3f}"))
@@ -817,10 +823,17 @@ def estimand_text(summary: dict, benchmarks: Sequence[str]) -> str:
             if frontier else "the slope of the mean log density over release date")
     when = (f", after the changepoint {trend.get('changepoint_date', '')}" if has_cp else "")
     names = ", ".join(benchmarks)
+    drift = ""
+    if summary.get("doubling_time_days_by_benchmark"):
+        drift = (" With benchmark drift, each benchmark reads the models' effective sizes "
+                 "growing at its own rate (slope + kappa_b, the kappa_b summing to zero), so "
+                 "the density here is the benchmarks' equal-weight mean of log effective size "
+                 "per parameter, and a benchmark set weighted towards MMLU-like benchmarks "
+                 "would give a shorter doubling time (per-benchmark doubling times below).")
     return (f"Estimand: {what}{when}, in e-folds per year (natural-log units of density per "
             f"year), reported as the doubling time ln 2 / slope. It is conditional on the "
             f"reference family (the loss-to-score chain fitted to this data folder's "
-            f"reference runs) and on this benchmark set ({len(benchmarks)}: {names}).")
+            f"reference runs) and on this benchmark set ({len(benchmarks)}: {names}).{drift}")
 
 
 def checks_header_context(records: Sequence[dict], summary: dict,

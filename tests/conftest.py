@@ -36,3 +36,29 @@ def paper_folder(paper_sim, tmp_path_factory) -> Path:
 def paper_spec():
     return parse_spec({"name": "paper_test", "loss_law": {"irreducible": False},
                        "sampler": SMALL_SAMPLER})
+
+
+def prior_draws_as_fit(data, spec, draws: int, seed: int, prior_predictive: bool = False):
+    """(idata, inputs): prior draws of ``spec`` on ``data`` dressed as a fit (posterior =
+    prior, constant data attached, pointwise log-likelihood of the scores), for tests that
+    compare a NumPy likelihood with PyMC's on draws where the statistics are not the point."""
+    import arviz as az
+    import pymc as pm
+
+    from densing_bayes.analysis.predict import attach_constants
+    from densing_bayes.model.build import build_model
+    from densing_bayes.model.inputs import prepare_inputs
+
+    inputs = prepare_inputs(data, spec)
+    model = build_model(inputs, spec)
+    with model:
+        prior = pm.sample_prior_predictive(draws=draws, random_seed=seed)
+    groups = {"posterior": prior.prior, "observed_data": prior.observed_data,
+              "constant_data": prior.constant_data}
+    if prior_predictive:
+        groups["prior_predictive"] = prior.prior_predictive
+    idata = az.InferenceData(**groups)
+    attach_constants(idata, inputs)
+    with model:
+        pm.compute_log_likelihood(idata, var_names=["score_obs"], progressbar=False)
+    return idata, inputs

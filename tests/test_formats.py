@@ -13,6 +13,8 @@ from densing_bayes.data.derive import _inherit_formats, harness_spread, score_fo
 from densing_bayes.model.build import format_mixture_logp
 from densing_bayes.model.inputs import format_weights
 
+from conftest import prior_draws_as_fit
+
 
 @pytest.mark.parametrize("benchmark, notes, shots, expected", [
     ("gsm8k", "5-shot", 5, "gen"),
@@ -113,12 +115,7 @@ def test_best_of_two_rows_take_the_larger_curve(bundled_prior_fit_best):
 def bundled_prior_fit_best():
     """Prior draws of the default model on the bundled data with every "best" row entered
     three times: as best, as stated RC and as stated MC."""
-    import arviz as az
-    import pymc as pm
-
     from densing_bayes.data.load import load_data
-    from densing_bayes.model.build import build_model
-    from densing_bayes.model.inputs import prepare_inputs
     from densing_bayes.model.spec import load_spec
     from densing_bayes.resources import bundled_data_folder
 
@@ -133,13 +130,7 @@ def bundled_prior_fit_best():
     data = dataclasses.replace(data, scores=pd.concat([data.scores, *twins], ignore_index=True))
     # stated and unstated rows share one precision here: only the curve's mean differs
     spec = load_spec("default").with_overrides({"observation": {"unstated_precision": False}})
-    inputs = prepare_inputs(data, spec)
-    model = build_model(inputs, spec)
-    with model:
-        prior = pm.sample_prior_predictive(draws=6, random_seed=3)
-        idata = az.InferenceData(posterior=prior.prior, observed_data=prior.observed_data,
-                                 constant_data=prior.constant_data)
-        pm.compute_log_likelihood(idata, var_names=["score_obs"], progressbar=False)
+    idata, inputs = prior_draws_as_fit(data, spec, draws=6, seed=3)
     ll = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw")).transpose(
         "sample", ...).values
     rows = {}
@@ -153,10 +144,8 @@ def bundled_prior_fit_best():
                    if m in midx})
     pick = {f: [rows[f][k] for k in keys] for f in rows}
     # curve means of each format at the sampled densities
-    from densing_bayes.analysis.predict import attach_constants
     from densing_bayes.analysis.score_chain import score_chain
 
-    attach_constants(idata, inputs)
     chain = score_chain(idata, spec.data.d0_tokens)
     logit = chain.logit(chain.sampled_x_n(idata))
     mean = chain.chance[:, None] + chain.span * (1 / (1 + np.exp(-logit)))

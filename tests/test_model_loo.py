@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
-import pymc as pm
 import pytest
 from scipy import integrate, stats
 
 from densing_bayes.analysis import model_loo as ml
-from densing_bayes.analysis.predict import attach_constants
 from densing_bayes.analysis.score_chain import score_chain
-from densing_bayes.model.build import build_model
-from densing_bayes.model.inputs import prepare_inputs
+
+from conftest import prior_draws_as_fit
 
 
 @pytest.fixture(scope="module")
 def prior_fit(paper_data, paper_spec):
     """Prior draws of the paper design's default-style model dressed as a fit."""
     spec = paper_spec.with_overrides({"observation": {"protocol_scale": True}})
-    inputs = prepare_inputs(paper_data, spec)
-    model = build_model(inputs, spec)
-    with model:
-        prior = pm.sample_prior_predictive(draws=20, random_seed=5)
-    idata = az.InferenceData(posterior=prior.prior, observed_data=prior.observed_data,
-                             constant_data=prior.constant_data,
-                             prior_predictive=prior.prior_predictive)
-    attach_constants(idata, inputs)
-    with model:
-        pm.compute_log_likelihood(idata, var_names=["score_obs"], progressbar=False)
+    idata, _ = prior_draws_as_fit(paper_data, spec, draws=20, seed=5, prior_predictive=True)
     return idata, spec
 
 
@@ -55,16 +43,9 @@ def bundled_prior_fit():
     spec = load_spec("default").with_overrides({"trend": {"benchmark_drift": True},
                                                  "observation": {"unstated_precision": True,
                                                                  "score_broad_tails": True}})
-    inputs = prepare_inputs(load_data(bundled_data_folder("default")), spec)
+    idata, inputs = prior_draws_as_fit(load_data(bundled_data_folder("default")), spec,
+                                       draws=8, seed=7)
     assert inputs.score_best.any()
-    model = build_model(inputs, spec)
-    with model:
-        prior = pm.sample_prior_predictive(draws=8, random_seed=7)
-    idata = az.InferenceData(posterior=prior.prior, observed_data=prior.observed_data,
-                             constant_data=prior.constant_data)
-    attach_constants(idata, inputs)
-    with model:
-        pm.compute_log_likelihood(idata, var_names=["score_obs"], progressbar=False)
     return idata, spec
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
-import pymc as pm
 import pytest
 from scipy import integrate, stats
 from scipy.special import expit
 
 from densing_bayes.analysis.pair_loo import (ScoreDraws, conditional_log_likelihood,
                                              integrated_loo_terms, score_draws)
+
+from conftest import prior_draws_as_fit
 
 
 def _draws(share=0.05):
@@ -65,21 +65,9 @@ def test_without_outliers_the_terms_stay_finite():
 def test_the_numpy_score_likelihood_is_the_models(paper_data, paper_spec):
     """score_draws recomputes the model's score_obs mean; at the sampled pair effects its
     log-likelihood must equal PyMC's pointwise log-likelihood of the same draws."""
-    from densing_bayes.analysis.predict import attach_constants
-    from densing_bayes.model.build import build_model
-    from densing_bayes.model.inputs import prepare_inputs
-
     spec = paper_spec.model_copy(update={"observation": paper_spec.observation.model_copy(
         update={"score_pair_effect": True, "score_outliers": True})})
-    inputs = prepare_inputs(paper_data, spec)
-    model = build_model(inputs, spec)
-    with model:
-        prior = pm.sample_prior_predictive(draws=30, random_seed=3)
-    idata = az.InferenceData(posterior=prior.prior, observed_data=prior.observed_data,
-                             constant_data=prior.constant_data)
-    attach_constants(idata, inputs)
-    with model:
-        pm.compute_log_likelihood(idata, var_names=["score_obs"], progressbar=False)
+    idata, _ = prior_draws_as_fit(paper_data, spec, draws=30, seed=3)
     d = score_draws(idata, spec.data.d0_tokens)
     expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))
     expected = expected.transpose("sample", ...).values[d.draws]

@@ -38,7 +38,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from scipy import stats
 
 from densing_bayes import laws
-from densing_bayes.analysis.derived import DAYS_PER_MONTH, PAPER_REPORTED
+from densing_bayes.analysis.derived import DAYS_PER_MONTH, PAPER_REPORTED, doubling_interval
 from densing_bayes.analysis.baseline import LLAMA1_RELEASE
 from densing_bayes.model.build import UNKNOWN_CHANGEPOINT_SHARPNESS
 
@@ -588,14 +588,22 @@ def doubling_time_data(*, idata, ci_prob: float = CI_PROB) -> dict[str, object]:
     elif "slope_post" in post:
         slopes = {"before": draws(post, "slope_pre"), "after": draws(post, "slope_post")}
         out["ratio"] = slopes["after"] / slopes["before"]
+        out["difference"] = slopes["after"] - slopes["before"]
     else:
         slopes = {}
     out["doubling_days"] = {k: np.asarray(laws.doubling_time_days(v)) for k, v in slopes.items()}
     out["prob_growth"] = {k: float(np.mean(v > 0)) for k, v in slopes.items()}
+    # the summary's intervals: quantiles of the slope, transformed (a draw with a slope <= 0 is
+    # "never doubles", the far end, not a dropped draw)
+    out["doubling_interval"] = {k: doubling_interval(v, ci_prob) for k, v in slopes.items()}
     return out
 
 
-def _kde_line(ax, values, *, color, label, lo=None, hi=None, ci_prob=CI_PROB, fill=True):
+def _kde_line(ax, values, *, color, label, lo=None, hi=None, ci_prob=CI_PROB, fill=True,
+              interval=None):
+    """A kernel density line, its ``ci_prob`` interval shaded and its median dashed; pass
+    ``interval`` (a summary's {median, lower, upper}, None = unbounded) when the values drawn
+    are a truncated subset of the draws the interval describes."""
     values = np.asarray(values, float)
     values = values[np.isfinite(values)]
     if len(values) < 5 or np.ptp(values) == 0:
@@ -607,16 +615,21 @@ def _kde_line(ax, values, *, color, label, lo=None, hi=None, ci_prob=CI_PROB, fi
     ax.plot(grid, dens, color=color, lw=1.6, label=label)
     if fill:
         a, b = np.quantile(values, [(1 - ci_prob) / 2, (1 + ci_prob) / 2])
+        med = np.median(values)
+        if interval is not None and interval.get("median") is not None:
+            a = grid[0] if interval.get("lower") is None else interval["lower"]
+            b = grid[-1] if interval.get("upper") is None else interval["upper"]
+            med = interval["median"]
         inside = (grid >= a) & (grid <= b)
         ax.fill_between(grid[inside], dens[inside], color=color, alpha=0.25, lw=0)
-        med = np.median(values)
         ax.vlines(med, 0, np.interp(med, grid, dens), color=color, lw=1.0, ls="--")
 
 
 @styled
 def plot_doubling_time(*, idata, ci_prob: float = CI_PROB) -> Figure:
     """Posterior densities of the doubling time before and after the changepoint (days, with a
-    months axis on top) and of the acceleration ratio slope_after / slope_before."""
+    months axis on top) and of the acceleration slope_after - slope_before (per year): the
+    difference, not the ratio, which is unstable when the slope before has mass near 0."""
     data = doubling_time_data(idata=idata, ci_prob=ci_prob)
     has_ratio = "ratio" in data
     fig = new_figure(10.0 if has_ratio else 6.0, 3.8)
@@ -625,7 +638,12 @@ def plot_doubling_time(*, idata, ci_prob: float = CI_PROB) -> Figure:
     dd = data["doubling_days"]
     finite = np.concatenate([v[np.isfinite(v)] for v in dd.values()]) if dd else np.array([])
     if finite.size:
-        hi = float(np.quantile(finite, 0.995))
+        # cut the axis at 1.6 x the largest finite interval end: a slope near 0 has doubling
+        # times in the tens of thousands of days, which would squeeze every density flat
+        ends = [e for iv in data["doubling_interval"].values()
+                for e in (iv["upper"], iv["median"]) if e is not None]
+        hi = min(float(np.quantile(finite, 0.995)), 1.6 * max(ends)) if ends \
+            else float(np.quantile(finite, 0.995))
         hi = max(hi, PAPER_REPORTED["doubling_time_days"] * 1.15)
         lo = max(0.0, float(np.quantile(finite, 0.001)) * 0.8)
         # reference lines are part of the comparison: never clip them off the axis
@@ -636,13 +654,13 @@ def plot_doubling_time(*, idata, ci_prob: float = CI_PROB) -> Figure:
             shown = values[np.isfinite(values) & (values <= hi)]
             share = data["prob_growth"][key]
             label = f"{key} the changepoint" if key != "whole period" else "whole period"
-            finite_v = values[np.isfinite(values)]
-            if finite_v.size:
-                qs = np.quantile(finite_v, [0.5, (1 - ci_prob) / 2, (1 + ci_prob) / 2])
-                label += f": {qs[0]:.0f} [{qs[1]:.0f}, {qs[2]:.0f}] days"
+            text = _interval_text(data["doubling_interval"][key])
+            if text is not None:
+                label += f": {text} days"
             if share < 1:
                 label += f" (P(slope>0) = {share:.2f})"
-            _kde_line(ax, shown, color=colors[key], label=label, lo=lo, hi=hi, ci_prob=ci_prob)
+            _kde_line(ax, shown, color=colors[key], label=label, lo=lo, hi=hi, ci_prob=ci_prob,
+                      interval=data["doubling_interval"][key])
         ax.axvline(PAPER_REPORTED["doubling_time_days"], color=OKABE_ITO["black"], lw=1.0,
                    ls=(0, (5, 3)), label="paper: 95 days")
         if has_ratio:
@@ -657,29 +675,35 @@ def plot_doubling_time(*, idata, ci_prob: float = CI_PROB) -> Figure:
     ax.set_xlabel("doubling time of the frontier density (days); "
                   f"median [{_pct(ci_prob)}% interval] in the legend")
     ax.set_ylabel("posterior probability density")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # headroom: the legend sits above the densities
     ax.legend(loc="upper right", fontsize=7.5)
     if has_ratio:
         ax = axes[1]
-        ratio = np.asarray(data["ratio"])
-        finite = ratio[np.isfinite(ratio)]
+        diff = np.asarray(data["difference"])
+        finite = diff[np.isfinite(diff)]
+        paper = (PAPER_REPORTED["slope_per_day"] - PAPER_REPORTED["slope_per_day_pre"]) \
+            * laws.DAYS_PER_YEAR
         lo, hi = np.quantile(finite, [0.005, 0.995])
-        lo, hi = min(lo, 0.9), max(hi, PAPER_REPORTED["acceleration_ratio"] * 1.1)
+        lo, hi = min(lo, -0.1), max(hi, paper * 1.1)
         qs = np.quantile(finite, [0.5, (1 - ci_prob) / 2, (1 + ci_prob) / 2])
         _kde_line(ax, finite[(finite >= lo) & (finite <= hi)], color=OKABE_ITO["green"],
-                  label=f"posterior: {qs[0]:.2f} [{qs[1]:.2f}, {qs[2]:.2f}]", lo=lo, hi=hi,
+                  label=f"posterior: {qs[0]:+.2f} [{qs[1]:+.2f}, {qs[2]:+.2f}]", lo=lo, hi=hi,
                   ci_prob=ci_prob)
-        ax.axvline(1.0, color=OKABE_ITO["grey"], lw=1.0, label="no acceleration (ratio 1)")
-        ax.axvline(PAPER_REPORTED["acceleration_ratio"], color=OKABE_ITO["black"], lw=1.0,
-                   ls=(0, (5, 3)), label=f"paper: {PAPER_REPORTED['acceleration_ratio']:.2f}")
-        p = float(np.mean(finite > 1.0))
-        ax.text(0.98, 0.62, f"P(ratio > 1) = {p:.3f}", transform=ax.transAxes, ha="right",
-                fontsize=9, fontweight="bold")
+        ax.axvline(0.0, color=OKABE_ITO["grey"], lw=1.0, label="no acceleration (0)")
+        ax.axvline(paper, color=OKABE_ITO["black"], lw=1.0, ls=(0, (5, 3)),
+                   label=f"paper: {paper:+.2f} (0.0073 - 0.0048 per day)")
+        p = float(np.mean(finite > 0.0))
+        ratio = np.asarray(data["ratio"])
+        ratio = ratio[np.isfinite(ratio)]
+        rq = np.quantile(ratio, [0.5, (1 - ci_prob) / 2, (1 + ci_prob) / 2])
+        ax.text(0.98, 0.97, f"P(difference > 0) = {p:.3f}\nratio after / before: "
+                f"{rq[0]:.2f} [{rq[1]:.2f}, {rq[2]:.2f}]", transform=ax.transAxes, ha="right",
+                va="top", fontsize=8.5, fontweight="bold")
         ax.set_xlim(lo, hi)
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("acceleration ratio (slope after / slope before)")
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.4)
+        ax.set_xlabel("acceleration: slope after - slope before (e-folds of density per year)")
         ax.set_ylabel("posterior probability density")
-        ax.legend(loc="upper right", fontsize=7.5)
+        ax.legend(loc="upper left", fontsize=7.5)
     return fig
 
 

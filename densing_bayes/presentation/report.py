@@ -568,10 +568,14 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             f"doubling time ln 2 / slope, in days (months on the top axis); shaded: the {p} "
             f"equal-tailed credible interval, dashed coloured line: the median. Draws with a "
             f"non-positive slope have no doubling time and are left out (their share is given "
-            f"when not zero); the x axis is cut at the 99.5th percentile. Vertical dashed lines: "
-            f"the paper's values. Right: the acceleration ratio slope after / slope before the "
-            f"changepoint, with its {p} equal-tailed credible interval shaded and the posterior "
-            f"probability that it exceeds 1 (faster growth after ChatGPT's release)."),
+            f"when not zero; the legend's intervals count them as never doubling, as the "
+            f"summary does); the x axis is cut at 1.6 times the largest interval end (or the "
+            f"99.5th percentile, if smaller). Vertical dashed lines: "
+            f"the paper's values. Right: the acceleration, slope after minus slope before the "
+            f"changepoint in e-folds of density per year, with its {p} equal-tailed credible "
+            f"interval shaded and the posterior probability that it exceeds 0 (faster growth "
+            f"after ChatGPT's release); the ratio of the slopes is printed beside it (it is "
+            f"unstable when the slope before has mass near 0)."),
         "effective_size": (
             f"Per model, newest at the top (release month in brackets). Left: effective parameter "
             f"size (the size a reference-family model trained on D0 tokens needs to match the "

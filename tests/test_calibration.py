@@ -164,3 +164,20 @@ def test_the_level_is_ranked():
               "alpha": np.array([0.3, 0.2])}
     q = sbc.rank_quantities(values, ["a", "b"])
     assert q["trend_intercept"] == pytest.approx(-0.4)
+
+
+def test_sampler_diagnostics_of_one_chain_fits_have_no_rhat():
+    """An SBC batch run with --chains 1 crashed writing its outputs: R-hat is None there."""
+    from densing_bayes.analysis.calibration import sampler_diagnostics
+    from densing_bayes.model.spec import load_spec
+
+    def rec(rhat, ess):
+        return {"status": "ok", "result": {"diagnostics": {
+            "divergences": 0, "max_rhat": rhat, "min_ess_bulk": ess}}}
+
+    out = sampler_diagnostics({"a": rec(None, 300.0), "b": rec(1.02, 500.0)},
+                              load_spec("default"))
+    assert out["n_fits"] == 2 and out["n_rhat_computed"] == 1 and out["n_rhat_above"] == 1
+    assert out["median_max_rhat"] == 1.02 and out["n_ess_bulk_below"] == 1
+    none = sampler_diagnostics({"a": rec(None, 300.0)}, load_spec("default"))
+    assert none["median_max_rhat"] is None and none["n_rhat_above"] == 0

@@ -429,12 +429,15 @@ def sampler_diagnostics(records: Mapping[str, dict], spec: ModelSpec) -> dict:
     if not diags:
         return {}
     t = spec.diagnostics
+    # one chain has no R-hat (None): those fits are not counted as missing it
+    rhats = [d["max_rhat"] for d in diags if d.get("max_rhat") is not None]
     return {
         "n_fits": len(diags),
         "n_with_divergences": sum(d["divergences"] > t.max_divergences for d in diags),
-        "n_rhat_above": sum(d["max_rhat"] > t.max_rhat for d in diags),
+        "n_rhat_above": sum(r > t.max_rhat for r in rhats),
+        "n_rhat_computed": len(rhats),
         "n_ess_bulk_below": sum(d["min_ess_bulk"] < t.min_ess for d in diags),
-        "median_max_rhat": float(np.median([d["max_rhat"] for d in diags])),
+        "median_max_rhat": float(np.median(rhats)) if rhats else None,
         "median_min_ess_bulk": float(np.median([d["min_ess_bulk"] for d in diags])),
         "thresholds": t.model_dump(),
     }

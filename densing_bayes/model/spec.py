@@ -165,7 +165,7 @@ class TrendSettings(_Section):
         "`benchmark_drift_sd`, `benchmark_drift_std`): newer models gain more on some "
         "benchmarks (MMLU, ARC) than the reference family's loss predicts and less on others. "
         "The trend's slopes are then the growth of the benchmarks' mean log effective size "
-        "(docs/model.md, 'Benchmark drift')")
+        "(docs/model.md, 'Observation model')")
 
 
 class SamplerSettings(_Section):

@@ -833,7 +833,7 @@ def estimand_text(summary: dict, benchmarks: Sequence[str]) -> str:
                  "growing at its own rate (slope + kappa_b, the kappa_b summing to zero), so "
                  "the density here is the benchmarks' equal-weight mean of log effective size "
                  "per parameter, and a benchmark set weighted towards MMLU-like benchmarks "
-                 "would give a shorter doubling time (per-benchmark doubling times below).")
+                 "would give a shorter doubling time (per-benchmark doubling times above).")
     return (f"Estimand: {what}{when}, in e-folds per year (natural-log units of density per "
             f"year), reported as the doubling time ln 2 / slope. It is conditional on the "
             f"reference family (the loss-to-score chain fitted to this data folder's "

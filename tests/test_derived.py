@@ -1,0 +1,50 @@
+"""Derived summaries of the trend: closed-form values on constructed draws."""
+
+from __future__ import annotations
+
+import math
+
+import arviz as az
+import numpy as np
+import pytest
+import xarray as xr
+
+from densing_bayes import laws
+from densing_bayes.analysis.derived import trend_summary
+from densing_bayes.model.spec import load_spec
+
+
+def _idata(post, pre, drift=None):
+    """Posterior with one chain of the given slope draws (and drifts, draw x benchmark)."""
+    data = {"slope_post": (("chain", "draw"), np.asarray(post, float)[None]),
+            "slope_pre": (("chain", "draw"), np.asarray(pre, float)[None])}
+    coords = {}
+    if drift is not None:
+        data["benchmark_drift"] = (("chain", "draw", "benchmark"), np.asarray(drift)[None])
+        coords["benchmark"] = ["mmlu", "piqa"]
+    return az.InferenceData(posterior=xr.Dataset(data, coords=coords))
+
+
+def test_slope_difference_and_its_probability_are_draw_by_draw():
+    post, pre = np.linspace(1.0, 2.0, 101), np.linspace(1.5, 0.5, 101)
+    out = trend_summary(_idata(post, pre), load_spec("default"))
+    diff = post - pre  # -0.5 .. +1.5, median +0.5
+    assert out["slope_difference_per_year"]["median"] == pytest.approx(np.median(diff))
+    assert out["slope_difference_per_year"]["lower"] == pytest.approx(np.quantile(diff, 0.05))
+    assert out["prob_slope_difference_positive"] == pytest.approx(np.mean(diff > 0))
+    assert "doubling_time_days_by_benchmark" not in out
+
+
+def test_each_benchmark_doubles_at_the_slope_plus_its_drift():
+    n = 201
+    post = np.full(n, 1.0)
+    drift = np.column_stack([np.full(n, 0.5), np.linspace(-1.5, -0.5, n)])  # mmlu, piqa
+    out = trend_summary(_idata(post, np.full(n, 0.5), drift), load_spec("default"))
+    days = math.log(2) * laws.DAYS_PER_YEAR
+    mmlu = out["doubling_time_days_by_benchmark"]["mmlu"]
+    assert mmlu["median"] == pytest.approx(days / 1.5) and mmlu["upper"] == pytest.approx(days / 1.5)
+    # piqa's slope 1 + kappa runs from -0.5 to +0.5: the median is 0, so it never doubles
+    piqa = out["doubling_time_days_by_benchmark"]["piqa"]
+    assert piqa["median"] is None and piqa["upper"] is None
+    assert piqa["lower"] == pytest.approx(days / np.quantile(1 + drift[:, 1], 0.95))
+    assert out["benchmark_drift_per_year"]["mmlu"]["median"] == pytest.approx(0.5)

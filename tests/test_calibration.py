@@ -166,6 +166,16 @@ def test_the_level_is_ranked():
     assert q["trend_intercept"] == pytest.approx(-0.4)
 
 
+def test_the_default_terms_scales_are_ranked_when_present():
+    values = {"slope_pre": 0.1, "slope_post": 0.5, "alpha": np.array([0.3, 0.2]),
+              "benchmark_drift_sd": 0.4, "score_precision_unstated": 0.6}
+    q = sbc.rank_quantities(values, ["a", "b"])
+    assert q["benchmark_drift_sd"] == pytest.approx(0.4)
+    assert q["score_precision_unstated"] == pytest.approx(0.6)
+    assert "benchmark_drift_sd" not in sbc.rank_quantities(
+        {k: v for k, v in values.items() if k != "benchmark_drift_sd"}, ["a", "b"])
+
+
 def test_sampler_diagnostics_of_one_chain_fits_have_no_rhat():
     """An SBC batch run with --chains 1 crashed writing its outputs: R-hat is None there."""
     from densing_bayes.analysis.calibration import sampler_diagnostics

@@ -195,6 +195,11 @@ def _prior_draw(structure: _Structure, seed: int) -> tuple[dict, dict, int]:
 
 
 # ------------------------------------------------------------------- test quantities and ranks
+#: Ranked when the spec has them: the spread of the benchmarks' drift (it trades against the
+#: common slope) and the precision factor of unstated formats (it sets how much the 600
+#: transcribed scores weigh).
+OPTIONAL_RANKED = ("benchmark_drift_sd", "score_precision_unstated")
+
 def rank_quantities(values: Mapping[str, Any], benchmarks: list[str]) -> dict[str, np.ndarray]:
     """The ranked quantities from parameter values (a truth, or arrays of draws).
 
@@ -216,6 +221,9 @@ def rank_quantities(values: Mapping[str, Any], benchmarks: list[str]) -> dict[st
                    doubling_time_days=doubling_days(post), acceleration_ratio=post / pre)
     if "trend_intercept" in values:  # the level: what the protocol offsets trade against
         out["trend_intercept"] = np.asarray(values["trend_intercept"], dtype=float)
+    for name in OPTIONAL_RANKED:  # scale parameters of the opt-in terms the default uses
+        if name in values:
+            out[name] = np.asarray(values[name], dtype=float)
     alpha = np.asarray(values["alpha"], dtype=float)
     for i, name in enumerate(benchmarks):
         out[f"alpha[{name}]"] = alpha[..., i]

@@ -53,7 +53,7 @@ SUMMARY_CSV = "summary.csv"
 SPEC_FILE = "spec.toml"
 MARKER_FILE = "run.json"
 #: Entries of a run folder written by other commands, carried over when the run is replaced.
-OTHER_JOBS_OUTPUT = ("sensitivity", "sbc", "sbc_bundled", "misspecification")
+OTHER_JOBS_OUTPUT = ("sensitivity", "sbc", "sbc_bundled", "misspecification", "robustness")
 #: What a run folder written before the marker existed may hold (legacy runs stay replaceable).
 _LEGACY_RUN_ENTRIES = {POSTERIOR_FILE, SUMMARY_JSON, SUMMARY_CSV, SPEC_FILE, "report.html",
                        "figures", *OTHER_JOBS_OUTPUT}

@@ -251,6 +251,23 @@ def format_weights(scores: pd.DataFrame, benchmarks: list[str], curve_formats) -
     return np.array(weights)
 
 
+def format_log_weights(code: np.ndarray, score_bidx: np.ndarray, mc_weight: np.ndarray,
+                       formats: tuple[str, ...]) -> np.ndarray:
+    """(row, format) log P(format): 0 for a stated format, the benchmark's MC share for an
+    unstated one, all mass on the first column for a best-of-two row (the model takes the
+    larger curve there). A function of its own because held-out rows are weighted with the
+    shares of the rows the model was fitted to (``analysis/robustness.py``)."""
+    fidx = {f: i for i, f in enumerate(formats)}
+    log_weight = np.full((len(code), len(formats)), IMPOSSIBLE_LOG_WEIGHT)
+    unknown = code == -1
+    for f, i in fidx.items():
+        log_weight[code == i, i] = 0.0
+        share = mc_weight[score_bidx] if f == "mc" else 1.0 - mc_weight[score_bidx]
+        log_weight[unknown, i] = np.log(np.maximum(share[unknown], 1e-300))
+    log_weight[code == SCORE_FORMAT_CODES["best"], 0] = 0.0
+    return np.maximum(log_weight, IMPOSSIBLE_LOG_WEIGHT)
+
+
 def collapse_copies(scores: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     """One row per distinct reported value of a (model, benchmark), by a written rule.
 
@@ -458,15 +475,8 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
     score_bidx = scores["benchmark"].map(bidx).to_numpy(int)
     mc_weight = format_weights(scores, benchmarks, curve_formats)
     code = scores["format"].map(lambda f: fidx.get(f, SCORE_FORMAT_CODES.get(f, -1))).to_numpy(int)
-    log_weight = np.full((len(scores), len(formats)), IMPOSSIBLE_LOG_WEIGHT)
-    for f, i in fidx.items():
-        log_weight[code == i, i] = 0.0
-        share = mc_weight[score_bidx] if f == "mc" else 1.0 - mc_weight[score_bidx]
-        unknown = code == -1
-        log_weight[unknown, i] = np.log(np.maximum(share[unknown], 1e-300))
+    log_weight = format_log_weights(code, score_bidx, mc_weight, formats)
     best = code == SCORE_FORMAT_CODES["best"]
-    log_weight[best, 0] = 0.0
-    log_weight = np.maximum(log_weight, IMPOSSIBLE_LOG_WEIGHT)
     pair_label = scores["model"].astype(str) + "|" + scores["benchmark"].astype(str)
     pairs = list(dict.fromkeys(pair_label))
     copies = (scores["copies"].to_numpy(int) if "copies" in scores

@@ -251,6 +251,30 @@ def cmd_sensitivity(args) -> int:
     return _batch_exit(out / SENSITIVITY_JSON, failed)
 
 
+def cmd_robustness(args) -> int:
+    from densing_bayes.analysis.robustness import ROBUSTNESS_JSON, run_robustness
+    from densing_bayes.inference.batch import BatchFolderError
+
+    spec = _spec_with_flags(args)
+    out = Path(args.out) if args.out else Path("reports") / spec.name / "robustness"
+    cutoffs = [c.strip() for c in args.cutoffs.split(",") if c.strip()]
+    structures = ([s.strip() for s in args.structures.split(",") if s.strip()]
+                  if args.structures is not None else None)
+    try:
+        report = run_robustness(spec, out, cutoffs=cutoffs, structures=structures,
+                                min_family_models=args.min_family_models,
+                                **_batch_options(args))
+    except (BatchFolderError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    for e in report["refits"]:
+        p = e.get("prediction") or {}
+        held = (f"  held-out scores inside 90%: {p['n_inside']}/{p['n_rows']}"
+                if p.get("n_rows") else "")
+        print(f"{e['name']:<32} {_days(e['doubling_time_days'])}{held}")
+    failed = [e["name"] for e in report["refits"] if e["status"] != "ok"]
+    return _batch_exit(out / ROBUSTNESS_JSON, failed)
+
+
 def cmd_sbc(args) -> int:
     from densing_bayes.analysis.calibration import SBC_JSON, run_sbc
     from densing_bayes.inference.batch import BatchFolderError
@@ -426,6 +450,23 @@ def build_parser() -> argparse.ArgumentParser:
     _batch_flags(p)
     _sampler_flags(p)
     p.set_defaults(func=cmd_sensitivity)
+
+    p = sub.add_parser("robustness", help="leave-future-out, leave-one-family-out and trend-"
+                       "structure refits: held-out coverage and model-level LOO (Dask batch)")
+    p.add_argument("spec", nargs="?", default="default", help="bundled spec name or TOML path")
+    p.add_argument("--data", help="data folder or bundled data name (default: the spec's)")
+    p.add_argument("--out", help="batch folder (default reports/<spec name>/robustness)")
+    p.add_argument("--cutoffs", default="2024-03-01,2024-06-01", metavar="DATE[,DATE...]",
+                   help="leave-future-out cut-off dates: fit the models released before, "
+                        "predict those released on or after (default %(default)s)")
+    p.add_argument("--min-family-models", type=int, default=5,
+                   help="leave out each lineage with at least this many models (default 5)")
+    p.add_argument("--structures", metavar="NAME[,NAME...]",
+                   help="trend structures to refit on the full data (default: no_changepoint,"
+                        "unknown_changepoint,mean_trend; '' for none)")
+    _batch_flags(p)
+    _sampler_flags(p)
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("sbc", help="simulation-based calibration on the paper's design or "
                        "the bundled data's (Dask batch)")

@@ -1,0 +1,504 @@
+"""Does the trend hold out of sample? Leave-future-out, leave-one-family-out, trend structures.
+
+One resumable batch of refits (``densing_bayes.inference.batch``), each answering one question
+a referee asks of the doubling time:
+
+* **Leave-future-out** (cut-off date c): fit the models released before c, then predict the
+  reported scores of the models released on or after c from their sizes and release dates
+  alone. For each draw, a held-out model's log density is drawn from the fitted trend's
+  population at its date, r = f(t) + deviation, and its scores follow the fitted chain (loss
+  law, benchmark drift, sigmoids, protocol offsets, format mixture, Beta precision). The PIT of
+  every held-out score is exact given the draws (the Beta CDF, mixed over formats); a score is
+  inside its central 90% predictive interval when its PIT lies in [0.05, 0.95]. Coverage near
+  0.9 says the trend's extrapolation *and* its scatter are honest a year ahead.
+* **Leave-one-family-out**: the same, leaving out every model of one lineage (Qwen, Llama,
+  Gemma, ...): does one developer's series set the slope? The refit's doubling time is set
+  beside the full fit's interval, and the family's scores are predicted as above.
+* **Trend structures**: the full data under no changepoint, an unknown changepoint date and a
+  mean (not frontier) trend, compared with the baseline by leave-one-model-out ELPD
+  (``model_loo``: the unit in which a trend predicts).
+
+Held-out predictions weigh unstated formats with the MC shares of the rows the model was fitted
+to, and a held-out row from a source kind the refit never saw is not predicted (counted).
+Supported observation models: those ``score_chain`` supports, without pair effects or broad
+tails (the default is one).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.special import expit, softmax
+
+from densing_bayes import resources
+from densing_bayes.data.schema import DensingData
+from densing_bayes.inference import batch
+from densing_bayes.model.spec import ModelSpec
+
+#: Cut-off dates of the leave-future-out refits: about half and about a third of the models
+#: are released on or after them (48 / 41 and 59 / 30 of 89 dated models in the bundled data).
+DEFAULT_CUTOFFS = ("2024-03-01", "2024-06-01")
+
+#: Lineages with at least this many models get a leave-one-family-out refit.
+MIN_FAMILY_MODELS = 5
+
+#: Trend structures refitted on the full data: name -> spec override.
+STRUCTURES = {
+    "no_changepoint": {"trend": {"changepoint": "none"}},
+    "unknown_changepoint": {"trend": {"changepoint": "unknown"}},
+    "mean_trend": {"trend": {"kind": "mean"}},
+}
+
+#: Intervals reported for every refit (summary.json's definitions).
+REPORTED = ("doubling_time_days", "doubling_time_days_pre", "slope_difference_per_year",
+            "acceleration_ratio")
+
+#: Nominal level of the held-out predictive intervals, and the coverage band called honest
+#: (issue 19: within [0.85, 0.95] at nominal 0.9).
+PREDICTIVE_PROB = 0.9
+COVERAGE_BAND = (0.85, 0.95)
+
+#: Draws used for held-out predictions and model-level LOO (thinned evenly).
+MAX_DRAWS = 1000
+
+ROBUSTNESS_JSON = "robustness.json"
+ROBUSTNESS_CSV = "robustness.csv"
+HELDOUT_SCORES_CSV = "heldout_scores.csv"
+HELDOUT_MODELS_CSV = "heldout_models.csv"
+
+_VERSION_SUFFIX = re.compile(r"(\s*\(.*\))|([-\s]?v?\d+(\.\d+)*)$")
+
+
+def lineage(family: str) -> str:
+    """A model family's lineage: the family name without a trailing version or parenthesis.
+
+    The written rule (tests/test_robustness.py): drop a parenthetical, then a trailing version
+    number with an optional '-' or space before it. 'Qwen1.5', 'Qwen2.5' -> 'Qwen';
+    'Llama-3.1' -> 'Llama'; 'Yi-1.5' -> 'Yi'; 'Minitron (NVIDIA)' -> 'Minitron'; 'GPT-NeoX'
+    stays (a different developer's series than 'GPT-3' -> 'GPT').
+    """
+    name = str(family).strip()
+    for _ in range(2):
+        name = _VERSION_SUFFIX.sub("", name).strip()
+    return name or str(family)
+
+
+@dataclass(frozen=True)
+class Refit:
+    """One refit: a spec, the models left out of it (their scores are then predicted), and
+    whether its leave-one-model-out ELPD is computed (full-data fits only)."""
+
+    name: str
+    kind: Literal["baseline", "future", "family", "structure"]
+    description: str
+    spec: ModelSpec
+    held_out: tuple[str, ...] = ()
+    model_loo: bool = False
+
+    @property
+    def task_id(self) -> str:
+        return self.name.replace(":", "-")
+
+
+def robustness_refits(spec: ModelSpec, data: DensingData, *,
+                      cutoffs: Sequence[str] = DEFAULT_CUTOFFS,
+                      min_family_models: int = MIN_FAMILY_MODELS,
+                      structures: Sequence[str] | None = None) -> list[Refit]:
+    """Baseline, leave-future-out at each cut-off, leave-one-family-out for each lineage with
+    at least ``min_family_models`` models, and the trend structures (all by default)."""
+    models = data.models.dropna(subset=["release_date"])
+    release = pd.to_datetime(models["release_date"])
+    refits = [Refit("baseline", "baseline", "the spec as written", spec, model_loo=True)]
+    for cutoff in cutoffs:
+        later = tuple(sorted(models.loc[release >= pd.Timestamp(cutoff), "model"].astype(str)))
+        if not later or len(later) == len(models):
+            raise ValueError(f"cut-off {cutoff} leaves no model on one side "
+                             f"(models released {release.min():%Y-%m-%d} to "
+                             f"{release.max():%Y-%m-%d})")
+        refits.append(Refit(f"future:{cutoff}", "future",
+                            f"fitted to models released before {cutoff}; the {len(later)} "
+                            "released on or after it predicted", spec, held_out=later))
+    if "family" in models:
+        lineages = models["family"].fillna("").astype(str).map(lineage)
+        counts = lineages[lineages != ""].value_counts()
+        for name, n in counts[counts >= min_family_models].items():
+            members = tuple(sorted(models.loc[lineages == name, "model"].astype(str)))
+            refits.append(Refit(f"family:{name}", "family",
+                                f"the {n} {name} models left out and predicted", spec,
+                                held_out=members))
+    for name in (STRUCTURES if structures is None else structures):
+        if name not in STRUCTURES:
+            raise ValueError(f"unknown trend structure {name!r}; known: {sorted(STRUCTURES)}")
+        refits.append(Refit(f"structure:{name}", "structure", f"trend override "
+                            f"{STRUCTURES[name]['trend']}",
+                            spec.with_overrides(STRUCTURES[name], name=f"{spec.name}:{name}"),
+                            model_loo=True))
+    return refits
+
+
+def split_models(data: DensingData, held_out: Sequence[str]) -> tuple[DensingData, DensingData]:
+    """(the data without the ``held_out`` models, the data with only them): both keep the
+    reference runs and benchmarks; scores and models are split."""
+    held = set(held_out)
+    in_models = data.models["model"].astype(str).isin(held)
+    in_scores = data.scores["model"].astype(str).isin(held)
+    return (replace(data, models=data.models[~in_models], scores=data.scores[~in_scores]),
+            replace(data, models=data.models[in_models], scores=data.scores[in_scores]))
+
+
+# ------------------------------------------------------------------- predictions for new models
+def trend_at(posterior, spec: ModelSpec, time: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(S, M) f(t) per retained draw at ``time`` (years since the changepoint date): the
+    NumPy twin of ``model.build.trend_mean`` (tests check them against each other)."""
+    from densing_bayes.analysis.score_chain import stack
+    from densing_bayes.model.build import UNKNOWN_CHANGEPOINT_SHARPNESS
+
+    intercept = stack(posterior["frontier_intercept"], index)[:, None]
+    if spec.trend.changepoint == "none":
+        return intercept + stack(posterior["slope"], index)[:, None] * time[None, :]
+    pre = stack(posterior["slope_pre"], index)[:, None]
+    post = stack(posterior["slope_post"], index)[:, None]
+    shift = (stack(posterior["changepoint_shift"], index)[:, None]
+             if spec.trend.changepoint == "unknown" else 0.0)
+    s = time[None, :] - shift
+    if spec.trend.changepoint == "fixed":
+        return intercept + pre * np.minimum(s, 0.0) + post * np.maximum(s, 0.0)
+    k = UNKNOWN_CHANGEPOINT_SHARPNESS
+    return intercept + pre * s + (post - pre) * np.logaddexp(0.0, k * s) / k
+
+
+def _heldout_inputs(fit_inputs, heldout_data: DensingData, spec: ModelSpec):
+    """The held-out rows prepared as the fit prepares its own, then aligned with the fit:
+    source kinds re-indexed by name, unstated formats weighted by the fit's MC shares.
+    Returns (inputs, usable rows mask)."""
+    from densing_bayes.model.inputs import format_log_weights, prepare_inputs
+
+    held = prepare_inputs(heldout_data, spec)
+    if list(held.benchmarks) != list(fit_inputs.benchmarks):
+        raise ValueError("held-out rows were prepared on other benchmarks than the fit")
+    kinds = {k: i for i, k in enumerate(fit_inputs.source_kinds)}
+    source = np.array([kinds.get(held.source_kinds[k], -1) for k in held.score_source], int)
+    usable = source >= 0
+    log_weight = format_log_weights(held.score_format, held.score_benchmark,
+                                    fit_inputs.mc_weight, tuple(fit_inputs.formats))
+    return replace(held, score_source=np.where(usable, source, 0),
+                   score_format_log_weight=log_weight), usable
+
+
+def _prediction_idata(fit_idata, held):
+    """An InferenceData carrying the fit's posterior and the held-out rows as constant and
+    observed data: the shape ``score_chain`` reads."""
+    import arviz as az
+    import xarray as xr
+
+    row = ("score_row",)
+    const = xr.Dataset({
+        "score_benchmark": (row, held.score_benchmark),
+        "score_source": (row, held.score_source),
+        "score_model": (row, held.score_model),
+        "score_unstated": (row, (held.score_format < 0).astype("int8")),
+        "score_best": (row, held.score_best.astype("int8")),
+        "score_format_log_weight": (("score_row", "format"), held.score_format_log_weight),
+        "model_time": (("model",), held.model_time),
+        "chance": (("benchmark",), np.asarray(fit_idata.constant_data["chance"].values)),
+    })
+    observed = xr.Dataset({"score_obs": (row, held.score_value)})
+    return az.InferenceData(posterior=fit_idata.posterior, constant_data=const,
+                            observed_data=observed)
+
+
+def predict_heldout(fit_idata, fit_inputs, heldout_data: DensingData, spec: ModelSpec, *,
+                    seed: int, max_draws: int = MAX_DRAWS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Posterior predictive of the held-out models' scores and densities (module docstring).
+
+    Returns (one row per held-out score: PIT, predictive median and interval, inside;
+    one row per held-out model: predictive density median and interval).
+    """
+    held, usable = _heldout_inputs(fit_inputs, heldout_data, spec)
+    scores, models = predict_rows(fit_idata, held, spec, seed=seed, max_draws=max_draws)
+    return scores[usable].reset_index(drop=True), models
+
+
+def predict_rows(fit_idata, held, spec: ModelSpec, *, seed: int,
+                 max_draws: int = MAX_DRAWS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``predict_heldout`` on held-out inputs already aligned with the fit."""
+    from densing_bayes.analysis.model_loo import deviation_scale
+    from densing_bayes.analysis.score_chain import EPS, score_chain
+
+    if spec.observation.score_pair_effect or spec.observation.score_broad_tails:
+        raise NotImplementedError("held-out prediction supports neither pair effects nor broad "
+                                  "tails")
+    chain = score_chain(_prediction_idata(fit_idata, held), spec.data.d0_tokens, max_draws)
+    post = fit_idata.posterior
+    scale, skew = deviation_scale(fit_idata, chain.draws, spec.trend)
+    f = trend_at(post, spec, np.asarray(held.model_time, float), chain.draws)  # (S, M)
+    rng = np.random.default_rng(seed)
+    if skew is None:
+        z = rng.standard_normal(f.shape)
+    else:
+        z = stats.skewnorm.rvs(skew[:, None], size=f.shape, random_state=rng)
+    log_density = f + scale[:, None] * z  # (S, M)
+    x_n = (log_density + held.model_log_params[None, :] - post.attrs["centre_log_params"])
+    logit = chain.logit(x_n[:, chain.model])  # (S, N, F)
+    mean = np.clip(chain.chance[:, None] + chain.span * expit(logit), EPS, 1 - EPS)
+    mean = np.where(chain.best[:, None], mean.max(axis=-1, keepdims=True), mean)
+    phi = chain.precision[..., None]
+    weight = softmax(chain.log_weight, axis=-1)[None]  # (1, N, F)
+    share = chain.outlier_share[:, None]
+    cdf = (1 - share) * np.sum(weight * stats.beta.cdf(chain.y[None, :, None], mean * phi,
+                                                       (1 - mean) * phi), axis=-1) \
+        + share * chain.y[None, :]
+    pit = cdf.mean(axis=0)
+    # predictive draws of each score, for its interval and median: format, then Beta
+    u = rng.uniform(size=mean.shape[:2])[..., None]
+    pick = (np.cumsum(np.broadcast_to(weight, mean.shape), axis=-1) < u).sum(axis=-1)
+    pick = np.minimum(pick, mean.shape[-1] - 1)
+    m = np.take_along_axis(mean, pick[..., None], axis=-1)[..., 0]
+    draws = rng.beta(m * chain.precision, (1 - m) * chain.precision)
+    outlier = rng.uniform(size=draws.shape) < share
+    draws = np.where(outlier, rng.uniform(size=draws.shape), draws)
+    tail = (1 - PREDICTIVE_PROB) / 2
+    lower, median, upper = np.quantile(draws, [tail, 0.5, 1 - tail], axis=0)
+    scores = pd.DataFrame({
+        "model": [held.models[i] for i in held.score_model],
+        "benchmark": [held.benchmarks[b] for b in held.score_benchmark],
+        "format": held.score_format,
+        "score": chain.y,
+        "predicted_median": median, "predicted_lower": lower, "predicted_upper": upper,
+        "pit": pit,
+        "inside": (pit >= tail) & (pit <= 1 - tail),
+    })
+    density = np.exp(log_density)
+    q = np.quantile(density, [tail, 0.5, 1 - tail], axis=0)
+    models = pd.DataFrame({
+        "model": held.models,
+        "release_date": [str(d) for d in held.model_release],
+        "params": np.exp(held.model_log_params),
+        "density_median": q[1], "density_lower": q[0], "density_upper": q[2],
+    })
+    return scores, models
+
+
+def prediction_summary(scores: pd.DataFrame) -> dict:
+    """Coverage of the held-out scores' 90% intervals, with its binomial p-value, the mean
+    error (observed - predictive median) and the LOO-PIT-style uniformity KS p."""
+    n = len(scores)
+    if n == 0:
+        return {"n_rows": 0, "coverage": None}
+    k = int(scores["inside"].sum())
+    return {
+        "n_rows": n,
+        "n_models": int(scores["model"].nunique()),
+        "n_inside": k,
+        "coverage": k / n,
+        "nominal": PREDICTIVE_PROB,
+        "p_binomial": float(stats.binomtest(k, n, PREDICTIVE_PROB).pvalue),
+        "mean_error": float((scores["score"] - scores["predicted_median"]).mean()),
+        "share_above": float((scores["pit"] > 1 - (1 - PREDICTIVE_PROB) / 2).mean()),
+        "share_below": float((scores["pit"] < (1 - PREDICTIVE_PROB) / 2).mean()),
+        "pit_ks_p": float(stats.kstest(scores["pit"], "uniform").pvalue),
+    }
+
+
+# ------------------------------------------------------------------- one refit (a task)
+def fit_refit(spec: ModelSpec, data_folder: str, held_out: Sequence[str] = (),
+              model_loo: bool = False, seed: int = 0) -> dict:
+    """Fit one refit; predict its held-out models; with ``model_loo`` the per-model ELPD."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.workflow import fit_data
+
+    data = load_data(data_folder)
+    fit_part, held_part = split_models(data, held_out)
+    result = fit_data(fit_part, spec, progress=False, predictive=False, baseline=False)
+    s = result.summary
+    record = {q: s.get(q) for q in REPORTED}
+    record.update(prob_slope_difference_positive=s.get("prob_slope_difference_positive"),
+                  diagnostics=s["diagnostics"], n_models=len(result.inputs.models),
+                  n_scores=len(result.inputs.score_value), timing=s["timing_seconds"],
+                  densities={m: v["density"] for m, v in s.get("models", {}).items()})
+    if held_out:
+        scores, models = predict_heldout(result.idata, result.inputs, held_part, spec, seed=seed)
+        record["prediction"] = prediction_summary(scores)
+        record["heldout_scores"] = scores.to_dict(orient="list")
+        record["heldout_models"] = models.to_dict(orient="list")
+    if model_loo:
+        from densing_bayes.analysis.model_loo import model_loo as loo
+
+        start = time.perf_counter()
+        res = loo(with_model_data(result.idata, result.model), spec, MAX_DRAWS)
+        record["model_loo"] = {"elpd": res.elpd_total, "se": res.se, "p_loo": res.p_loo,
+                               "share_k_good": res.share_k_good, "n_draws": res.n_draws,
+                               "per_model": dict(zip(res.models, map(float, res.elpd))),
+                               "pareto_k": dict(zip(res.models, map(float, res.pareto_k))),
+                               "seconds": time.perf_counter() - start}
+    return record
+
+
+def with_model_data(idata, model):
+    """``idata`` with the model's constant and observed data (a fit without predictive draws
+    carries neither, and leave-one-model-out reads both)."""
+    import xarray as xr
+    from pymc.backends.arviz import find_constants, find_observations
+
+    def dataset(values: dict) -> xr.Dataset:
+        variables = {}
+        for k, v in values.items():
+            dims = model.named_vars_to_dims.get(k) or [f"{k}_dim_{i}" for i in range(np.ndim(v))]
+            variables[k] = (tuple(dims), np.asarray(v))
+        used = {d for dims, _ in variables.values() for d in dims}
+        return xr.Dataset(variables, coords={k: list(v) for k, v in model.coords.items()
+                                             if v is not None and k in used
+                                             and k not in variables})
+
+    constants = dataset(find_constants(model))
+    idata = idata.copy()
+    if "constant_data" in idata.groups():  # keep what is there (chance)
+        idata.constant_data = constants.assign(idata.constant_data.data_vars)
+    else:
+        idata.add_groups(constant_data=constants)
+    if "observed_data" not in idata.groups():
+        idata.add_groups(observed_data=dataset(find_observations(model)))
+    return idata
+
+
+# ------------------------------------------------------------------- the job
+def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: bool = False,
+                   scheduler: str | None = None, n_workers: int | None = None,
+                   progress: bool = True, cutoffs: Sequence[str] = DEFAULT_CUTOFFS,
+                   min_family_models: int = MIN_FAMILY_MODELS,
+                   structures: Sequence[str] | None = None) -> dict:
+    """Run (or resume) the refits into ``out``; write robustness.json and the CSVs."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.inference.run_io import data_hash
+
+    folder = resources.resolve_data_folder(spec.data.folder)
+    refits = robustness_refits(spec, load_data(folder), cutoffs=cutoffs,
+                               min_family_models=min_family_models, structures=structures)
+    seeds = [int(s.generate_state(1)[0])
+             for s in np.random.SeedSequence(spec.sampler.seed).spawn(len(refits))]
+    tasks = [batch.Task(r.task_id, fit_refit,
+                        {"spec": r.spec, "data_folder": str(folder), "held_out": list(r.held_out),
+                         "model_loo": r.model_loo, "seed": seed})
+             for r, seed in zip(refits, seeds, strict=True)]
+    manifest = {"job": "robustness", "spec": spec.name, "config_hash": spec.config_hash(),
+                "data_folder": str(folder), "data_hash": data_hash(folder),
+                "refits": [r.name for r in refits]}
+    start = time.perf_counter()
+    records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,
+                              scheduler=scheduler, n_workers=n_workers, progress=progress,
+                              desc="robustness")
+    return write_robustness_outputs(out, refits, records, spec, data_folder=folder,
+                                    wall_seconds=time.perf_counter() - start)
+
+
+def elpd_difference(per_model: Mapping[str, float], baseline: Mapping[str, float]) -> dict:
+    """ELPD(refit) - ELPD(baseline) over the models both scored, with the paired SE."""
+    common = sorted(set(per_model) & set(baseline))
+    d = np.array([per_model[m] - baseline[m] for m in common])
+    return {"difference": float(d.sum()), "se": float(math.sqrt(d.size * np.var(d))),
+            "n_models": len(common)}
+
+
+def family_verdict(entry: dict, baseline: dict) -> bool | None:
+    """Is the refit's doubling-time median inside the baseline's interval?"""
+    ref, mine = baseline.get("doubling_time_days"), entry.get("doubling_time_days")
+    if not ref or not mine or mine.get("median") is None:
+        return None
+    upper = math.inf if ref["upper"] is None else ref["upper"]
+    return bool(ref["lower"] <= mine["median"] <= upper)
+
+
+def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mapping[str, dict],
+                             spec: ModelSpec, *, data_folder: Path, wall_seconds: float) -> dict:
+    """robustness.json (one entry per refit, with its verdict), robustness.csv and the held-out
+    score and model tables."""
+    out = Path(out)
+    base = (records.get("baseline") or {}).get("result") or {}
+    base_loo = (base.get("model_loo") or {}).get("per_model", {})
+    base_density = base.get("densities", {})
+    entries, score_tables, model_tables = [], [], []
+    for r in refits:
+        record = records[r.task_id]
+        result = record["result"] or {}
+        entry = {"name": r.name, "kind": r.kind, "description": r.description,
+                 "held_out": list(r.held_out),
+                 **{q: result.get(q) for q in REPORTED},
+                 "prob_slope_difference_positive": result.get("prob_slope_difference_positive"),
+                 "diagnostics": result.get("diagnostics"),
+                 "n_models": result.get("n_models"), "n_scores": result.get("n_scores"),
+                 "prediction": result.get("prediction"),
+                 "status": record["status"], "error": record["error"],
+                 "seconds": record.get("seconds")}
+        loo = result.get("model_loo")
+        if loo:
+            entry["model_loo"] = {k: loo[k] for k in ("elpd", "se", "p_loo", "share_k_good")}
+            if r.kind != "baseline" and base_loo:
+                entry["model_loo"]["vs_baseline"] = elpd_difference(loo["per_model"], base_loo)
+        if r.kind == "family":
+            entry["median_inside_baseline"] = family_verdict(entry, base)
+        if r.kind in ("future", "family"):
+            p = entry["prediction"] or {}
+            entry["coverage_in_band"] = (None if p.get("coverage") is None else
+                                         COVERAGE_BAND[0] <= p["coverage"] <= COVERAGE_BAND[1])
+        if "heldout_scores" in result:
+            score_tables.append(pd.DataFrame(result["heldout_scores"]).assign(refit=r.name))
+            models = pd.DataFrame(result["heldout_models"]).assign(refit=r.name)
+            full = models["model"].map(lambda m: (base_density.get(m) or {}).get("median"))
+            models["full_fit_density_median"] = full
+            models["full_fit_inside"] = ((full >= models["density_lower"])
+                                         & (full <= models["density_upper"])).where(full.notna())
+            model_tables.append(models)
+            if full.notna().any():
+                entry["prediction"] = {**(entry["prediction"] or {}),
+                                       "density_coverage": float(
+                                           models["full_fit_inside"].dropna().mean())}
+        entries.append(entry)
+    report = {
+        "spec": spec.name,
+        "config_hash": spec.config_hash(),
+        "model_hash": spec.model_hash(),
+        "data_folder": str(data_folder),
+        "sampler": spec.sampler.model_dump(),
+        "ci_prob": spec.ci_prob,
+        "predictive_prob": PREDICTIVE_PROB,
+        "coverage_band": list(COVERAGE_BAND),
+        "refits": entries,
+        "timing": {"wall_seconds": wall_seconds},
+    }
+    batch.write_json_atomic(out / ROBUSTNESS_JSON, report)
+    robustness_table(entries).to_csv(out / ROBUSTNESS_CSV, index=False)
+    if score_tables:
+        pd.concat(score_tables, ignore_index=True).to_csv(out / HELDOUT_SCORES_CSV, index=False)
+        pd.concat(model_tables, ignore_index=True).to_csv(out / HELDOUT_MODELS_CSV, index=False)
+    return report
+
+
+def robustness_table(entries: Sequence[dict]) -> pd.DataFrame:
+    """One row per refit: doubling times, slope difference, held-out coverage, ELPD, sampler."""
+    rows = []
+    for e in entries:
+        row = {"refit": e["name"], "kind": e["kind"], "status": e["status"],
+               "n_held_out": len(e["held_out"])}
+        for q in REPORTED:
+            interval = e[q] or {}
+            row.update({f"{q}_{k}": interval.get(k) for k in ("median", "lower", "upper")})
+        p = e.get("prediction") or {}
+        row.update({f"heldout_{k}": p.get(k) for k in ("n_rows", "coverage", "mean_error",
+                                                       "density_coverage")})
+        loo = (e.get("model_loo") or {}).get("vs_baseline") or {}
+        row.update(elpd_difference=loo.get("difference"), elpd_difference_se=loo.get("se"))
+        diag = e["diagnostics"] or {}
+        row.update({k: diag.get(k) for k in ("divergences", "max_rhat", "min_ess_bulk",
+                                             "passed")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+

@@ -1,0 +1,251 @@
+"""Robustness refits: the lineage rule, the refit list, the NumPy trend against the model's,
+held-out predictions calibrated where they must be (prior draws), the report from records, and
+one small real batch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from densing_bayes import resources
+from densing_bayes.analysis import robustness as rb
+from densing_bayes.data.load import load_data
+from densing_bayes.model.spec import load_spec, parse_spec
+
+from conftest import SMALL_SAMPLER, prior_draws_as_fit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def default_data():
+    return load_data(resources.bundled_data_folder("default"))
+
+
+@pytest.mark.parametrize("family, expected", [
+    ("Qwen1.5", "Qwen"), ("Qwen2.5", "Qwen"), ("Qwen", "Qwen"), ("Llama-3.1", "Llama"),
+    ("Yi-1.5", "Yi"), ("Gemma-3", "Gemma"), ("Baichuan2", "Baichuan"),
+    ("Minitron (NVIDIA)", "Minitron"), ("GPT-3", "GPT"), ("GPT-NeoX", "GPT-NeoX"),
+    ("DeepSeek", "DeepSeek"), ("InternLM2", "InternLM"),
+])
+def test_lineage_rule(family, expected):
+    assert rb.lineage(family) == expected
+
+
+def test_refits_of_the_default_spec(default_data):
+    refits = rb.robustness_refits(load_spec("default"), default_data,
+                                  cutoffs=["2024-03-01"])
+    by_name = {r.name: r for r in refits}
+    release = pd.to_datetime(default_data.models.set_index("model")["release_date"])
+    later = by_name["future:2024-03-01"].held_out
+    assert len(later) == int((release >= "2024-03-01").sum())
+    assert all(release[m] >= pd.Timestamp("2024-03-01") for m in later)
+    # lineages with >= 5 models: Qwen (24), Llama (16), Gemma (9), Yi (6)
+    families = {n: len(r.held_out) for n, r in by_name.items() if r.kind == "family"}
+    assert families == {"family:Qwen": 24, "family:Llama": 16, "family:Gemma": 9,
+                        "family:Yi": 6}
+    structures = [r for r in refits if r.kind == "structure"]
+    assert {r.spec.trend.changepoint for r in structures} == {"none", "unknown", "fixed"}
+    assert [r.spec.trend.kind for r in structures].count("mean") == 1
+    assert by_name["baseline"].model_loo and not by_name["future:2024-03-01"].model_loo
+    with pytest.raises(ValueError, match="no model on one side"):
+        rb.robustness_refits(load_spec("default"), default_data, cutoffs=["2030-01-01"])
+
+
+def test_split_models_keeps_the_reference_runs(default_data):
+    fit, held = rb.split_models(default_data, ["Qwen2.5-7B", "Llama-2-7B"])
+    assert set(held.models["model"]) == {"Qwen2.5-7B", "Llama-2-7B"}
+    assert set(held.scores["model"]) == {"Qwen2.5-7B", "Llama-2-7B"}
+    assert not set(fit.scores["model"]) & {"Qwen2.5-7B", "Llama-2-7B"}
+    assert len(fit.scores) + len(held.scores) == len(default_data.scores)
+    assert fit.reference_runs is default_data.reference_runs
+
+
+@pytest.mark.parametrize("changepoint", ["fixed", "none", "unknown"])
+def test_numpy_trend_is_the_models_trend(changepoint):
+    import pytensor.tensor as pt
+
+    from densing_bayes.model.build import trend_mean
+
+    spec = load_spec("default").with_overrides({"trend": {"changepoint": changepoint}})
+    rng = np.random.default_rng(0)
+    post = xr.Dataset({k: (("chain", "draw"), rng.normal(size=(2, 3)))
+                       for k in ("frontier_intercept", "slope", "slope_pre", "slope_post",
+                                 "changepoint_shift")})
+    time = np.linspace(-2.5, 2.5, 11)
+    got = rb.trend_at(post, spec, time, np.arange(6))
+    for s in range(6):
+        c, d = divmod(s, 3)
+        v = {k: float(post[k][c, d]) for k in post}
+        expected = trend_mean(time, spec, v["frontier_intercept"], slope=v["slope"],
+                              slope_pre=v["slope_pre"], slope_post=v["slope_post"],
+                              shift=v["changepoint_shift"] if changepoint == "unknown" else 0.0)
+        np.testing.assert_allclose(got[s], pt.as_tensor(expected).eval(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def prior_world(default_data):
+    """Prior draws of the default model on 12 bundled models (drift, unstated precision,
+    best-of-two rows, source offsets), with prior-predictive scores."""
+    keep = ["GPT-3-175B", "Llama-1-7B", "Llama-2-13B", "Mistral-7B", "Qwen1.5-7B", "Yi-6B",
+            "Gemma-7B", "Qwen2-7B", "Llama-3-8B", "Gemma2-9B", "Qwen2.5-3B", "MiniCPM-1-2.4B"]
+    keep = [m for m in keep if m in set(default_data.models["model"])]
+    _, data = rb.split_models(default_data, keep)
+    spec = load_spec("default")
+    idata, inputs = prior_draws_as_fit(data, spec, draws=330, seed=21, prior_predictive=True)
+    return idata, inputs, spec
+
+
+def test_heldout_predictions_are_calibrated_when_truth_and_fit_are_exchangeable(prior_world):
+    """Truths and 'posterior' both drawn from the prior: a held-out score's PIT is then exactly
+    Uniform(0, 1) marginally, and 90% of scores fall inside their 90% intervals. A wrong
+    centring, drift sign, format weight or trend would break it."""
+    idata, inputs, spec = prior_world
+    assert inputs.score_best.any() and (inputs.score_format == -1).any()
+    fit = idata.isel(draw=slice(30, None))
+    simulated = idata.prior_predictive["score_obs"].values[0]
+    pits, inside, agree = [], [], []
+    for j in range(30):
+        held = replace(inputs, score_value=simulated[j])
+        scores, models = rb.predict_rows(fit, held, spec, seed=j)
+        pits.append(scores["pit"].to_numpy())
+        inside.append(scores["inside"].to_numpy())
+        within = scores["score"].between(scores["predicted_lower"], scores["predicted_upper"])
+        agree.append((within == scores["inside"]).to_numpy())
+        assert len(models) == len(inputs.models)
+    pit, inside = np.concatenate(pits), np.concatenate(inside)
+    assert 0.85 <= inside.mean() <= 0.95
+    assert abs(pit.mean() - 0.5) < 0.04
+    assert 0.15 < np.mean(pit < 0.25) < 0.35 and 0.15 < np.mean(pit > 0.75) < 0.35
+    # the sampled interval and the exact PIT say the same thing (Monte Carlo error aside)
+    assert np.concatenate(agree).mean() > 0.95
+
+
+@pytest.fixture(scope="module")
+def posterior_world(default_data):
+    """The committed reference run's thinned posterior (reports/default/posterior_thin.nc) as
+    the world: 12 models' log densities drawn anew from its trend, their scores from its chain
+    by PyMC's own forward sampling. Unlike prior draws, its scores are not saturated, so a
+    wrong trend shows."""
+    import arviz as az
+    import pymc as pm
+
+    from densing_bayes.model.build import build_model
+    from densing_bayes.model.inputs import prepare_inputs
+
+    keep = ["GPT-3-175B", "Llama-1-7B", "Llama-2-13B", "Mistral-7B", "Qwen1.5-7B", "Yi-6B",
+            "Gemma-7B", "Qwen2-7B", "Llama-3-8B", "Gemma2-9B", "Qwen2.5-3B", "MiniCPM-1-2.4B"]
+    _, data = rb.split_models(default_data, keep)
+    spec = load_spec("default")
+    thin = az.from_netcdf(ROOT / "reports" / "default" / "posterior_thin.nc")
+    post = thin.posterior.drop_dims("model")
+    inputs = prepare_inputs(data, spec)
+    with build_model(inputs, spec):
+        pp = pm.sample_posterior_predictive(az.InferenceData(posterior=post),
+                                            var_names=["log_density_deviation", "score_obs"],
+                                            random_seed=3, progressbar=False)
+    simulated = pp.posterior_predictive["score_obs"]
+    return post, thin.constant_data, inputs, spec, simulated
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_heldout_predictions_from_the_reference_posterior(posterior_world, shift):
+    """Truth: one posterior draw (its models' densities redrawn); fit: the other chains. The
+    PITs are uniform and 90% of scores inside their 90% intervals; a trend 0.5 e-folds too
+    high predicts too high (PITs pile below 0.5)."""
+    import arviz as az
+
+    post, const, inputs, spec, simulated = posterior_world
+    pits, inside = [], []
+    for j in range(30):
+        chain, draw = divmod(j * 33, post.sizes["draw"])
+        fit = az.InferenceData(posterior=post.drop_sel(chain=chain), constant_data=const)
+        fit.posterior["frontier_intercept"] = fit.posterior["frontier_intercept"] + shift
+        held = replace(inputs, score_value=simulated.values[chain, draw])
+        scores, _ = rb.predict_rows(fit, held, spec, seed=j)
+        pits.append(scores["pit"].mean())
+        inside.append(scores["inside"].mean())
+    if shift == 0.0:
+        assert abs(np.mean(pits) - 0.5) < 0.03
+        assert 0.86 <= np.mean(inside) <= 0.94
+    else:
+        assert np.mean(pits) < 0.45
+
+
+def test_report_from_records(tmp_path):
+    spec = load_spec("default")
+    refits = [rb.Refit("baseline", "baseline", "as written", spec, model_loo=True),
+              rb.Refit("family:Q", "family", "Q left out", spec, held_out=("q1", "q2")),
+              rb.Refit("structure:none", "structure", "no changepoint", spec, model_loo=True)]
+
+    def interval(median, lower, upper):
+        return {"median": median, "lower": lower, "upper": upper}
+
+    heldout = pd.DataFrame({"model": ["q1", "q1", "q2"], "benchmark": ["a", "b", "a"],
+                            "format": [0, 1, -1], "score": [0.5, 0.6, 0.7],
+                            "predicted_median": [0.45, 0.6, 0.8],
+                            "predicted_lower": [0.4, 0.5, 0.75],
+                            "predicted_upper": [0.55, 0.7, 0.85],
+                            "pit": [0.8, 0.5, 0.01], "inside": [True, True, False]})
+    records = {
+        "baseline": {"status": "ok", "error": None, "seconds": 1.0, "result": {
+            "doubling_time_days": interval(160, 128, 204),
+            "densities": {"q1": interval(0.5, 0.4, 0.6), "q2": interval(2.0, 1.5, 2.5)},
+            "model_loo": {"elpd": 10.0, "se": 1.0, "p_loo": 2.0, "share_k_good": 1.0,
+                          "per_model": {"m1": 1.0, "m2": 2.0, "m3": 3.0}}}},
+        "family-Q": {"status": "ok", "error": None, "seconds": 1.0, "result": {
+            "doubling_time_days": interval(210, 150, 300),
+            "prediction": rb.prediction_summary(heldout),
+            "heldout_scores": heldout.to_dict(orient="list"),
+            "heldout_models": {"model": ["q1", "q2"], "release_date": ["2024-01-01"] * 2,
+                               "params": [1e9, 2e9], "density_median": [0.6, 1.0],
+                               "density_lower": [0.3, 0.5], "density_upper": [0.9, 1.5]}}},
+        "structure-none": {"status": "ok", "error": None, "seconds": 1.0, "result": {
+            "doubling_time_days": interval(150, 120, 190),
+            "model_loo": {"elpd": 4.0, "se": 1.0, "p_loo": 2.0, "share_k_good": 1.0,
+                          "per_model": {"m1": 0.0, "m2": 0.0, "m3": 4.0}}}},
+    }
+    report = rb.write_robustness_outputs(tmp_path, refits, records, spec,
+                                         data_folder=tmp_path, wall_seconds=3.0)
+    family, structure = report["refits"][1], report["refits"][2]
+    assert family["median_inside_baseline"] is False  # 210 outside [128, 204]
+    assert family["prediction"]["coverage"] == pytest.approx(2 / 3)
+    assert family["prediction"]["mean_error"] == pytest.approx((0.05 + 0.0 - 0.1) / 3)
+    assert family["coverage_in_band"] is False
+    # q1's full-fit density 0.5 inside [0.3, 0.9]; q2's 2.0 outside [0.5, 1.5]
+    assert family["prediction"]["density_coverage"] == pytest.approx(0.5)
+    diff = structure["model_loo"]["vs_baseline"]  # per model -1, -2, +1
+    assert diff["difference"] == pytest.approx(-2.0)
+    assert diff["se"] == pytest.approx(math.sqrt(3 * np.var([-1.0, -2.0, 1.0])))
+    table = pd.read_csv(tmp_path / rb.ROBUSTNESS_CSV)
+    assert list(table["refit"]) == ["baseline", "family:Q", "structure:none"]
+    assert len(pd.read_csv(tmp_path / rb.HELDOUT_SCORES_CSV)) == 3
+
+
+@pytest.mark.integration
+def test_small_robustness_run(tmp_path):
+    from densing_bayes.data.simulate import simulate_design, write_simulation
+
+    sim = simulate_design("paper", seed=2, n_models=20, n_benchmarks=1)
+    sim.scores["source_kind"] = "own"
+    folder = tmp_path / "data"
+    write_simulation(sim, folder, force=True)
+    spec = parse_spec({"name": "small", "loss_law": {"irreducible": False},
+                       "data": {"folder": str(folder)},
+                       "sampler": {**SMALL_SAMPLER, "draws": 150, "tune": 150}})
+    cutoff = str(pd.to_datetime(sim.models["release_date"]).sort_values().iloc[14].date())
+    report = rb.run_robustness(spec, tmp_path / "rob", n_workers=2, progress=False,
+                               cutoffs=[cutoff], min_family_models=100, structures=[])
+    base, future = report["refits"]
+    assert (base["status"], future["status"]) == ("ok", "ok")
+    assert math.isfinite(base["model_loo"]["elpd"]) and 0 <= base["model_loo"]["share_k_good"] <= 1
+    assert future["n_models"] < base["n_models"]
+    assert future["prediction"]["n_models"] == len(future["held_out"])
+    assert 0 <= future["prediction"]["coverage"] <= 1
+    assert (tmp_path / "rob" / rb.HELDOUT_MODELS_CSV).is_file()

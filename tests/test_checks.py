@@ -326,3 +326,67 @@ def test_loo_pit_by_group_reads_too_wide_and_too_narrow():
     assert rows["c"]["tails"] == pytest.approx(0.10) and rows["c"]["central"] == pytest.approx(0.5)
     assert rows["b"]["p_tails"] == pytest.approx(
         checks.stats.binomtest(40, 40, 0.10).pvalue)
+
+
+# ---------------------------------------------------------------- robustness refits
+def _robustness_report():
+    def days(median, lower, upper):
+        return {"median": median, "lower": lower, "upper": upper}
+
+    ok = {"passed": True}
+    return {
+        "coverage_band": [0.85, 0.95],
+        "refits": [
+            {"name": "baseline", "kind": "baseline", "status": "ok", "held_out": [],
+             "diagnostics": ok, "doubling_time_days": days(160, 128, 204),
+             "model_loo": {"elpd": 900.0, "se": 80.0, "p_loo": 50.0, "share_k_good": 0.93}},
+            {"name": "future:2024-03-01", "kind": "future", "status": "ok",
+             "held_out": ["a", "b"], "diagnostics": ok, "doubling_time_days": days(150, 100, 250),
+             "prediction": {"n_rows": 100, "n_models": 2, "n_inside": 80, "coverage": 0.80,
+                            "nominal": 0.9, "mean_error": 0.01, "share_above": 0.15,
+                            "share_below": 0.05}},
+            {"name": "future:2024-06-01", "kind": "future", "status": "ok",
+             "held_out": ["a"], "diagnostics": ok, "doubling_time_days": days(155, 100, 250),
+             "prediction": {"n_rows": 100, "n_models": 1, "n_inside": 91, "coverage": 0.91,
+                            "nominal": 0.9, "mean_error": 0.0, "share_above": 0.05,
+                            "share_below": 0.04}},
+            {"name": "family:Qwen", "kind": "family", "status": "ok", "held_out": ["q"] * 24,
+             "diagnostics": {"passed": False}, "doubling_time_days": days(210, 150, 300)},
+            {"name": "family:Llama", "kind": "family", "status": "ok", "held_out": ["l"] * 16,
+             "diagnostics": ok, "doubling_time_days": days(170, 120, 240)},
+            {"name": "structure:no_changepoint", "kind": "structure", "status": "ok",
+             "held_out": [], "diagnostics": ok, "doubling_time_days": days(300, 200, 400),
+             "model_loo": {"vs_baseline": {"difference": -5.0, "se": 3.0, "n_models": 88}}},
+            {"name": "structure:mean_trend", "kind": "structure", "status": "ok",
+             "held_out": [], "diagnostics": ok, "doubling_time_days": days(140, 100, 200),
+             "model_loo": {"vs_baseline": {"difference": 7.0, "se": 3.0, "n_models": 88}}},
+        ],
+    }
+
+
+def test_leave_future_out_passes_inside_the_coverage_band_only():
+    recs = checks.leave_future_out_records(_robustness_report())
+    assert [r["passed"] for r in recs] == [False, True]
+    assert recs[0]["value"] == pytest.approx(0.80) and "80 of 100" in recs[0]["detail"]
+
+
+def test_leave_one_family_out_fails_when_a_median_leaves_the_interval():
+    rec = checks.leave_one_family_out_record(_robustness_report(),
+                                             {"median": 160, "lower": 128, "upper": 204})
+    assert rec["passed"] is False and rec["value"] == 1
+    assert "outside: family:Qwen" in rec["detail"] and "1 of 2 refits missed" in rec["detail"]
+    wide = checks.leave_one_family_out_record(_robustness_report(),
+                                              {"median": 160, "lower": 128, "upper": None})
+    assert wide["passed"] is True
+
+
+def test_trend_structures_fail_when_an_alternative_is_better_by_two_se():
+    structures, pareto = checks.trend_structure_records(_robustness_report())
+    assert structures["passed"] is False  # mean_trend +7.0 > 2 x 3.0
+    assert structures["value"] == pytest.approx(7.0)
+    assert "better by more than 2 SE: mean_trend" in structures["detail"]
+    assert pareto["passed"] is False and pareto["value"] == pytest.approx(0.93)
+    assert "Pareto k" in pareto["caveat"]
+    report = _robustness_report()
+    report["refits"][-1]["model_loo"]["vs_baseline"]["difference"] = 5.0  # < 2 SE
+    assert checks.trend_structure_records(report)[0]["passed"] is True

@@ -329,6 +329,39 @@ def test_format_count():
 
 
 # ================================================================ integration: a real report
+def _days(median, lower, upper):
+    return {"median": median, "lower": lower, "upper": upper}
+
+
+#: A stored robustness report (its model hash is set to the run's in the fixture).
+ROBUSTNESS = {
+    "ci_prob": 0.9, "coverage_band": [0.85, 0.95],
+    "refits": [
+        {"name": "baseline", "kind": "baseline", "status": "ok", "held_out": [],
+         "description": "as written", "diagnostics": {"passed": True},
+         "doubling_time_days": _days(160, 128, 204),
+         "model_loo": {"elpd": 900.0, "se": 80.0, "p_loo": 50.0, "share_k_good": 0.97}},
+        {"name": "future:2024-03-01", "kind": "future", "status": "ok", "held_out": ["a", "b"],
+         "description": "later models predicted", "diagnostics": {"passed": True},
+         "doubling_time_days": _days(150, 100, None),
+         "prediction": {"n_rows": 100, "n_models": 2, "n_inside": 80, "coverage": 0.80,
+                        "nominal": 0.9, "mean_error": 0.01, "share_above": 0.15,
+                        "share_below": 0.05}},
+        {"name": "family:Qwen", "kind": "family", "status": "ok", "held_out": ["q"] * 4,
+         "description": "Qwen left out", "diagnostics": {"passed": False},
+         "doubling_time_days": _days(210, 150, 300),
+         "prediction": {"n_rows": 40, "n_models": 4, "n_inside": 37, "coverage": 0.925,
+                        "nominal": 0.9, "mean_error": -0.01, "share_above": 0.05,
+                        "share_below": 0.025}},
+        {"name": "structure:mean_trend", "kind": "structure", "status": "ok", "held_out": [],
+         "description": "mean trend", "diagnostics": {"passed": True},
+         "doubling_time_days": _days(140, 100, 200),
+         "model_loo": {"elpd": 907.0, "se": 80.0, "p_loo": 50.0, "share_k_good": 0.97,
+                       "vs_baseline": {"difference": 7.0, "se": 3.0, "n_models": 24}}},
+    ],
+}
+
+
 @pytest.fixture(scope="module")
 def report_run(paper_folder, tmp_path_factory):
     spec = parse_spec({"name": "report_test", "loss_law": {"irreducible": False},
@@ -340,6 +373,9 @@ def report_run(paper_folder, tmp_path_factory):
     shutil.copytree(run, twin)
     (run / "sensitivity").mkdir()
     (run / "sensitivity" / "sensitivity.json").write_text(json.dumps(SENSITIVITY))
+    (run / "robustness").mkdir()
+    (run / "robustness" / "robustness.json").write_text(json.dumps(
+        {**ROBUSTNESS, "model_hash": spec.model_hash()}))
     assert main(["report", str(run), "--compare", str(twin)]) == 0
     html = (run / report.REPORT_FILE).read_text(encoding="utf-8")
     return run, html, twin
@@ -360,6 +396,11 @@ def test_report_has_every_section(report_run):
     assert ('class="ok"' in html) == (status == "passed")  # never green while a check fails
     assert ('class="banner' in html) == (status != "passed")
     assert 'id="how-sure"' in html and "e-folds per year" in html
+    # the Robustness section: one verdict line per check, the refits, their figure
+    section = html[html.index('id="robustness"'):html.index('id="reproducibility"')]
+    assert "leave-future-out at 2024-03-01" in section and "FAIL" in section  # 80/100
+    assert "mean_trend" in section and "+7.0 (SE 3.0)" in section
+    assert 'id="fig-robustness"' in html or "robustness.png" in html
 
 
 def test_embedded_images_are_valid_pngs(report_run):

@@ -4,7 +4,7 @@ Every check returns one or more records::
 
     {"name": "heldout_coverage",            # stable id (summary.json, tests)
      "label": "held-out reference runs inside their 90% predictive intervals",
-     "kind": "model",                        # "sampler", "model" or "sensitivity"
+     "kind": "model",                        # one of KINDS
      "value": 0.45,                          # what was measured (a number, or null)
      "nominal": 0.9,                         # what a calibrated, converged fit gives
      "passed": False,                        # True / False; null = could not be computed
@@ -59,7 +59,7 @@ PARETO_K_TOLERATED_SHARE = 0.01
 REACHABLE_QUANTILE = 0.99
 REACHABLE_REPLICATE_QUANTILE = 0.99
 
-KINDS = ("sampler", "model", "sensitivity", "calibration")
+KINDS = ("sampler", "model", "sensitivity", "robustness", "calibration")
 
 
 # ============================================================================ records
@@ -872,3 +872,183 @@ def misspecification_records(report: dict) -> list[dict]:
     return out or [record("misspecification_coverage", "doubling time's interval in "
                           "misspecified worlds", passed=None, kind="calibration",
                           detail=f"no world has {MIN_WORLD_SIMULATIONS} simulations yet")]
+
+
+# ============================================================================ robustness
+#: Folder beside a run holding its robustness refits (``densing-bayes robustness``).
+ROBUSTNESS_FOLDER = "robustness"
+
+#: An alternative trend structure beats the run's by this many SEs of the ELPD difference.
+STRUCTURE_ELPD_SE = 2.0
+
+#: Share of models with leave-one-model-out Pareto k below 0.7 that passes (issue 19).
+MODEL_LOO_GOOD_SHARE = 0.95
+
+
+def _robustness(ctx: CheckContext, name: str, label: str) -> dict | tuple[dict, None]:
+    """The stored robustness report, or a not-computed record saying why not."""
+    stored = _stored_batch(ctx, ROBUSTNESS_FOLDER, "robustness.json")
+    if stored is None:
+        return record(name, label, passed=None, kind="robustness",
+                      detail="no robustness refits stored beside this run (densing-bayes "
+                             "robustness --out RUN/robustness)"), None
+    report, _ = stored
+    stale = _stale_calibration(ctx, report)
+    if stale:
+        return record(name, label, passed=None, kind="robustness", detail=stale), None
+    return None, report
+
+
+def _refits_of(report: dict, kind: str) -> list[dict]:
+    return [e for e in report.get("refits") or [] if e.get("kind") == kind]
+
+
+def _sampler_note(entries: list[dict]) -> str:
+    missed = [e["name"] for e in entries
+              if not (isinstance(e.get("diagnostics"), dict) and e["diagnostics"].get("passed"))]
+    return (f"; {len(missed)} of {len(entries)} refits missed their sampler thresholds "
+            f"({', '.join(missed)}), so read these numbers as indicative" if missed else "")
+
+
+@register("leave_future_out", kind="robustness",
+          caveat="Fitted to the models released before a cut-off, the trend predicts the later "
+                 "models' scores with intervals that do not hold their nominal coverage: the "
+                 "trend's extrapolation, or its scatter around the trend, is not honest a year "
+                 "ahead, and neither is the doubling time's interval.")
+def _leave_future_out(ctx: CheckContext):
+    label = "leave-future-out: later models' scores inside their 90% predictive intervals"
+    missing, report = _robustness(ctx, "leave_future_out", label)
+    if report is None:
+        return missing
+    return leave_future_out_records(report)
+
+
+def leave_future_out_records(report: dict) -> list[dict]:
+    """One record per cut-off: coverage of the later models' scores, passing inside the
+    report's coverage band (issue 19: [0.85, 0.95] at nominal 0.9)."""
+    band = report.get("coverage_band") or [0.85, 0.95]
+    out = []
+    entries = _refits_of(report, "future")
+    for e in entries:
+        cutoff = e["name"].split(":", 1)[-1]
+        label = f"leave-future-out at {cutoff}: later models' scores inside 90% intervals"
+        p = e.get("prediction") or {}
+        if e.get("status") != "ok" or p.get("coverage") is None:
+            out.append(record("leave_future_out", label, passed=None, kind="robustness",
+                              detail=f"refit {e.get('status')}: {e.get('error') or 'no prediction'}"))
+            continue
+        days = e.get("doubling_time_days") or {}
+        out.append(record(
+            "leave_future_out", label, value=p["coverage"], nominal=p.get("nominal", 0.9),
+            passed=band[0] <= p["coverage"] <= band[1], kind="robustness",
+            detail=(f"{p['n_inside']} of {p['n_rows']} scores of {p['n_models']} models "
+                    f"released on or after {cutoff} inside (band {band[0]:.2f}-{band[1]:.2f}); "
+                    f"{p['share_above']:.0%} above, {p['share_below']:.0%} below their "
+                    f"intervals; mean error {p['mean_error']:+.3f}"
+                    + (f"; their densities inside the predicted 90% intervals: "
+                       f"{p['density_coverage']:.0%} of models (against the full fit)"
+                       if p.get("density_coverage") is not None else "")
+                    + (f"; doubling time fitted to the earlier models {days['median']:.0f} days"
+                       if days.get("median") is not None else "")
+                    + _sampler_note([e]))))
+    return out
+
+
+@register("leave_one_family_out", kind="robustness",
+          caveat="Leaving one lineage of models out moves the doubling time's median outside "
+                 "this fit's interval: one developer's series sets the slope by more than the "
+                 "interval admits (models of one family are not exchangeable draws).")
+def _leave_one_family_out(ctx: CheckContext):
+    label = "leave-one-family-out: doubling-time medians inside this fit's interval"
+    missing, report = _robustness(ctx, "leave_one_family_out", label)
+    if report is None:
+        return missing
+    return leave_one_family_out_record(report, ctx.summary.get("doubling_time_days") or {},
+                                       ctx.ci_prob)
+
+
+def leave_one_family_out_record(report: dict, main: dict, ci_prob: float = 0.9) -> dict:
+    """Passes when every leave-one-lineage-out median lies in this fit's interval ``main``."""
+    label = "leave-one-family-out: doubling-time medians inside this fit's interval"
+    entries = [e for e in _refits_of(report, "family") if e.get("status") == "ok"
+               and (e.get("doubling_time_days") or {}).get("median") is not None]
+    if not entries or main.get("lower") is None:
+        return record("leave_one_family_out", label, passed=None, kind="robustness",
+                      detail="no leave-one-family-out refit with a doubling time")
+    lo = main["lower"]
+    hi = math.inf if main.get("upper") is None else main["upper"]
+    parts, outside = [], []
+    for e in entries:
+        m = e["doubling_time_days"]["median"]
+        if not lo <= m <= hi:
+            outside.append(e["name"])
+        p = e.get("prediction") or {}
+        held = (f", its scores {p['n_inside']}/{p['n_rows']} inside"
+                if p.get("n_rows") else "")
+        parts.append(f"{e['name'].split(':', 1)[-1]} ({len(e['held_out'])} models) "
+                     f"{m:.0f} days{held}")
+    hi_text = "unbounded" if main.get("upper") is None else f"{main['upper']:.0f}"
+    return record(
+        "leave_one_family_out", label, value=len(outside), nominal=0, passed=not outside,
+        kind="robustness",
+        detail=(f"without {'; '.join(parts)}; this fit {main.get('median', float('nan')):.0f} "
+                f"[{lo:.0f}, {hi_text}] ({ci_prob:.0%})"
+                + (f"; outside: {', '.join(outside)}" if outside else "")
+                + _sampler_note(entries)))
+
+
+@register("trend_structures", kind="robustness",
+          caveat="Another trend structure predicts unseen models better than this spec's by "
+                 "more than two standard errors of the difference (leave-one-model-out ELPD): "
+                 "the evidence favours that structure over the one reported here.")
+def _trend_structures(ctx: CheckContext):
+    label = "trend structures: no alternative predicts unseen models better"
+    missing, report = _robustness(ctx, "trend_structures", label)
+    if report is None:
+        return missing
+    return trend_structure_records(report)
+
+
+def trend_structure_records(report: dict) -> list[dict]:
+    """The ELPD comparison (passes unless a structure beats the baseline by more than
+    ``STRUCTURE_ELPD_SE`` SEs) and the baseline's model-level Pareto k share."""
+    label = "trend structures: no alternative predicts unseen models better"
+    base = next((e for e in _refits_of(report, "baseline") if e.get("model_loo")), None)
+    rows = [e for e in _refits_of(report, "structure")
+            if (e.get("model_loo") or {}).get("vs_baseline")]
+    out = []
+    if rows:
+        diffs = {e["name"].split(":", 1)[-1]: e["model_loo"]["vs_baseline"] for e in rows}
+        better = [n for n, d in diffs.items()
+                  if d["difference"] > STRUCTURE_ELPD_SE * d["se"]]
+        best = max(diffs, key=lambda n: diffs[n]["difference"])
+        parts = []
+        for e in rows:
+            n, d = e["name"].split(":", 1)[-1], e["model_loo"]["vs_baseline"]
+            days = (e.get("doubling_time_days") or {}).get("median")
+            parts.append(f"{n} {d['difference']:+.1f} (SE {d['se']:.1f})"
+                         + (f", {days:.0f} days" if days is not None else ""))
+        out.append(record(
+            "trend_structures", label, value=diffs[best]["difference"], nominal=0,
+            passed=not better, kind="robustness",
+            detail=(f"leave-one-model-out ELPD minus this spec's over "
+                    f"{diffs[best]['n_models']} models: {'; '.join(parts)}"
+                    + (f"; better by more than {STRUCTURE_ELPD_SE:.0f} SE: {', '.join(better)}"
+                       if better else "")
+                    + _sampler_note(rows))))
+    else:
+        out.append(record("trend_structures", label, passed=None, kind="robustness",
+                          detail="no structure refit with a leave-one-model-out ELPD"))
+    if base is not None:
+        share = base["model_loo"]["share_k_good"]
+        out.append(record(
+            "model_loo_pareto_k", "leave-one-model-out: models with Pareto k < 0.7",
+            value=share, nominal=MODEL_LOO_GOOD_SHARE, passed=share >= MODEL_LOO_GOOD_SHARE,
+            kind="robustness",
+            caveat=("Leave-one-model-out is unreliable for more than 5% of the models (Pareto "
+                    "k >= 0.7): those models pull the fit so hard that the structure "
+                    "comparison's ELPDs need exact refits without them."),
+            detail=(f"{share:.0%} of models (the rest: their importance-sampling estimate is "
+                    f"unreliable and a refit without the model would be needed); ELPD "
+                    f"{base['model_loo']['elpd']:.1f} (SE {base['model_loo']['se']:.1f})")))
+    return out

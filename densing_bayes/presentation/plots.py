@@ -40,6 +40,7 @@ from scipy import stats
 from densing_bayes import laws
 from densing_bayes.analysis.derived import DAYS_PER_MONTH, PAPER_REPORTED, doubling_interval
 from densing_bayes.analysis.baseline import LLAMA1_RELEASE
+from densing_bayes.analysis.misspecification import wilson_interval
 from densing_bayes.model.build import UNKNOWN_CHANGEPOINT_SHARPNESS
 
 #: Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
@@ -1724,4 +1725,83 @@ def plot_holdout(*, table: pd.DataFrame, ci_prob: float = CI_PROB) -> Figure:
                  f"{_pct(ci_prob)}% predictive intervals", fontsize=9,
                  color=OKABE_ITO["vermillion"] if inside.mean() < ci_prob - 0.1 else "black")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    return fig
+
+
+# ============================================================================= robustness refits
+ROBUSTNESS_MARKERS = {"baseline": ("o", OKABE_ITO["black"], "this spec, refitted"),
+                      "future": ("v", OKABE_ITO["blue"], "leave-future-out"),
+                      "family": ("s", OKABE_ITO["orange"], "leave-one-family-out"),
+                      "structure": ("D", OKABE_ITO["green"], "other trend structure")}
+
+
+@styled
+def plot_robustness(*, report: dict, summary: dict | None = None) -> Figure:
+    """Robustness refits, one row each. Left: the doubling time after the changepoint
+    (median and interval as stored; log x) against this fit's interval (grey band). Right: the
+    held-out scores' coverage of their 90% predictive intervals with a Wilson 95% interval,
+    against the nominal 0.9 and the band called honest; for trend structures, the
+    leave-one-model-out ELPD difference to this spec, printed."""
+    entries = [e for e in report.get("refits") or [] if e.get("status") == "ok"]
+    n = max(1, len(entries))
+    fig = new_figure(10.0, 0.34 * n + 1.9)
+    left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.3, 1.0]})
+    y = np.arange(n)[::-1]
+    main = (summary or {}).get("doubling_time_days") or {}
+    ci = (summary or {}).get("ci_prob", CI_PROB)
+    values = [main.get(k) for k in ("lower", "upper")]
+    for e in entries:
+        d = e.get("doubling_time_days") or {}
+        values += [d.get("lower"), d.get("upper"), d.get("median")]
+    finite = [v for v in values if v is not None and np.isfinite(v) and v > 0]
+    x_max = max(finite) * 1.25 if finite else 1000.0
+    x_min = min(finite) / 1.25 if finite else 10.0
+    if main.get("lower") is not None:
+        left.axvspan(main["lower"], main["upper"] or x_max, color=OKABE_ITO["grey"], alpha=0.25,
+                     lw=0, label=f"this fit: {_pct(ci)}% interval")
+    shown = set()
+    for yi, e in zip(y, entries):
+        marker, color, name = ROBUSTNESS_MARKERS.get(e["kind"], ("o", "grey", e["kind"]))
+        ok = bool((e.get("diagnostics") or {}).get("passed"))
+        d = e.get("doubling_time_days") or {}
+        if d.get("median") is None:
+            continue
+        upper = d["upper"] if d.get("upper") is not None else x_max
+        left.plot([d["lower"], upper], [yi, yi], color=color, lw=1.6,
+                  ls="-" if ok else (0, (3, 2)))
+        label = None if e["kind"] in shown else name
+        shown.add(e["kind"])
+        left.plot(d["median"], yi, marker=marker, ms=6, color=color,
+                  mfc=color if ok else "white", ls="none", label=label)
+        left.annotate(f"{d['median']:.0f}", (d["median"], yi), xytext=(0, 5),
+                      textcoords="offset points", ha="center", fontsize=7.5)
+    left.set_xscale("log")
+    left.set_xlim(x_min, x_max)
+    left.xaxis.set_major_locator(mpl.ticker.FixedLocator([50, 100, 200, 500, 1000, 2000]))
+    left.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.xaxis.set_minor_formatter(NullFormatter())
+    left.set_xlabel("doubling time after the changepoint (days, log scale)")
+    left.set_yticks(y, [e["name"] for e in entries])
+    band = report.get("coverage_band") or [0.85, 0.95]
+    right.axvspan(band[0], band[1], color=OKABE_ITO["green"], alpha=0.15, lw=0,
+                  label=f"coverage band {band[0]:.2f}-{band[1]:.2f}")
+    right.axvline(0.9, color=OKABE_ITO["black"], lw=0.8, ls=(0, (4, 3)), label="nominal 0.9")
+    for yi, e in zip(y, entries):
+        p = e.get("prediction") or {}
+        marker, color, _ = ROBUSTNESS_MARKERS.get(e["kind"], ("o", "grey", e["kind"]))
+        if p.get("n_rows"):
+            lo, hi = wilson_interval(p["n_inside"], p["n_rows"])
+            right.plot([lo, hi], [yi, yi], color=color, lw=1.6)
+            right.plot(p["coverage"], yi, marker=marker, color=color, ms=6, ls="none")
+            right.annotate(f"{p['n_inside']}/{p['n_rows']}", (hi, yi), xytext=(4, 0),
+                           textcoords="offset points", va="center", fontsize=7.5)
+        loo = (e.get("model_loo") or {}).get("vs_baseline")
+        if loo:
+            right.text(0.52, yi, f"ELPD vs this spec {loo['difference']:+.1f} "
+                       f"(SE {loo['se']:.1f})", va="center", fontsize=7.5, color=color)
+    right.set_xlim(0.5, 1.0)
+    right.set_xlabel("held-out scores inside their 90% predictive intervals")
+    handles, labels = left.get_legend_handles_labels()
+    h2, l2 = right.get_legend_handles_labels()
+    fig.legend(handles + h2, labels + l2, loc="outside lower center", ncols=3, fontsize=8)
     return fig

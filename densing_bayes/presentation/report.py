@@ -67,7 +67,8 @@ SECTIONS = (
     ("diagnostics", "7. Sampler diagnostics"),
     ("paper-comparison", "8. The paper beside this fit"),
     ("sensitivity", "9. Prior sensitivity"),
-    ("reproducibility", "10. Reproducibility"),
+    ("robustness", "10. Robustness"),
+    ("reproducibility", "11. Reproducibility"),
 )
 
 
@@ -389,6 +390,47 @@ def _stale_note(stored: dict, spec: ModelSpec) -> str | None:
             f"Re-run densing-bayes sensitivity to refresh it.")
 
 
+ROBUSTNESS_FILE = Path("robustness") / "robustness.json"
+
+#: Checks gathered in the Robustness section, one verdict line each, in this order.
+ROBUSTNESS_CHECKS = ("leave_future_out", "leave_one_family_out", "trend_structures",
+                     "model_loo_pareto_k", "sensitivity_spread", "sbc_uniformity",
+                     "misspecification_coverage")
+
+
+def robustness_tables(run: FittedRun, records: Sequence[dict]) -> dict:
+    """The Robustness section: one verdict line per check that tests the trend out of sample
+    or under other choices (from the report's checks, so the two cannot disagree), and the
+    refits of ``RUN/robustness/robustness.json`` when stored."""
+    order = {name: i for i, name in enumerate(ROBUSTNESS_CHECKS)}
+    lines = sorted((r for r in records if r.get("name") in order),
+                   key=lambda r: order[r["name"]])
+    out = {"lines": [{"label": r["label"], "detail": r.get("detail", ""),
+                      "status": {True: "pass", False: "FAIL", None: "not computed"}[
+                          r.get("passed")]} for r in lines],
+           "path": str(ROBUSTNESS_FILE), "raw": None, "rows": [], "stale": None}
+    path = run.folder / ROBUSTNESS_FILE
+    if not path.is_file():
+        return out
+    data = json.loads(path.read_text())
+    ci = float(data.get("ci_prob", run.summary.get("ci_prob", plots.CI_PROB)))
+    out.update(raw=data, stale=_stale_note(data, run.spec), ci=f"{ci:.0%}")
+    for e in data.get("refits") or []:
+        p = e.get("prediction") or {}
+        loo = e.get("model_loo") or {}
+        vs = loo.get("vs_baseline")
+        status = str(e.get("status", "ok")) + (f": {e['error']}" if e.get("error") else "")
+        out["rows"].append([
+            e["name"], e.get("description", ""),
+            _cell(e.get("doubling_time_days"), ci), _cell(e.get("slope_difference_per_year"), ci),
+            (f"{p['n_inside']}/{p['n_rows']} ({p['coverage']:.0%}), error "
+             f"{p['mean_error']:+.3f}" if p.get("n_rows") else "-"),
+            (f"{vs['difference']:+.1f} (SE {vs['se']:.1f})" if vs else
+             (f"{loo['elpd']:.1f} (SE {loo['se']:.1f})" if loo else "-")),
+            _diagnostics_cell(e.get("diagnostics")), status])
+    return out
+
+
 def sensitivity_tables(run: FittedRun) -> dict | None:
     """The sensitivity analysis stored beside the run (``RUN/sensitivity/sensitivity.json``,
     written by ``densing-bayes sensitivity``) as tables; None when it was not run."""
@@ -700,6 +742,18 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             "between successive draws (centred). If the transition distribution is much narrower "
             "than the marginal one the sampler explores heavy tails poorly; E-BFMI per chain "
             "(legend) below 0.3 is a warning."),
+        "robustness": (
+            f"Left: the doubling time after the changepoint (median, printed, and {p}% "
+            f"interval; log scale) refitted without the models released after a cut-off "
+            f"(triangles), without one lineage of models (squares), or under another trend "
+            f"structure (diamonds), against this fit's {p}% interval (grey band); hollow "
+            f"markers and dashed lines: refits that missed their sampler thresholds. Right: "
+            f"the share of the left-out models' reported scores inside their 90% posterior "
+            f"predictive intervals, predicted from their sizes and release dates alone (their "
+            f"densities drawn from the fitted trend's population), with a Wilson 95% interval "
+            f"and the count; the shaded band is the coverage called honest. For trend "
+            f"structures, the leave-one-model-out ELPD difference to this spec (positive: "
+            f"the structure predicts unseen models better)."),
         "sensitivity": (
             f"Doubling time of the frontier density after (blue circles) and before (orange "
             f"squares) the changepoint under each variant of the sensitivity analysis (other "
@@ -1006,6 +1060,10 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
     if sens is not None and has_models:
         draw("sensitivity", "Sensitivity of the doubling time to priors and data",
              lambda: plots.plot_sensitivity(sensitivity=sens["raw"], summary=summary))
+    robust = robustness_tables(run, records)
+    if robust["raw"] is not None and has_models:
+        draw("robustness", "Out-of-sample refits: doubling time and held-out coverage",
+             lambda: plots.plot_robustness(report=robust["raw"], summary=summary))
     diag = summary.get("diagnostics") or {}
     bfmi = (np.atleast_1d(az.bfmi(idata)).tolist()
             if "energy" in idata.sample_stats else [])
@@ -1034,6 +1092,7 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
         "paper_rows": paper_comparison(summary),
         "loo": loo,
         "sensitivity": sens,
+        "robustness": robust,
         "holdout": holdout_table(run, ctx),
         "pit_table": loo_pit_table(run, ctx) if has_models else None,
         "notes": summary.get("notes") or [],

@@ -372,3 +372,20 @@ def test_bundled_table_gives_the_papers_29_plus_8_models(monkeypatch):
     assert len(sim.models) + len(sim.truth["dropped_models"]) == 29 + 8
     assert set(sim.models["paper_role"]) == set(simulate.PAPER_ROLES)
     assert {"Llama-1-7B", "GPT-3-175B", "PaLM-540B"} <= set(sim.models["model"])
+
+
+def test_benchmark_drift_shifts_only_its_benchmark_by_exp_kappa_t():
+    from densing_bayes import laws
+    from densing_bayes.data.simulate import _true_score, default_truth, simulate_design
+
+    truth = default_truth("paper")
+    plain = simulate_design("paper", seed=3, truth=truth)
+    truth["benchmarks"]["mmlu"]["drift_per_year"] = 0.5
+    drift = simulate_design("paper", seed=3, truth=truth)
+    law = drift.truth["benchmarks"]["mmlu"]
+    for name, m in drift.truth["models"].items():
+        t = laws.years_since(np.array([m["release_date"]], dtype=str), origin=truth["changepoint"])
+        expected = _true_score(m["effective_params"] * np.exp(0.5 * t), law, truth["d0_tokens"])
+        assert m["true_scores"]["mmlu"] == pytest.approx(float(expected[0]))
+        assert m["true_scores"]["bbh"] == plain.truth["models"][name]["true_scores"]["bbh"]
+        assert m["effective_params"] == plain.truth["models"][name]["effective_params"]

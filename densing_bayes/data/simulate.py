@@ -462,7 +462,10 @@ def _model_truth(rng: np.random.Generator, models: pd.DataFrame, truth: dict) ->
     log_density = frontier - u + v
     params = models["params"].to_numpy(float)
     effective = params * np.exp(log_density)
-    true_scores = {name: _true_score(effective, law, truth["d0_tokens"])
+    # Benchmark drift (the model's [trend] benchmark_drift): benchmark b reads the effective
+    # size as N_eff exp(kappa_b t); absent from a truth, kappa_b = 0.
+    true_scores = {name: _true_score(effective * np.exp(law.get("drift_per_year", 0.0) * t),
+                                     law, truth["d0_tokens"])
                    for name, law in truth["benchmarks"].items()}
     return {
         name: {

@@ -390,3 +390,13 @@ def test_trend_structures_fail_when_an_alternative_is_better_by_two_se():
     report = _robustness_report()
     report["refits"][-1]["model_loo"]["vs_baseline"]["difference"] = 5.0  # < 2 SE
     assert checks.trend_structure_records(report)[0]["passed"] is True
+
+
+def test_leave_future_out_says_where_the_misses_are():
+    report = _robustness_report()
+    report["refits"][1]["prediction"]["by_format"] = {
+        "mc": {"n_rows": 59, "coverage": 0.47, "share_above": 0.51, "share_below": 0.02},
+        "rc": {"n_rows": 112, "coverage": 0.9, "share_above": 0.05, "share_below": 0.05}}
+    detail = checks.leave_future_out_records(report)[0]["detail"]
+    assert "below the band: mc 47% of 59 (51% above, 2% below)" in detail
+    assert "rc 90%" not in detail

@@ -950,8 +950,22 @@ def leave_future_out_records(report: dict) -> list[dict]:
                        if p.get("density_coverage") is not None else "")
                     + (f"; doubling time fitted to the earlier models {days['median']:.0f} days"
                        if days.get("median") is not None else "")
+                    + _where_missed(p, band[0])
                     + _sampler_note([e]))))
     return out
+
+
+def _where_missed(prediction: dict, lowest: float) -> str:
+    """The formats and benchmarks whose held-out coverage is below ``lowest``, with the side
+    their misses fall on: where a failing coverage comes from."""
+    parts = []
+    for key in ("by_format", "by_benchmark"):
+        for name, g in sorted((prediction.get(key) or {}).items(),
+                              key=lambda kv: kv[1]["coverage"]):
+            if g["coverage"] < lowest and g["n_rows"] >= 5:
+                parts.append(f"{name} {g['coverage']:.0%} of {g['n_rows']} "
+                             f"({g['share_above']:.0%} above, {g['share_below']:.0%} below)")
+    return f"; below the band: {', '.join(parts)}" if parts else ""
 
 
 @register("leave_one_family_out", kind="robustness",

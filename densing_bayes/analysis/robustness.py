@@ -271,7 +271,7 @@ def predict_rows(fit_idata, held, spec: ModelSpec, *, seed: int,
     scores = pd.DataFrame({
         "model": [held.models[i] for i in held.score_model],
         "benchmark": [held.benchmarks[b] for b in held.score_benchmark],
-        "format": held.score_format,
+        "format": [format_name(c, held.formats) for c in held.score_format],
         "score": chain.y,
         "predicted_median": median, "predicted_lower": lower, "predicted_upper": upper,
         "pit": pit,
@@ -286,6 +286,27 @@ def predict_rows(fit_idata, held, spec: ModelSpec, *, seed: int,
         "density_median": q[1], "density_lower": q[0], "density_upper": q[2],
     })
     return scores, models
+
+
+def format_name(code: int, formats: Sequence[str]) -> str:
+    """A score row's format code as a name (``model.inputs.SCORE_FORMAT_CODES``)."""
+    from densing_bayes.model.inputs import SCORE_FORMAT_CODES
+
+    if code >= 0:
+        return str(formats[code])
+    return {v: k for k, v in SCORE_FORMAT_CODES.items()}[int(code)]
+
+
+def coverage_by(scores: pd.DataFrame, column: str) -> dict:
+    """Held-out coverage per value of ``column`` (format, benchmark): where the misses are."""
+    tail = (1 - PREDICTIVE_PROB) / 2
+    out = {}
+    for key, group in scores.groupby(column, sort=True):
+        out[str(key)] = {"n_rows": len(group), "coverage": float(group["inside"].mean()),
+                         "share_above": float((group["pit"] > 1 - tail).mean()),
+                         "share_below": float((group["pit"] < tail).mean()),
+                         "mean_pit": float(group["pit"].mean())}
+    return out
 
 
 def prediction_summary(scores: pd.DataFrame) -> dict:
@@ -306,6 +327,8 @@ def prediction_summary(scores: pd.DataFrame) -> dict:
         "share_above": float((scores["pit"] > 1 - (1 - PREDICTIVE_PROB) / 2).mean()),
         "share_below": float((scores["pit"] < (1 - PREDICTIVE_PROB) / 2).mean()),
         "pit_ks_p": float(stats.kstest(scores["pit"], "uniform").pvalue),
+        "by_format": coverage_by(scores, "format"),
+        "by_benchmark": coverage_by(scores, "benchmark"),
     }
 
 
@@ -450,7 +473,9 @@ def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mappin
             entry["coverage_in_band"] = (None if p.get("coverage") is None else
                                          COVERAGE_BAND[0] <= p["coverage"] <= COVERAGE_BAND[1])
         if "heldout_scores" in result:
-            score_tables.append(pd.DataFrame(result["heldout_scores"]).assign(refit=r.name))
+            scores = _named_formats(pd.DataFrame(result["heldout_scores"]))
+            entry["prediction"] = {**(entry["prediction"] or {}), **prediction_summary(scores)}
+            score_tables.append(scores.assign(refit=r.name))
             models = pd.DataFrame(result["heldout_models"]).assign(refit=r.name)
             full = models["model"].map(lambda m: (base_density.get(m) or {}).get("median"))
             models["full_fit_density_median"] = full
@@ -480,6 +505,18 @@ def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mappin
         pd.concat(score_tables, ignore_index=True).to_csv(out / HELDOUT_SCORES_CSV, index=False)
         pd.concat(model_tables, ignore_index=True).to_csv(out / HELDOUT_MODELS_CSV, index=False)
     return report
+
+
+def _named_formats(scores: pd.DataFrame) -> pd.DataFrame:
+    """Format names for records that stored the codes (written before the names were): the
+    codes index ``CURVE_FORMATS`` when a data folder has curves in every format, as the
+    bundled one does."""
+    from densing_bayes.model.inputs import CURVE_FORMATS
+
+    if pd.api.types.is_numeric_dtype(scores["format"]):
+        scores = scores.assign(format=[format_name(int(c), CURVE_FORMATS)
+                                       for c in scores["format"]])
+    return scores
 
 
 def robustness_table(entries: Sequence[dict]) -> pd.DataFrame:

@@ -50,6 +50,16 @@ def test_refits_of_the_default_spec(default_data):
     families = {n: len(r.held_out) for n, r in by_name.items() if r.kind == "family"}
     assert families == {"family:Qwen": 24, "family:Llama": 16, "family:Gemma": 9,
                         "family:Yi": 6}
+    with_size = rb.robustness_refits(load_spec("default"), default_data,
+                                     cutoffs=["2024-03-01"], structures=["size_covariate"],
+                                     future_structures=["size_covariate"])
+    sized = {r.name: r for r in with_size}
+    assert sized["future:2024-03-01:size_covariate"].spec.trend.size_covariate
+    assert sized["future:2024-03-01:size_covariate"].held_out == later
+    assert sized["structure:size_covariate"].model_loo
+    assert not sized["future:2024-03-01"].spec.trend.size_covariate
+    assert rb.refit_seed(1, "baseline") == rb.refit_seed(1, "baseline") != rb.refit_seed(
+        1, "future:2024-03-01")
     structures = [r for r in refits if r.kind == "structure"]
     assert {r.spec.trend.changepoint for r in structures} == {"none", "unknown", "fixed"}
     assert [r.spec.trend.kind for r in structures].count("mean") == 1
@@ -65,6 +75,23 @@ def test_split_models_keeps_the_reference_runs(default_data):
     assert not set(fit.scores["model"]) & {"Qwen2.5-7B", "Llama-2-7B"}
     assert len(fit.scores) + len(held.scores) == len(default_data.scores)
     assert fit.reference_runs is default_data.reference_runs
+
+
+def test_numpy_trend_with_the_size_covariate_is_the_models(paper_data, paper_spec):
+    """With [trend] size_covariate, the model's trend (log density minus its deviation) at
+    each model's date and size is what the NumPy trend gives for a new model there."""
+    spec = paper_spec.with_overrides({"trend": {"size_covariate": True}})
+    idata, inputs = prior_draws_as_fit(paper_data, spec, draws=6, seed=3)
+    post = idata.posterior
+    index = np.arange(6)
+    got = rb.trend_at(post, spec, np.asarray(inputs.model_time), index,
+                      inputs.model_log_params)
+    expected = (post["log_density"] - post["log_density_deviation"]).stack(
+        sample=("chain", "draw")).transpose("sample", ...).values[index]
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+    assert np.ptp(post["size_slope"].values) > 0
+    with pytest.raises(ValueError, match="sizes"):
+        rb.trend_at(post, spec, np.asarray(inputs.model_time), index)
 
 
 @pytest.mark.parametrize("changepoint", ["fixed", "none", "unknown"])

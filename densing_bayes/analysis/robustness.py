@@ -56,7 +56,12 @@ STRUCTURES = {
     "no_changepoint": {"trend": {"changepoint": "none"}},
     "unknown_changepoint": {"trend": {"changepoint": "unknown"}},
     "mean_trend": {"trend": {"kind": "mean"}},
+    "size_covariate": {"trend": {"size_covariate": True}},
 }
+
+#: Structures refitted by default (the size covariate is asked for by name: it changes the
+#: estimand to the trend of a 10B-parameter model).
+DEFAULT_STRUCTURES = ("no_changepoint", "unknown_changepoint", "mean_trend")
 
 #: Intervals reported for every refit (summary.json's definitions).
 REPORTED = ("doubling_time_days", "doubling_time_days_pre", "slope_difference_per_year",
@@ -112,9 +117,14 @@ class Refit:
 def robustness_refits(spec: ModelSpec, data: DensingData, *,
                       cutoffs: Sequence[str] = DEFAULT_CUTOFFS,
                       min_family_models: int = MIN_FAMILY_MODELS,
-                      structures: Sequence[str] | None = None) -> list[Refit]:
+                      structures: Sequence[str] | None = None,
+                      future_structures: Sequence[str] = ()) -> list[Refit]:
     """Baseline, leave-future-out at each cut-off, leave-one-family-out for each lineage with
-    at least ``min_family_models`` models, and the trend structures (all by default)."""
+    at least ``min_family_models`` models, the trend structures (``DEFAULT_STRUCTURES`` when
+    None), and leave-future-out again under each of ``future_structures``."""
+    for name in [*(structures or ()), *future_structures]:
+        if name not in STRUCTURES:
+            raise ValueError(f"unknown trend structure {name!r}; known: {sorted(STRUCTURES)}")
     models = data.models.dropna(subset=["release_date"])
     release = pd.to_datetime(models["release_date"])
     refits = [Refit("baseline", "baseline", "the spec as written", spec, model_loo=True)]
@@ -127,6 +137,10 @@ def robustness_refits(spec: ModelSpec, data: DensingData, *,
         refits.append(Refit(f"future:{cutoff}", "future",
                             f"fitted to models released before {cutoff}; the {len(later)} "
                             "released on or after it predicted", spec, held_out=later))
+        for name in future_structures:
+            refits.append(Refit(f"future:{cutoff}:{name}", "future",
+                                f"as future:{cutoff}, under the trend structure {name}",
+                                _structure_spec(spec, name), held_out=later))
     if "family" in models:
         lineages = models["family"].fillna("").astype(str).map(lineage)
         counts = lineages[lineages != ""].value_counts()
@@ -135,14 +149,15 @@ def robustness_refits(spec: ModelSpec, data: DensingData, *,
             refits.append(Refit(f"family:{name}", "family",
                                 f"the {n} {name} models left out and predicted", spec,
                                 held_out=members))
-    for name in (STRUCTURES if structures is None else structures):
-        if name not in STRUCTURES:
-            raise ValueError(f"unknown trend structure {name!r}; known: {sorted(STRUCTURES)}")
+    for name in (DEFAULT_STRUCTURES if structures is None else structures):
         refits.append(Refit(f"structure:{name}", "structure", f"trend override "
-                            f"{STRUCTURES[name]['trend']}",
-                            spec.with_overrides(STRUCTURES[name], name=f"{spec.name}:{name}"),
+                            f"{STRUCTURES[name]['trend']}", _structure_spec(spec, name),
                             model_loo=True))
     return refits
+
+
+def _structure_spec(spec: ModelSpec, name: str) -> ModelSpec:
+    return spec.with_overrides(STRUCTURES[name], name=f"{spec.name}:{name}")
 
 
 def split_models(data: DensingData, held_out: Sequence[str]) -> tuple[DensingData, DensingData]:
@@ -156,9 +171,25 @@ def split_models(data: DensingData, held_out: Sequence[str]) -> tuple[DensingDat
 
 
 # ------------------------------------------------------------------- predictions for new models
-def trend_at(posterior, spec: ModelSpec, time: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """(S, M) f(t) per retained draw at ``time`` (years since the changepoint date): the
-    NumPy twin of ``model.build.trend_mean`` (tests check them against each other)."""
+def trend_at(posterior, spec: ModelSpec, time: np.ndarray, index: np.ndarray,
+             log_params: np.ndarray | None = None) -> np.ndarray:
+    """(S, M) f(t) per retained draw at ``time`` (years since the changepoint date) and, with
+    the size covariate, at ``log_params`` (ln N): the NumPy twin of the model's trend
+    (``model.build.trend_mean`` and ``size_effect``; tests check them against each other)."""
+    from densing_bayes.analysis.score_chain import stack
+    from densing_bayes.model.build import REFERENCE_PARAMS, size_effect
+
+    f = _trend_mean(posterior, spec, time, index)
+    if "size_slope" in posterior:
+        if log_params is None:
+            raise ValueError("a trend with the size covariate needs the models' sizes")
+        x = (np.asarray(log_params, float) - np.log(REFERENCE_PARAMS))[None, :]
+        f = f + size_effect(x, time[None, :], stack(posterior["size_slope"], index)[:, None],
+                            stack(posterior["size_slope_post"], index)[:, None], xp=np)
+    return f
+
+
+def _trend_mean(posterior, spec: ModelSpec, time: np.ndarray, index: np.ndarray) -> np.ndarray:
     from densing_bayes.analysis.score_chain import stack
     from densing_bayes.model.build import UNKNOWN_CHANGEPOINT_SHARPNESS
 
@@ -240,7 +271,8 @@ def predict_rows(fit_idata, held, spec: ModelSpec, *, seed: int,
     chain = score_chain(_prediction_idata(fit_idata, held), spec.data.d0_tokens, max_draws)
     post = fit_idata.posterior
     scale, skew = deviation_scale(fit_idata, chain.draws, spec.trend)
-    f = trend_at(post, spec, np.asarray(held.model_time, float), chain.draws)  # (S, M)
+    f = trend_at(post, spec, np.asarray(held.model_time, float), chain.draws,
+                 held.model_log_params)  # (S, M)
     rng = np.random.default_rng(seed)
     if skew is None:
         z = rng.standard_normal(f.shape)
@@ -344,7 +376,8 @@ def fit_refit(spec: ModelSpec, data_folder: str, held_out: Sequence[str] = (),
     result = fit_data(fit_part, spec, progress=False, predictive=False, baseline=False)
     s = result.summary
     record = {q: s.get(q) for q in REPORTED}
-    record.update(prob_slope_difference_positive=s.get("prob_slope_difference_positive"),
+    record.update(prediction_seed=seed,
+                  prob_slope_difference_positive=s.get("prob_slope_difference_positive"),
                   diagnostics=s["diagnostics"], n_models=len(result.inputs.models),
                   n_scores=len(result.inputs.score_value), timing=s["timing_seconds"],
                   densities={m: v["density"] for m, v in s.get("models", {}).items()})
@@ -398,29 +431,41 @@ def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: b
                    scheduler: str | None = None, n_workers: int | None = None,
                    progress: bool = True, cutoffs: Sequence[str] = DEFAULT_CUTOFFS,
                    min_family_models: int = MIN_FAMILY_MODELS,
-                   structures: Sequence[str] | None = None) -> dict:
-    """Run (or resume) the refits into ``out``; write robustness.json and the CSVs."""
+                   structures: Sequence[str] | None = None,
+                   future_structures: Sequence[str] = ()) -> dict:
+    """Run (or resume) the refits into ``out``; write robustness.json and the CSVs.
+
+    The list of refits is not part of the batch's manifest: a resume may add refits (another
+    cut-off, structure or lineage threshold), each identified by its name and computed from the
+    same spec and data; the outputs describe the refits asked for in this call."""
     from densing_bayes.data.load import load_data
     from densing_bayes.inference.run_io import data_hash
 
     folder = resources.resolve_data_folder(spec.data.folder)
     refits = robustness_refits(spec, load_data(folder), cutoffs=cutoffs,
-                               min_family_models=min_family_models, structures=structures)
-    seeds = [int(s.generate_state(1)[0])
-             for s in np.random.SeedSequence(spec.sampler.seed).spawn(len(refits))]
+                               min_family_models=min_family_models, structures=structures,
+                               future_structures=future_structures)
+    seeds = [refit_seed(spec.sampler.seed, r.name) for r in refits]
     tasks = [batch.Task(r.task_id, fit_refit,
                         {"spec": r.spec, "data_folder": str(folder), "held_out": list(r.held_out),
                          "model_loo": r.model_loo, "seed": seed})
              for r, seed in zip(refits, seeds, strict=True)]
     manifest = {"job": "robustness", "spec": spec.name, "config_hash": spec.config_hash(),
-                "data_folder": str(folder), "data_hash": data_hash(folder),
-                "refits": [r.name for r in refits]}
+                "data_folder": str(folder), "data_hash": data_hash(folder)}
     start = time.perf_counter()
     records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,
                               scheduler=scheduler, n_workers=n_workers, progress=progress,
                               desc="robustness")
     return write_robustness_outputs(out, refits, records, spec, data_folder=folder,
                                     wall_seconds=time.perf_counter() - start)
+
+
+def refit_seed(seed: int, name: str) -> int:
+    """The prediction seed of one refit: a function of the run seed and the refit's name, so
+    that adding refits to a batch leaves the others' seeds alone."""
+    import zlib
+
+    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
 
 
 def elpd_difference(per_model: Mapping[str, float], baseline: Mapping[str, float]) -> dict:

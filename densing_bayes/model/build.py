@@ -85,6 +85,15 @@ def trend_mean(time, spec: ModelSpec, intercept, slope=None, slope_pre=None, slo
     return intercept + slope_pre * s + (slope_post - slope_pre) * pt.softplus(k * s) / k
 
 
+#: With [trend] size_covariate the trend is that of a model of this size: x = ln(N / 10B).
+REFERENCE_PARAMS = 1e10
+
+
+def size_effect(x, time, size_slope, size_slope_post, xp=pt):
+    """x (theta + theta_post max(t - tau, 0)): the size term of the trend, x = ln(N / 10B)."""
+    return x * (size_slope + size_slope_post * xp.maximum(time, 0.0))
+
+
 #: Beta means are kept inside [eps, 1 - eps]: a sigmoid far in its tail underflows to exactly
 #: 0 or 1 in float64, which would make the Beta's shape parameters 0 (a score of 1e-6 is
 #: indistinguishable from 0 for any benchmark we know).
@@ -348,6 +357,11 @@ def _trend_block(inputs: ModelInputs, spec: ModelSpec):
                        slope_pre=spec.prior("slope_pre").create_variable("slope_pre"),
                        slope_post=spec.prior("slope_post").create_variable("slope_post"),
                        shift=shift)
+    if spec.trend.size_covariate:
+        f = f + size_effect(pm.Data("model_log_params_rel", inputs.model_log_params
+                                    - np.log(REFERENCE_PARAMS), dims="model"),
+                            time, spec.prior("size_slope").create_variable("size_slope"),
+                            spec.prior("size_slope_post").create_variable("size_slope_post"))
     if spec.trend.kind == "frontier":
         scales = {"sigma_u": sigma_u, "sigma_v": sigma_v}
     else:

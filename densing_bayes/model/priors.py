@@ -245,6 +245,21 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "over benchmarks so that the drifts cannot move the common trend (non-centred: "
         "kappa = sd * z).",
     ),
+    "size_slope": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=0.5),
+        "with [trend] size_covariate: change of log density per e-fold of size, x = ln(N / "
+        "10B); 0 = no size effect (the default model); 0.5 would make a 100x larger model "
+        "2.3 e-folds denser, far more than the posterior of the size-free model's deviations "
+        "admits.",
+        "log density per e-fold of N",
+    ),
+    "size_slope_post": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=0.5),
+        "with [trend] size_covariate: change of the slope after the changepoint per e-fold of "
+        "size; 0.5 per year would let a 100x larger model grow 2.3 e-folds per year faster, "
+        "beyond the post-changepoint slope itself.",
+        "1/year per e-fold of N",
+    ),
     "trend_noise": PriorDoc(
         Prior("Gamma", alpha=2.0, beta=2.0),
         "with trend kind 'mean': SD of log density around the mean trend; mean 1 e-fold.",

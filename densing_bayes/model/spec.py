@@ -103,7 +103,8 @@ class LossLawSettings(_Section):
 OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "unstated_precision"): ("score_precision_unstated",),
                 ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
-                ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std")}
+                ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std"),
+                ("trend", "size_covariate"): ("size_slope", "size_slope_post")}
 
 
 class ObservationSettings(_Section):
@@ -166,6 +167,14 @@ class TrendSettings(_Section):
         "benchmarks (MMLU, ARC) than the reference family's loss predicts and less on others. "
         "The trend's slopes are then the growth of the benchmarks' mean log effective size "
         "(docs/model.md, 'Observation model')")
+    size_covariate: bool = Field(
+        False, description="the trend depends on model size: f(t, N) = f(t) + x (theta + "
+        "theta_post max(t - tau, 0)) with x = ln(N / 10B) (priors `size_slope`, "
+        "`size_slope_post`): larger models may sit at another density, and grow at another "
+        "rate after the changepoint. The slopes (and the doubling time) are then those of a "
+        "10B-parameter model; at size N the slope after is slope_post + theta_post x. "
+        "Leave-future-out refits showed later large models above and small ones below their "
+        "intervals (docs/model.md, 'Out of sample')")
 
 
 class SamplerSettings(_Section):

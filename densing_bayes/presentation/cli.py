@@ -261,7 +261,9 @@ def cmd_robustness(args) -> int:
     structures = ([s.strip() for s in args.structures.split(",") if s.strip()]
                   if args.structures is not None else None)
     try:
+        future = [s.strip() for s in args.future_structures.split(",") if s.strip()]
         report = run_robustness(spec, out, cutoffs=cutoffs, structures=structures,
+                                future_structures=future,
                                 min_family_models=args.min_family_models,
                                 **_batch_options(args))
     except (BatchFolderError, ValueError) as exc:
@@ -463,7 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out each lineage with at least this many models (default 5)")
     p.add_argument("--structures", metavar="NAME[,NAME...]",
                    help="trend structures to refit on the full data (default: no_changepoint,"
-                        "unknown_changepoint,mean_trend; '' for none)")
+                        "unknown_changepoint,mean_trend; '' for none; also size_covariate)")
+    p.add_argument("--future-structures", default="", metavar="NAME[,NAME...]",
+                   help="also refit each cut-off's leave-future-out under these structures "
+                        "(e.g. size_covariate): which structure predicts later models")
     _batch_flags(p)
     _sampler_flags(p)
     p.set_defaults(func=cmd_robustness)

@@ -1777,7 +1777,8 @@ def plot_robustness(*, report: dict, summary: dict | None = None) -> Figure:
                       textcoords="offset points", ha="center", fontsize=7.5)
     left.set_xscale("log")
     left.set_xlim(x_min, x_max)
-    left.xaxis.set_major_locator(mpl.ticker.FixedLocator([50, 100, 200, 500, 1000, 2000]))
+    left.xaxis.set_major_locator(mpl.ticker.FixedLocator(
+        [50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000]))
     left.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     left.xaxis.set_minor_formatter(NullFormatter())
     left.set_xlabel("doubling time after the changepoint (days, log scale)")
@@ -1799,8 +1800,11 @@ def plot_robustness(*, report: dict, summary: dict | None = None) -> Figure:
         if loo:
             right.text(0.52, yi, f"ELPD vs this spec {loo['difference']:+.1f} "
                        f"(SE {loo['se']:.1f})", va="center", fontsize=7.5, color=color)
-    right.set_xlim(0.5, 1.0)
+    right.set_xlim(0.5, 1.08)  # room for the count beside a coverage of 1
+    right.xaxis.set_major_locator(mpl.ticker.FixedLocator([0.5, 0.6, 0.7, 0.8, 0.9, 1.0]))
     right.set_xlabel("held-out scores inside their 90% predictive intervals")
+    left.plot([], [], marker="o", mfc="white", color=OKABE_ITO["grey"], ls=(0, (3, 2)),
+              label="hollow, dashed: missed its sampler thresholds")
     handles, labels = left.get_legend_handles_labels()
     h2, l2 = right.get_legend_handles_labels()
     fig.legend(handles + h2, labels + l2, loc="outside lower center", ncols=3, fontsize=8)

@@ -365,8 +365,11 @@ def _robustness_report():
 
 
 def test_leave_future_out_passes_inside_the_coverage_band_only():
-    recs = checks.leave_future_out_records(_robustness_report())
-    assert [r["passed"] for r in recs] == [False, True]
+    report = _robustness_report()
+    report["refits"].append({**report["refits"][2], "name": "future:2024-06-01:size_covariate",
+                             "structure": "size_covariate"})
+    recs = checks.leave_future_out_records(report)
+    assert [r["passed"] for r in recs] == [False, True]  # the other structure's is not judged
     assert recs[0]["value"] == pytest.approx(0.80) and "80 of 100" in recs[0]["detail"]
 
 

@@ -253,6 +253,12 @@ def test_report_from_records(tmp_path):
     table = pd.read_csv(tmp_path / rb.ROBUSTNESS_CSV)
     assert list(table["refit"]) == ["baseline", "family:Q", "structure:none"]
     assert len(pd.read_csv(tmp_path / rb.HELDOUT_SCORES_CSV)) == 3
+    # under another model the full refit's densities are not comparable: no density coverage
+    other = [refits[0], replace(refits[1], spec=spec.with_overrides(
+        {"trend": {"size_covariate": True}}))]
+    report = rb.write_robustness_outputs(tmp_path, other, records, spec,
+                                         data_folder=tmp_path, wall_seconds=3.0)
+    assert "density_coverage" not in report["refits"][1]["prediction"]
 
 
 @pytest.mark.integration

@@ -108,6 +108,8 @@ class Refit:
     spec: ModelSpec
     held_out: tuple[str, ...] = ()
     model_loo: bool = False
+    #: the trend structure (a ``STRUCTURES`` name) when not the spec's own
+    structure: str | None = None
 
     @property
     def task_id(self) -> str:
@@ -140,7 +142,8 @@ def robustness_refits(spec: ModelSpec, data: DensingData, *,
         for name in future_structures:
             refits.append(Refit(f"future:{cutoff}:{name}", "future",
                                 f"as future:{cutoff}, under the trend structure {name}",
-                                _structure_spec(spec, name), held_out=later))
+                                _structure_spec(spec, name), held_out=later,
+                                structure=name))
     if "family" in models:
         lineages = models["family"].fillna("").astype(str).map(lineage)
         counts = lineages[lineages != ""].value_counts()
@@ -152,7 +155,7 @@ def robustness_refits(spec: ModelSpec, data: DensingData, *,
     for name in (DEFAULT_STRUCTURES if structures is None else structures):
         refits.append(Refit(f"structure:{name}", "structure", f"trend override "
                             f"{STRUCTURES[name]['trend']}", _structure_spec(spec, name),
-                            model_loo=True))
+                            model_loo=True, structure=name))
     return refits
 
 
@@ -498,7 +501,7 @@ def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mappin
         record = records[r.task_id]
         result = record["result"] or {}
         entry = {"name": r.name, "kind": r.kind, "description": r.description,
-                 "held_out": list(r.held_out),
+                 "structure": r.structure, "held_out": list(r.held_out),
                  **{q: result.get(q) for q in REPORTED},
                  "prob_slope_difference_positive": result.get("prob_slope_difference_positive"),
                  "diagnostics": result.get("diagnostics"),
@@ -522,7 +525,10 @@ def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mappin
             entry["prediction"] = {**(entry["prediction"] or {}), **prediction_summary(scores)}
             score_tables.append(scores.assign(refit=r.name))
             models = pd.DataFrame(result["heldout_models"]).assign(refit=r.name)
-            full = models["model"].map(lambda m: (base_density.get(m) or {}).get("median"))
+            # the full refit's densities are this model's: comparable only under the same model
+            same_model = r.spec.model_hash() == spec.model_hash()
+            full = models["model"].map(lambda m: (base_density.get(m) or {}).get("median")
+                                       if same_model else None).astype(float)
             models["full_fit_density_median"] = full
             models["full_fit_inside"] = ((full >= models["density_lower"])
                                          & (full <= models["density_upper"])).where(full.notna())

@@ -910,17 +910,23 @@ def _sampler_note(entries: list[dict]) -> str:
             f"({', '.join(missed)}), so read these numbers as indicative" if missed else "")
 
 
-@register("leave_future_out", kind="robustness",
-          caveat="Fitted to the models released before a cut-off, the trend predicts the later "
-                 "models' scores with intervals that do not hold their nominal coverage: the "
-                 "trend's extrapolation, or its scatter around the trend, is not honest a year "
-                 "ahead, and neither is the doubling time's interval.")
-def _leave_future_out(ctx: CheckContext):
-    label = "leave-future-out: later models' scores inside their 90% predictive intervals"
-    missing, report = _robustness(ctx, "leave_future_out", label)
-    if report is None:
-        return missing
-    return leave_future_out_records(report)
+def _robustness_check(name: str, label: str, caveat: str,
+                      build: Callable[[CheckContext, dict], dict | list[dict]]) -> None:
+    """Register a check read from the stored robustness report (not computed without one)."""
+    @register(name, kind="robustness", caveat=caveat)
+    def _check(ctx: CheckContext):
+        missing, report = _robustness(ctx, name, label)
+        return missing if report is None else build(ctx, report)
+
+
+_robustness_check(
+    "leave_future_out",
+    "leave-future-out: later models' scores inside their 90% predictive intervals",
+    "Fitted to the models released before a cut-off, the trend predicts the later models' "
+    "scores with intervals that do not hold their nominal coverage: the trend's extrapolation, "
+    "or its scatter around the trend, is not honest a year ahead, and neither is the doubling "
+    "time's interval.",
+    lambda ctx, report: leave_future_out_records(report))
 
 
 def leave_future_out_records(report: dict) -> list[dict]:
@@ -975,17 +981,14 @@ def _where_missed(prediction: dict, lowest: float) -> str:
     return f"; below the band: {', '.join(parts)}" if parts else ""
 
 
-@register("leave_one_family_out", kind="robustness",
-          caveat="Leaving one lineage of models out moves the doubling time's median outside "
-                 "this fit's interval: one developer's series sets the slope by more than the "
-                 "interval admits (models of one family are not exchangeable draws).")
-def _leave_one_family_out(ctx: CheckContext):
-    label = "leave-one-family-out: doubling-time medians inside this fit's interval"
-    missing, report = _robustness(ctx, "leave_one_family_out", label)
-    if report is None:
-        return missing
-    return leave_one_family_out_record(report, ctx.summary.get("doubling_time_days") or {},
-                                       ctx.ci_prob)
+_robustness_check(
+    "leave_one_family_out",
+    "leave-one-family-out: doubling-time medians inside this fit's interval",
+    "Leaving one lineage of models out moves the doubling time's median outside this fit's "
+    "interval: one developer's series sets the slope by more than the interval admits (models "
+    "of one family are not exchangeable draws).",
+    lambda ctx, report: leave_one_family_out_record(
+        report, ctx.summary.get("doubling_time_days") or {}, ctx.ci_prob))
 
 
 def leave_one_family_out_record(report: dict, main: dict, ci_prob: float = 0.9) -> dict:
@@ -1018,16 +1021,13 @@ def leave_one_family_out_record(report: dict, main: dict, ci_prob: float = 0.9) 
                 + _sampler_note(entries)))
 
 
-@register("trend_structures", kind="robustness",
-          caveat="Another trend structure predicts unseen models better than this spec's by "
-                 "more than two standard errors of the difference (leave-one-model-out ELPD): "
-                 "the evidence favours that structure over the one reported here.")
-def _trend_structures(ctx: CheckContext):
-    label = "trend structures: no alternative predicts unseen models better"
-    missing, report = _robustness(ctx, "trend_structures", label)
-    if report is None:
-        return missing
-    return trend_structure_records(report)
+_robustness_check(
+    "trend_structures",
+    "trend structures: no alternative predicts unseen models better",
+    "Another trend structure predicts unseen models better than this spec's by more than two "
+    "standard errors of the difference (leave-one-model-out ELPD): the evidence favours that "
+    "structure over the one reported here.",
+    lambda ctx, report: trend_structure_records(report))
 
 
 def trend_structure_records(report: dict) -> list[dict]:

@@ -455,12 +455,11 @@ def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: b
              for r, seed in zip(refits, seeds, strict=True)]
     manifest = {"job": "robustness", "spec": spec.name, "config_hash": spec.config_hash(),
                 "data_folder": str(folder), "data_hash": data_hash(folder)}
-    start = time.perf_counter()
-    records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,
-                              scheduler=scheduler, n_workers=n_workers, progress=progress,
-                              desc="robustness")
-    return write_robustness_outputs(out, refits, records, spec, data_folder=folder,
-                                    wall_seconds=time.perf_counter() - start)
+    return batch.run_and_write(
+        tasks, out, lambda records, seconds: write_robustness_outputs(
+            out, refits, records, spec, data_folder=folder, wall_seconds=seconds),
+        manifest=manifest, resume=resume, force=force, scheduler=scheduler,
+        n_workers=n_workers, progress=progress, desc="robustness")
 
 
 def refit_seed(seed: int, name: str) -> int:

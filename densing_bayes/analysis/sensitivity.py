@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,12 +269,11 @@ def run_sensitivity(spec: ModelSpec, out: Path, *, resume: bool = False, force: 
     manifest = {"job": "sensitivity", "spec": spec.name, "config_hash": spec.config_hash(),
                 "data_folder": str(folder), "data_hash": data_hash(folder),
                 "variants": [v.name for v in variants]}
-    start = time.perf_counter()
-    records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,
-                              scheduler=scheduler, n_workers=n_workers, progress=progress,
-                              desc="sensitivity")
-    return write_sensitivity_outputs(out, variants, records, spec, data_folder=folder,
-                                     wall_seconds=time.perf_counter() - start)
+    return batch.run_and_write(
+        tasks, out, lambda records, seconds: write_sensitivity_outputs(
+            out, variants, records, spec, data_folder=folder, wall_seconds=seconds),
+        manifest=manifest, resume=resume, force=force, scheduler=scheduler,
+        n_workers=n_workers, progress=progress, desc="sensitivity")
 
 
 def variant_entry(variant: Variant, record: Mapping) -> dict:

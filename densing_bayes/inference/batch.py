@@ -372,6 +372,15 @@ def run_batch(tasks: Sequence[Task], out: Path, *, manifest: dict, resume: bool 
     return {task_id: done[task_id] for task_id in ids if task_id in done}
 
 
+def run_and_write(tasks: Sequence[Task], out: Path, write: Callable[[dict, float], dict], *,
+                  manifest: dict, **options) -> dict:
+    """``run_batch``, then ``write(records, wall_seconds)``: what every batch job ends with
+    (its report from all records, old and new)."""
+    start = time.perf_counter()
+    records = run_batch(tasks, out, manifest=manifest, **options)
+    return write(records, time.perf_counter() - start)
+
+
 def _run_on(client, tasks: Sequence[Task], out: Path, total: int, progress: bool,
             desc: str) -> dict[str, dict]:
     """Submit the tasks, record each the moment it finishes, keep the progress bar current."""

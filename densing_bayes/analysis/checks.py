@@ -885,8 +885,8 @@ STRUCTURE_ELPD_SE = 2.0
 MODEL_LOO_GOOD_SHARE = 0.95
 
 
-def _robustness(ctx: CheckContext, name: str, label: str) -> dict | tuple[dict, None]:
-    """The stored robustness report, or a not-computed record saying why not."""
+def _robustness(ctx: CheckContext, name: str, label: str) -> tuple[dict | None, dict | None]:
+    """(None, the stored robustness report), or (a not-computed record saying why, None)."""
     stored = _stored_batch(ctx, ROBUSTNESS_FOLDER, "robustness.json")
     if stored is None:
         return record(name, label, passed=None, kind="robustness",

@@ -177,37 +177,25 @@ def split_models(data: DensingData, held_out: Sequence[str]) -> tuple[DensingDat
 def trend_at(posterior, spec: ModelSpec, time: np.ndarray, index: np.ndarray,
              log_params: np.ndarray | None = None) -> np.ndarray:
     """(S, M) f(t) per retained draw at ``time`` (years since the changepoint date) and, with
-    the size covariate, at ``log_params`` (ln N): the NumPy twin of the model's trend
-    (``model.build.trend_mean`` and ``size_effect``; tests check them against each other)."""
+    the size covariate, at ``log_params`` (ln N): the model's own ``trend_mean`` and
+    ``size_effect`` evaluated in NumPy on the draws."""
     from densing_bayes.analysis.score_chain import stack
-    from densing_bayes.model.build import REFERENCE_PARAMS, size_effect
+    from densing_bayes.model.build import REFERENCE_PARAMS, size_effect, trend_mean
 
-    f = _trend_mean(posterior, spec, time, index)
+    def draws(name):
+        return stack(posterior[name], index)[:, None] if name in posterior else None
+
+    t = np.asarray(time, float)[None, :]
+    f = trend_mean(t, spec, draws("frontier_intercept"), slope=draws("slope"),
+                   slope_pre=draws("slope_pre"), slope_post=draws("slope_post"),
+                   shift=draws("changepoint_shift") if spec.trend.changepoint == "unknown"
+                   else 0.0, xp=np)
     if "size_slope" in posterior:
         if log_params is None:
             raise ValueError("a trend with the size covariate needs the models' sizes")
         x = (np.asarray(log_params, float) - np.log(REFERENCE_PARAMS))[None, :]
-        f = f + size_effect(x, time[None, :], stack(posterior["size_slope"], index)[:, None],
-                            stack(posterior["size_slope_post"], index)[:, None], xp=np)
-    return f
-
-
-def _trend_mean(posterior, spec: ModelSpec, time: np.ndarray, index: np.ndarray) -> np.ndarray:
-    from densing_bayes.analysis.score_chain import stack
-    from densing_bayes.model.build import UNKNOWN_CHANGEPOINT_SHARPNESS
-
-    intercept = stack(posterior["frontier_intercept"], index)[:, None]
-    if spec.trend.changepoint == "none":
-        return intercept + stack(posterior["slope"], index)[:, None] * time[None, :]
-    pre = stack(posterior["slope_pre"], index)[:, None]
-    post = stack(posterior["slope_post"], index)[:, None]
-    shift = (stack(posterior["changepoint_shift"], index)[:, None]
-             if spec.trend.changepoint == "unknown" else 0.0)
-    s = time[None, :] - shift
-    if spec.trend.changepoint == "fixed":
-        return intercept + pre * np.minimum(s, 0.0) + post * np.maximum(s, 0.0)
-    k = UNKNOWN_CHANGEPOINT_SHARPNESS
-    return intercept + pre * s + (post - pre) * np.logaddexp(0.0, k * s) / k
+        f = f + size_effect(x, t, draws("size_slope"), draws("size_slope_post"), xp=np)
+    return np.broadcast_to(f, (len(index), t.shape[1])).copy()
 
 
 def _heldout_inputs(fit_inputs, heldout_data: DensingData, spec: ModelSpec):

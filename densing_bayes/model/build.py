@@ -74,15 +74,17 @@ def loss_law_centred(x_params, x_tokens, E, A, B, alpha, beta):
 
 
 def trend_mean(time, spec: ModelSpec, intercept, slope=None, slope_pre=None, slope_post=None,
-               shift=0.0):
-    """f(t): the frontier (or mean) log density at time ``t`` years after the changepoint."""
+               shift=0.0, xp=pt):
+    """f(t): the frontier (or mean) log density at time ``t`` years after the changepoint
+    (``xp=np``: the same in NumPy, for predictions of new models from posterior draws)."""
     if spec.trend.changepoint == "none":
         return intercept + slope * time
     s = time - shift
     if spec.trend.changepoint == "fixed":
-        return intercept + slope_pre * pt.minimum(s, 0.0) + slope_post * pt.maximum(s, 0.0)
+        return intercept + slope_pre * xp.minimum(s, 0.0) + slope_post * xp.maximum(s, 0.0)
     k = UNKNOWN_CHANGEPOINT_SHARPNESS
-    return intercept + slope_pre * s + (slope_post - slope_pre) * pt.softplus(k * s) / k
+    softplus = pt.softplus if xp is pt else (lambda v: np.logaddexp(0.0, v))
+    return intercept + slope_pre * s + (slope_post - slope_pre) * softplus(k * s) / k
 
 
 #: With [trend] size_covariate the trend is that of a model of this size: x = ln(N / 10B).

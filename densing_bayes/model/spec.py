@@ -169,7 +169,8 @@ class TrendSettings(_Section):
         "(docs/model.md, 'Observation model')")
     size_covariate: bool = Field(
         False, description="the trend depends on model size: f(t, N) = f(t) + x (theta + "
-        "theta_post max(t - tau, 0)) with x = ln(N / 10B) (priors `size_slope`, "
+        "theta_post max(t, 0)) with x = ln(N / 10B) and t in years since changepoint_date (the "
+        "nominal date, also when the changepoint is unknown) (priors `size_slope`, "
         "`size_slope_post`): larger models may sit at another density, and grow at another "
         "rate after the changepoint. The slopes (and the doubling time) are then those of a "
         "10B-parameter model; at size N the slope after is slope_post + theta_post x. "

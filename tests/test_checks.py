@@ -403,3 +403,20 @@ def test_leave_future_out_says_where_the_misses_are():
     detail = checks.leave_future_out_records(report)[0]["detail"]
     assert "below the band: mc 47% of 59 (51% above, 2% below)" in detail
     assert "rc 90%" not in detail
+
+
+def test_leave_future_out_counts_scores_beyond_the_chains_reach():
+    report = _robustness_report()
+    report["refits"][1]["prediction"].update(n_above=15, n_above_beyond_reach=11)
+    detail = checks.leave_future_out_records(report)[0]["detail"]
+    assert "11 of the 15 scores above their intervals exceed the highest mean" in detail
+    assert "beyond" not in checks.leave_future_out_records(_robustness_report())[1]["detail"]
+
+
+def test_model_loo_reliability_names_exact_refits_that_missed_their_thresholds():
+    loo = {"elpd": 10.0, "se": 1.0, "share_k_good": 0.5,
+           "exact": {"high_k": ["m"], "refitted": ["m"], "elpd": 9.0, "se": 1.0,
+                     "change": -1.0}}
+    refit = {"name": "exact:m", "diagnostics": {"passed": False}}
+    rec = checks.model_loo_reliability_record(loo, [refit])
+    assert rec["passed"] is True and "1 of 1 refits missed" in rec["detail"]

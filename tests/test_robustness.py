@@ -275,10 +275,95 @@ def test_small_robustness_run(tmp_path):
     cutoff = str(pd.to_datetime(sim.models["release_date"]).sort_values().iloc[14].date())
     report = rb.run_robustness(spec, tmp_path / "rob", n_workers=2, progress=False,
                                cutoffs=[cutoff], min_family_models=100, structures=[])
-    base, future = report["refits"]
+    base, future = report["refits"][:2]
     assert (base["status"], future["status"]) == ("ok", "ok")
+    # the second pass: one exact refit per model with k > 0.7, nothing else
+    exact = report["refits"][2:]
+    assert sorted(e["exact_loo"]["model"] for e in exact) == base["model_loo"]["exact"]["high_k"]
+    assert all(e["kind"] == "exact" and math.isfinite(e["exact_loo"]["elpd"]) for e in exact)
     assert math.isfinite(base["model_loo"]["elpd"]) and 0 <= base["model_loo"]["share_k_good"] <= 1
     assert future["n_models"] < base["n_models"]
     assert future["prediction"]["n_models"] == len(future["held_out"])
     assert 0 <= future["prediction"]["coverage"] <= 1
     assert (tmp_path / "rob" / rb.HELDOUT_MODELS_CSV).is_file()
+
+
+def test_heldout_elpd_is_the_integral_model_loo_uses(paper_data, paper_spec):
+    """On one set of draws, a model's exact ELPD from the held-out path (its rows prepared
+    apart, its trend evaluated in NumPy) equals log mean exp of the integrated likelihood
+    that leave-one-model-out computes for the same model inside the fit."""
+    from scipy.special import logsumexp
+
+    from densing_bayes.analysis import model_loo as ml
+    from densing_bayes.analysis.score_chain import score_chain
+
+    idata, inputs = prior_draws_as_fit(paper_data, paper_spec, draws=12, seed=11)
+    chain = score_chain(idata, paper_spec.data.d0_tokens)
+    scale, skew = ml.deviation_scale(idata, chain.draws, paper_spec.trend)
+    trend = ml.trend_at_models(idata, chain.draws, scale)
+    x_n = trend + inputs.model_log_params[None, :] - idata.posterior.attrs["centre_log_params"]
+    inside = ml.integrated_model_loglik(chain, x_n, scale, skew)
+    names = list(inputs.models)[:2]
+    _, held = rb.split_models(paper_data, names)
+    got = rb.heldout_elpd(idata, inputs, held, paper_spec)
+    for name in names:
+        i = list(inputs.models).index(name)
+        expected = logsumexp(inside[:, i]) - np.log(inside.shape[0])
+        assert got["per_model"][name] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+        assert got["n_rows"][name] == int((chain.model == i).sum())
+        assert got["mcse"][name] > 0
+
+
+def test_exact_refits_replace_the_unreliable_terms():
+    k = {"a": 0.2, "b": 0.9, "c": 1.3}
+    refits = rb.exact_loo_refits(load_spec("default"), k)
+    assert [(r.name, r.held_out, r.kind, r.exact_loo) for r in refits] == [
+        ("exact:b", ("b",), "exact", True), ("exact:c", ("c",), "exact", True)]
+    base = {"kind": "baseline", "model_loo": {"elpd": -6.0, "se": 1.0, "share_k_good": 1 / 3,
+                                              "pareto_k": k}}
+    exact_b = {"kind": "exact", "status": "ok",
+               "exact_loo": {"model": "b", "elpd": -4.0, "psis_elpd": -2.0}}
+    entries = [base, exact_b]
+    rb._with_exact_elpd(entries, {"a": -1.0, "b": -2.0, "c": -3.0})
+    exact = base["model_loo"]["exact"]
+    assert exact["high_k"] == ["b", "c"] and exact["refitted"] == ["b"]
+    assert exact["elpd"] == pytest.approx(-8.0) and exact["change"] == pytest.approx(-2.0)
+    assert exact["se"] == pytest.approx(math.sqrt(3 * np.var([-1.0, -4.0, -3.0])))
+
+    from densing_bayes.analysis.checks import model_loo_reliability_record
+
+    half = model_loo_reliability_record(base["model_loo"])
+    assert half["passed"] is False and "not refitted: c" in half["detail"]
+    entries.append({"kind": "exact", "status": "ok",
+                    "exact_loo": {"model": "c", "elpd": -3.5, "psis_elpd": -3.0}})
+    rb._with_exact_elpd(entries, {"a": -1.0, "b": -2.0, "c": -3.0})
+    full = model_loo_reliability_record(base["model_loo"])
+    assert full["passed"] is True and "2 of the 2 models above 0.7 refitted" in full["detail"]
+    good = model_loo_reliability_record({"elpd": 1.0, "se": 1.0, "share_k_good": 0.97})
+    assert good["passed"] is True
+
+
+def test_reachable_mean_is_the_chain_at_the_loss_floor(paper_data, paper_spec):
+    """The highest reachable mean is chance + span * logistic(-gamma (E + B D0^-beta - l)
+    + offset) for a stated-format row: the sigmoid at the loss law's floor at D0 (times the
+    law's extrapolation tilt in the tokens direction)."""
+    from scipy.special import expit
+
+    from densing_bayes.analysis.score_chain import score_chain
+
+    idata, _ = prior_draws_as_fit(paper_data, paper_spec, draws=5, seed=2)
+    chain = score_chain(idata, paper_spec.data.d0_tokens)
+    top = rb.reachable_mean(chain)
+    floor = chain.law["E"] + chain.law["B"] * np.exp(-chain.law["beta"] * chain.x_d)
+    if chain.tilt is not None:  # the law's error above the ladder's tokens (not in log N)
+        assert all(c >= 2 for c in chain.columns)
+        above = max(chain.x_d - chain.box[3], 0.0)
+        tokens = chain.tilt[..., chain.columns.index(3)] if 3 in chain.columns else 0.0
+        floor = floor * np.exp(above * tokens)
+    expected = chain.chance[None, :] + chain.span[..., 0] * expit(
+        -chain.gamma[..., 0] * (floor - chain.midpoint[..., 0]) + chain.shift)
+    np.testing.assert_allclose(top, expected, rtol=1e-6)
+    scores = pd.DataFrame({"pit": [0.99, 0.99, 0.5, 0.01],
+                           "beyond_reach": [True, False, True, False]})
+    assert rb._beyond_reach(scores) == {"n_beyond_reach": 2, "n_above": 2,
+                                        "n_above_beyond_reach": 1}

@@ -17,6 +17,12 @@ a referee asks of the doubling time:
 * **Trend structures**: the full data under no changepoint, an unknown changepoint date and a
   mean (not frontier) trend, compared with the baseline by leave-one-model-out ELPD
   (``model_loo``: the unit in which a trend predicts).
+* **Exact leave-one-model-out** where importance sampling is unreliable: every model whose
+  Pareto k in the baseline's leave-one-model-out is above 0.7 is left out of a refit and its
+  ELPD computed exactly, log mean_s p(y_m | theta_s) over the refit's draws with its density
+  integrated as ``model_loo`` integrates it (Vehtari, Gelman and Gabry 2017, sec. 2.1: refit
+  for the observations PSIS cannot handle; what ``az.reloo`` does pointwise). These refits run
+  after the others, in the same folder, because they depend on the baseline's k.
 
 Held-out predictions weigh unstated formats with the MC shares of the rows the model was fitted
 to, and a held-out row from a source kind the refit never saw is not predicted (counted).
@@ -103,13 +109,15 @@ class Refit:
     whether its leave-one-model-out ELPD is computed (full-data fits only)."""
 
     name: str
-    kind: Literal["baseline", "future", "family", "structure"]
+    kind: Literal["baseline", "future", "family", "structure", "exact"]
     description: str
     spec: ModelSpec
     held_out: tuple[str, ...] = ()
     model_loo: bool = False
     #: the trend structure (a ``STRUCTURES`` name) when not the spec's own
     structure: str | None = None
+    #: the one held-out model's ELPD is computed exactly (kind "exact")
+    exact_loo: bool = False
 
     @property
     def task_id(self) -> str:
@@ -157,6 +165,16 @@ def robustness_refits(spec: ModelSpec, data: DensingData, *,
                             f"{STRUCTURES[name]['trend']}", _structure_spec(spec, name),
                             model_loo=True, structure=name))
     return refits
+
+
+def exact_loo_refits(spec: ModelSpec, pareto_k: Mapping[str, float]) -> list[Refit]:
+    """One refit without each model whose leave-one-model-out Pareto k exceeds 0.7."""
+    from densing_bayes.analysis.model_loo import PARETO_K_GOOD
+
+    return [Refit(f"exact:{m}", "exact",
+                  f"{m} left out: its ELPD computed exactly (Pareto k {k:.2f})", spec,
+                  held_out=(m,), exact_loo=True)
+            for m, k in sorted(pareto_k.items()) if k > PARETO_K_GOOD]
 
 
 def _structure_spec(spec: ModelSpec, name: str) -> ModelSpec:
@@ -291,6 +309,7 @@ def predict_rows(fit_idata, held, spec: ModelSpec, *, seed: int,
     draws = np.where(outlier, rng.uniform(size=draws.shape), draws)
     tail = (1 - PREDICTIVE_PROB) / 2
     lower, median, upper = np.quantile(draws, [tail, 0.5, 1 - tail], axis=0)
+    reach = reachable_mean(chain)
     scores = pd.DataFrame({
         "model": [held.models[i] for i in held.score_model],
         "benchmark": [held.benchmarks[b] for b in held.score_benchmark],
@@ -300,6 +319,10 @@ def predict_rows(fit_idata, held, spec: ModelSpec, *, seed: int,
         "pit": pit,
         "inside": (pit >= tail) & (pit <= 1 - tail),
     })
+    if reach is not None:
+        top = np.quantile(reach, REACH_QUANTILE, axis=0)
+        scores["reachable_mean"] = top
+        scores["beyond_reach"] = chain.y > top
     density = np.exp(log_density)
     q = np.quantile(density, [tail, 0.5, 1 - tail], axis=0)
     models = pd.DataFrame({
@@ -309,6 +332,31 @@ def predict_rows(fit_idata, held, spec: ModelSpec, *, seed: int,
         "density_median": q[1], "density_lower": q[0], "density_upper": q[2],
     })
     return scores, models
+
+
+#: Quantile (over draws) of the highest reachable mean score a held-out score is compared
+#: with: as the reachability check's.
+REACH_QUANTILE = 0.99
+
+#: Centred log N standing in for N -> infinity: A e^{-alpha x} is 0 in float64 for any
+#: alpha > 1e-3 (finite, so that the extrapolation distances stay defined).
+UNBOUNDED_X = 1e6
+
+
+def reachable_mean(chain) -> np.ndarray | None:
+    """(S, N) the highest mean score any effective size reaches for each row, per draw: the
+    chain at N -> infinity, where the task loss is the floor E + B D0^-beta of the loss law at
+    the data budget D0 (for a row of unknown format, or the better of two protocols, the
+    larger of its possible formats' curves). None when the loss law is tilted in log N
+    (``extrapolation_sd_params``): its limit is then not the law's."""
+    from densing_bayes.model.inputs import IMPOSSIBLE_LOG_WEIGHT
+
+    if chain.tilt is not None and any(c in (0, 1) for c in chain.columns):
+        return None
+    logit = chain.logit(np.full((len(chain.draws), chain.y.size), UNBOUNDED_X))
+    top = chain.chance[None, :, None] + chain.span * expit(logit)  # (S, N, F)
+    possible = (chain.log_weight > IMPOSSIBLE_LOG_WEIGHT / 2) | chain.best[:, None]
+    return np.where(possible[None], top, -np.inf).max(axis=-1)
 
 
 def format_name(code: int, formats: Sequence[str]) -> str:
@@ -332,6 +380,17 @@ def coverage_by(scores: pd.DataFrame, column: str) -> dict:
     return out
 
 
+def _beyond_reach(scores: pd.DataFrame) -> dict:
+    """How many held-out scores lie above the highest mean the fitted chain reaches at any
+    effective size (``reachable_mean``), and how many of the misses above that explains."""
+    if "beyond_reach" not in scores:
+        return {}
+    beyond = scores["beyond_reach"].astype(bool)
+    above = scores["pit"] > 1 - (1 - PREDICTIVE_PROB) / 2
+    return {"n_beyond_reach": int(beyond.sum()), "n_above": int(above.sum()),
+            "n_above_beyond_reach": int((beyond & above).sum())}
+
+
 def prediction_summary(scores: pd.DataFrame) -> dict:
     """Coverage of the held-out scores' 90% intervals, with its binomial p-value, the mean
     error (observed - predictive median) and the LOO-PIT-style uniformity KS p."""
@@ -350,6 +409,7 @@ def prediction_summary(scores: pd.DataFrame) -> dict:
         "share_above": float((scores["pit"] > 1 - (1 - PREDICTIVE_PROB) / 2).mean()),
         "share_below": float((scores["pit"] < (1 - PREDICTIVE_PROB) / 2).mean()),
         "pit_ks_p": float(stats.kstest(scores["pit"], "uniform").pvalue),
+        **_beyond_reach(scores),
         "by_format": coverage_by(scores, "format"),
         "by_benchmark": coverage_by(scores, "benchmark"),
     }
@@ -357,8 +417,9 @@ def prediction_summary(scores: pd.DataFrame) -> dict:
 
 # ------------------------------------------------------------------- one refit (a task)
 def fit_refit(spec: ModelSpec, data_folder: str, held_out: Sequence[str] = (),
-              model_loo: bool = False, seed: int = 0) -> dict:
-    """Fit one refit; predict its held-out models; with ``model_loo`` the per-model ELPD."""
+              model_loo: bool = False, seed: int = 0, exact_loo: bool = False) -> dict:
+    """Fit one refit; predict its held-out models; with ``model_loo`` the per-model ELPD,
+    with ``exact_loo`` the held-out model's exact ELPD."""
     from densing_bayes.data.load import load_data
     from densing_bayes.workflow import fit_data
 
@@ -377,6 +438,8 @@ def fit_refit(spec: ModelSpec, data_folder: str, held_out: Sequence[str] = (),
         record["prediction"] = prediction_summary(scores)
         record["heldout_scores"] = scores.to_dict(orient="list")
         record["heldout_models"] = models.to_dict(orient="list")
+    if exact_loo:
+        record["exact_loo"] = heldout_elpd(result.idata, result.inputs, held_part, spec)
     if model_loo:
         from densing_bayes.analysis.model_loo import model_loo as loo
 
@@ -388,6 +451,40 @@ def fit_refit(spec: ModelSpec, data_folder: str, held_out: Sequence[str] = (),
                                "pareto_k": dict(zip(res.models, map(float, res.pareto_k))),
                                "seconds": time.perf_counter() - start}
     return record
+
+
+def heldout_elpd(fit_idata, fit_inputs, heldout_data: DensingData, spec: ModelSpec, *,
+                 max_draws: int = MAX_DRAWS) -> dict:
+    """Each held-out model's exact ELPD from a fit without it: log mean over draws of
+    p(y_m | theta_s), the model's density integrated over the fitted trend's population at
+    its date and size (``model_loo.integrated_model_loglik``, the same integral the PSIS
+    estimate uses). Returns the per-model ELPD, its Monte Carlo SE and the rows used."""
+    from scipy.special import logsumexp
+
+    from densing_bayes.analysis.model_loo import deviation_scale, integrated_model_loglik
+    from densing_bayes.analysis.score_chain import score_chain
+
+    held, usable = _heldout_inputs(fit_inputs, heldout_data, spec)
+    if not usable.all():
+        raise ValueError(f"{int((~usable).sum())} held-out rows come from a source kind the "
+                         "refit never saw: their exact ELPD is not the PSIS estimate's")
+    chain = score_chain(_prediction_idata(fit_idata, held), spec.data.d0_tokens, max_draws)
+    post = fit_idata.posterior
+    scale, skew = deviation_scale(fit_idata, chain.draws, spec.trend)
+    f = trend_at(post, spec, np.asarray(held.model_time, float), chain.draws,
+                 held.model_log_params)
+    x_n_trend = f + held.model_log_params[None, :] - post.attrs["centre_log_params"]
+    loglik = integrated_model_loglik(chain, x_n_trend, scale, skew)  # (S, M)
+    n = loglik.shape[0]
+    elpd = logsumexp(loglik, axis=0) - math.log(n)
+    # delta-method Monte Carlo SE of log mean exp over (thinned, near-independent) draws
+    w = np.exp(loglik - loglik.max(axis=0))
+    mcse = np.sqrt(np.var(w, axis=0) / n) / np.mean(w, axis=0)
+    return {"per_model": dict(zip(held.models, map(float, elpd))),
+            "mcse": dict(zip(held.models, map(float, mcse))),
+            "n_rows": dict(zip(held.models, map(int, np.bincount(chain.model,
+                                                                  minlength=len(held.models))))),
+            "n_draws": int(n)}
 
 
 def with_model_data(idata, model):
@@ -423,12 +520,14 @@ def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: b
                    progress: bool = True, cutoffs: Sequence[str] = DEFAULT_CUTOFFS,
                    min_family_models: int = MIN_FAMILY_MODELS,
                    structures: Sequence[str] | None = None,
-                   future_structures: Sequence[str] = ()) -> dict:
+                   future_structures: Sequence[str] = (), exact_loo: bool = True) -> dict:
     """Run (or resume) the refits into ``out``; write robustness.json and the CSVs.
 
     The list of refits is not part of the batch's manifest: a resume may add refits (another
     cut-off, structure or lineage threshold), each identified by its name and computed from the
-    same spec and data; the outputs describe the refits asked for in this call."""
+    same spec and data; the outputs describe the refits asked for in this call. With
+    ``exact_loo`` a second pass refits without each model whose baseline Pareto k exceeds 0.7
+    (it needs the baseline's k, so it resumes the same folder)."""
     from densing_bayes.data.load import load_data
     from densing_bayes.inference.run_io import data_hash
 
@@ -436,18 +535,28 @@ def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: b
     refits = robustness_refits(spec, load_data(folder), cutoffs=cutoffs,
                                min_family_models=min_family_models, structures=structures,
                                future_structures=future_structures)
-    seeds = [refit_seed(spec.sampler.seed, r.name) for r in refits]
-    tasks = [batch.Task(r.task_id, fit_refit,
-                        {"spec": r.spec, "data_folder": str(folder), "held_out": list(r.held_out),
-                         "model_loo": r.model_loo, "seed": seed})
-             for r, seed in zip(refits, seeds, strict=True)]
     manifest = {"job": "robustness", "spec": spec.name, "config_hash": spec.config_hash(),
                 "data_folder": str(folder), "data_hash": data_hash(folder)}
-    return batch.run_and_write(
-        tasks, out, lambda records, seconds: write_robustness_outputs(
-            out, refits, records, spec, data_folder=folder, wall_seconds=seconds),
-        manifest=manifest, resume=resume, force=force, scheduler=scheduler,
-        n_workers=n_workers, progress=progress, desc="robustness")
+
+    def run(refits: list[Refit], resume: bool, force: bool) -> dict:
+        seeds = [refit_seed(spec.sampler.seed, r.name) for r in refits]
+        tasks = [batch.Task(r.task_id, fit_refit,
+                            {"spec": r.spec, "data_folder": str(folder),
+                             "held_out": list(r.held_out), "model_loo": r.model_loo,
+                             "seed": seed, "exact_loo": r.exact_loo})
+                 for r, seed in zip(refits, seeds, strict=True)]
+        return batch.run_and_write(
+            tasks, out, lambda records, seconds: write_robustness_outputs(
+                out, refits, records, spec, data_folder=folder, wall_seconds=seconds),
+            manifest=manifest, resume=resume, force=force, scheduler=scheduler,
+            n_workers=n_workers, progress=progress, desc="robustness")
+
+    report = run(refits, resume, force)
+    base = next((e for e in report["refits"] if e["kind"] == "baseline"), {})
+    extra = exact_loo_refits(spec, (base.get("model_loo") or {}).get("pareto_k") or {})
+    if exact_loo and extra:
+        report = run(refits + extra, True, False)
+    return report
 
 
 def refit_seed(seed: int, name: str) -> int:
@@ -498,7 +607,8 @@ def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mappin
                  "seconds": record.get("seconds")}
         loo = result.get("model_loo")
         if loo:
-            entry["model_loo"] = {k: loo[k] for k in ("elpd", "se", "p_loo", "share_k_good")}
+            entry["model_loo"] = {k: loo[k] for k in ("elpd", "se", "p_loo", "share_k_good",
+                                                      "pareto_k") if k in loo}
             if r.kind != "baseline" and base_loo:
                 entry["model_loo"]["vs_baseline"] = elpd_difference(loo["per_model"], base_loo)
         if r.kind == "family":
@@ -524,7 +634,16 @@ def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mappin
                 entry["prediction"] = {**(entry["prediction"] or {}),
                                        "density_coverage": float(
                                            models["full_fit_inside"].dropna().mean())}
+        if result.get("exact_loo"):
+            m = r.held_out[0]
+            exact = result["exact_loo"]
+            entry["exact_loo"] = {"model": m, "elpd": exact["per_model"][m],
+                                  "mcse": exact["mcse"][m], "n_rows": exact["n_rows"][m],
+                                  "psis_elpd": base_loo.get(m),
+                                  "pareto_k": ((base.get("model_loo") or {}).get("pareto_k")
+                                               or {}).get(m)}
         entries.append(entry)
+    _with_exact_elpd(entries, base_loo)
     report = {
         "spec": spec.name,
         "config_hash": spec.config_hash(),
@@ -543,6 +662,32 @@ def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mappin
         pd.concat(score_tables, ignore_index=True).to_csv(out / HELDOUT_SCORES_CSV, index=False)
         pd.concat(model_tables, ignore_index=True).to_csv(out / HELDOUT_MODELS_CSV, index=False)
     return report
+
+
+def _with_exact_elpd(entries: list[dict], psis: Mapping[str, float]) -> None:
+    """The baseline's leave-one-model-out ELPD with every exactly refitted model's PSIS term
+    replaced by its exact one (``model_loo.exact``): the models with k > 0.7, their refits,
+    the corrected total and SE (the other models' PSIS terms unchanged)."""
+    from densing_bayes.analysis.model_loo import PARETO_K_GOOD
+
+    base = next((e for e in entries if e["kind"] == "baseline" and e.get("model_loo")), None)
+    if base is None:
+        return
+    exact = {e["exact_loo"]["model"]: e["exact_loo"] for e in entries
+             if e["kind"] == "exact" and e.get("status") == "ok" and e.get("exact_loo")}
+    k = base["model_loo"].get("pareto_k") or {}
+    high = sorted(m for m, v in k.items() if v > PARETO_K_GOOD)
+    per_model = dict(psis)
+    if not exact or not per_model:
+        base["model_loo"]["exact"] = {"high_k": high, "refitted": sorted(exact)}
+        return
+    for m, e in exact.items():
+        per_model[m] = e["elpd"]
+    values = np.array(list(per_model.values()))
+    base["model_loo"]["exact"] = {
+        "high_k": high, "refitted": sorted(exact),
+        "elpd": float(values.sum()), "se": float(math.sqrt(values.size * np.var(values))),
+        "change": float(sum(e["elpd"] - (e["psis_elpd"] or 0.0) for e in exact.values()))}
 
 
 def _named_formats(scores: pd.DataFrame) -> pd.DataFrame:

@@ -265,7 +265,7 @@ def cmd_robustness(args) -> int:
         report = run_robustness(spec, out, cutoffs=cutoffs, structures=structures,
                                 future_structures=future,
                                 min_family_models=args.min_family_models,
-                                **_batch_options(args))
+                                exact_loo=not args.no_exact_loo, **_batch_options(args))
     except (BatchFolderError, ValueError) as exc:
         raise UserError(str(exc)) from None
     for e in report["refits"]:
@@ -469,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--future-structures", default="", metavar="NAME[,NAME...]",
                    help="also refit each cut-off's leave-future-out under these structures "
                         "(e.g. size_covariate): which structure predicts later models")
+    p.add_argument("--no-exact-loo", action="store_true",
+                   help="skip the second pass that refits without each model whose "
+                        "leave-one-model-out Pareto k exceeds 0.7 (its exact ELPD)")
     _batch_flags(p)
     _sampler_flags(p)
     p.set_defaults(func=cmd_robustness)

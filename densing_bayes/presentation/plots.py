@@ -1742,7 +1742,9 @@ def plot_robustness(*, report: dict, summary: dict | None = None) -> Figure:
     held-out scores' coverage of their 90% predictive intervals with a Wilson 95% interval,
     against the nominal 0.9 and the band called honest; for trend structures, the
     leave-one-model-out ELPD difference to this spec, printed."""
-    entries = [e for e in report.get("refits") or [] if e.get("status") == "ok"]
+    # exact leave-one-model-out refits answer an ELPD question, not a doubling-time one
+    entries = [e for e in report.get("refits") or [] if e.get("status") == "ok"
+               and e.get("kind") != "exact"]
     n = max(1, len(entries))
     fig = new_figure(10.0, 0.34 * n + 1.9)
     left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.3, 1.0]})

@@ -418,17 +418,34 @@ def robustness_tables(run: FittedRun, records: Sequence[dict]) -> dict:
     for e in data.get("refits") or []:
         p = e.get("prediction") or {}
         loo = e.get("model_loo") or {}
-        vs = loo.get("vs_baseline")
         status = str(e.get("status", "ok")) + (f": {e['error']}" if e.get("error") else "")
         out["rows"].append([
             e["name"], e.get("description", ""),
             _cell(e.get("doubling_time_days"), ci), _cell(e.get("slope_difference_per_year"), ci),
             (f"{p['n_inside']}/{p['n_rows']} ({p['coverage']:.0%}), error "
              f"{p['mean_error']:+.3f}" if p.get("n_rows") else "-"),
-            (f"{vs['difference']:+.1f} (SE {vs['se']:.1f})" if vs else
-             (f"{loo['elpd']:.1f} (SE {loo['se']:.1f})" if loo else "-")),
+            _elpd_cell(loo, e.get("exact_loo")),
             _diagnostics_cell(e.get("diagnostics")), status])
     return out
+
+
+def _elpd_cell(loo: dict, exact: dict | None) -> str:
+    """A refit's leave-one-model-out cell: the difference to this spec, the baseline's total
+    (and its exactly corrected value), or one left-out model's exact ELPD beside its PSIS one."""
+    if exact:
+        psis = exact.get("psis_elpd")
+        return (f"{exact['model']}: exact {exact['elpd']:.1f} (MCSE {exact['mcse']:.1f})"
+                + (f", PSIS {psis:.1f} at k {exact['pareto_k']:.2f}" if psis is not None
+                   and exact.get("pareto_k") is not None else ""))
+    vs = loo.get("vs_baseline")
+    if vs:
+        return f"{vs['difference']:+.1f} (SE {vs['se']:.1f})"
+    if not loo:
+        return "-"
+    fixed = loo.get("exact") or {}
+    return (f"{loo['elpd']:.1f} (SE {loo['se']:.1f})"
+            + (f"; with {len(fixed['refitted'])} exact refits {fixed['elpd']:.1f} "
+               f"(SE {fixed['se']:.1f})" if fixed.get("elpd") is not None else ""))
 
 
 def sensitivity_tables(run: FittedRun) -> dict | None:

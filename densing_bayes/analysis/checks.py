@@ -814,7 +814,7 @@ def sbc_record(report: dict, design: str) -> dict:
         detail=(f"{len(tests)} quantities ranked over {n_text} simulations "
                 f"({s.get('chains')} chains x {s.get('draws')} draws each); "
                 + (f"rejected: {', '.join(rejected)}; " if rejected else "none rejected; ")
-                + f"smallest p {p_min[worst]:.2f} ({worst})"
+                + f"smallest p {p_min[worst]:.2g} ({worst})"
                 + (f"; {diag['n_with_divergences']} of {diag['n_fits']} fits had divergences"
                    if diag.get("n_with_divergences") else "")
                 + ("; fewer than 100 simulations: little power against mild miscalibration"

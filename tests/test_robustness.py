@@ -262,7 +262,9 @@ def test_report_from_records(tmp_path):
 
 
 @pytest.mark.integration
-def test_small_robustness_run(tmp_path):
+def test_small_robustness_run(tmp_path, monkeypatch):
+    """The whole batch on a small simulation, its second pass included: this run's k are all
+    below 0.7, so the model with the largest k is refitted exactly as if it were above."""
     from densing_bayes.data.simulate import simulate_design, write_simulation
 
     sim = simulate_design("paper", seed=2, n_models=20, n_benchmarks=1)
@@ -273,18 +275,31 @@ def test_small_robustness_run(tmp_path):
                        "data": {"folder": str(folder)},
                        "sampler": {**SMALL_SAMPLER, "draws": 150, "tune": 150}})
     cutoff = str(pd.to_datetime(sim.models["release_date"]).sort_values().iloc[14].date())
+    picked = []
+
+    def worst_only(spec, pareto_k):
+        worst = max(pareto_k, key=pareto_k.get)
+        picked.append(worst)
+        return exact_loo_refits(spec, {worst: 1.0})
+
+    exact_loo_refits = rb.exact_loo_refits
+    monkeypatch.setattr(rb, "exact_loo_refits", worst_only)
     report = rb.run_robustness(spec, tmp_path / "rob", n_workers=2, progress=False,
                                cutoffs=[cutoff], min_family_models=100, structures=[])
-    base, future = report["refits"][:2]
-    assert (base["status"], future["status"]) == ("ok", "ok")
-    # the second pass: one exact refit per model with k > 0.7, nothing else
-    exact = report["refits"][2:]
-    assert sorted(e["exact_loo"]["model"] for e in exact) == base["model_loo"]["exact"]["high_k"]
-    assert all(e["kind"] == "exact" and math.isfinite(e["exact_loo"]["elpd"]) for e in exact)
+    base, future, exact = report["refits"]
+    assert (base["status"], future["status"], exact["status"]) == ("ok", "ok", "ok")
+    assert exact["kind"] == "exact" and exact["held_out"] == picked
+    assert exact["exact_loo"]["model"] == picked[0]
+    assert math.isfinite(exact["exact_loo"]["elpd"]) and exact["exact_loo"]["mcse"] > 0
+    assert exact["exact_loo"]["psis_elpd"] is not None
+    corrected = base["model_loo"]["exact"]
+    assert corrected["refitted"] == picked
+    assert corrected["elpd"] == pytest.approx(base["model_loo"]["elpd"] + corrected["change"])
     assert math.isfinite(base["model_loo"]["elpd"]) and 0 <= base["model_loo"]["share_k_good"] <= 1
     assert future["n_models"] < base["n_models"]
     assert future["prediction"]["n_models"] == len(future["held_out"])
     assert 0 <= future["prediction"]["coverage"] <= 1
+    assert "reachable_mean" in pd.read_csv(tmp_path / "rob" / rb.HELDOUT_SCORES_CSV)
     assert (tmp_path / "rob" / rb.HELDOUT_MODELS_CSV).is_file()
 
 

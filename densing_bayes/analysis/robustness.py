@@ -687,7 +687,7 @@ def _with_exact_elpd(entries: list[dict], psis: Mapping[str, float]) -> None:
     base["model_loo"]["exact"] = {
         "high_k": high, "refitted": sorted(exact),
         "elpd": float(values.sum()), "se": float(math.sqrt(values.size * np.var(values))),
-        "change": float(sum(e["elpd"] - (e["psis_elpd"] or 0.0) for e in exact.values()))}
+        "change": float(sum(e["elpd"] - psis[m] for m, e in exact.items() if m in psis))}
 
 
 def _named_formats(scores: pd.DataFrame) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from densing_bayes.analysis.summary import build_summary, summary_table
 from densing_bayes.data.load import load_data
 from densing_bayes.data.schema import DensingData
 from densing_bayes.inference.diagnostics import Diagnostics, diagnose
+from densing_bayes.inference.metric import metric_key
 from densing_bayes.inference.run_io import check_writable, data_hash, save_run, stamp
 from densing_bayes.inference.sample import sample_model
 from densing_bayes.model.build import build_model
@@ -51,7 +52,8 @@ def fit_data(data: DensingData, spec: ModelSpec, *, progress: bool = True,
     model = build_model(inputs, spec)
     log.info("sampling %d chains x %d draws with %s (seed %d)", spec.sampler.chains,
              spec.sampler.draws, spec.sampler.backend, spec.sampler.seed)
-    idata, times = sample_model(model, spec.sampler, progress=progress, predictive=predictive)
+    idata, times = sample_model(model, spec.sampler, progress=progress, predictive=predictive,
+                                metric_key=metric_key(spec.model_hash(), inputs))
     diagnostics = diagnose(idata, [v.name for v in model.free_RVs])
     attach_constants(idata, inputs)
     derived.add_derived(idata, spec)

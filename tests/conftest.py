@@ -1,5 +1,6 @@
 """Shared fixtures: seeded simulated data (session-wide, built once) and small specs."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,19 @@ from densing_bayes.model.spec import parse_spec
 
 #: Sampler settings for tests that need real MCMC but not publication-size posteriors.
 SMALL_SAMPLER = {"draws": 300, "tune": 300, "chains": 2, "seed": 11}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Tests neither read nor write the user's caches (stored dense metrics, JAX cache)."""
+    folder = tmp_path_factory.mktemp("densing_cache")
+    old = os.environ.get("DENSING_BAYES_CACHE")
+    os.environ["DENSING_BAYES_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("DENSING_BAYES_CACHE", None)
+    else:
+        os.environ["DENSING_BAYES_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

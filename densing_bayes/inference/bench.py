@@ -59,17 +59,20 @@ from densing_bayes.inference.compile_cache import CACHE_ENV
 #: Samplers ``densing-bayes bench`` knows. ``pymc`` is the project's PyMC backend
 #: (:mod:`densing_bayes.inference.sample`: NUTS with ``jitter+adapt_diag_grad``) and the
 #: baseline of the ESS/s ratios; ``pymc_default`` is PyMC's NUTS with PyMC's own default
-#: initialisation (``jitter+adapt_diag``), not run unless asked for.
-SAMPLERS = ("pymc", "nutpie", "numpyro", "pymc_default")
+#: initialisation (``jitter+adapt_diag``), not run unless asked for; ``nutpie_diag`` is nutpie
+#: with the diagonal metric whatever the spec says (the default until the stored dense metric,
+#: :mod:`densing_bayes.inference.metric`), so old and new defaults run side by side.
+SAMPLERS = ("pymc", "nutpie", "numpyro", "pymc_default", "nutpie_diag")
 DEFAULT_SAMPLERS = ("pymc", "nutpie", "numpyro")
 BASELINE = "pymc"
 
 #: Python modules each sampler needs; a sampler with one missing is reported as skipped.
 REQUIRED_MODULES = {"pymc": ("pymc",), "nutpie": ("nutpie", "numba"),
-                    "numpyro": ("numpyro", "jax"), "pymc_default": ("pymc",)}
+                    "numpyro": ("numpyro", "jax"), "pymc_default": ("pymc",),
+                    "nutpie_diag": ("nutpie", "numba")}
 INSTALL_HINT = {"numpyro": "pip install 'densing_bayes[numpyro]' (jax + numpyro)",
                 "nutpie": "pip install nutpie numba", "pymc": "pip install pymc",
-                "pymc_default": "pip install pymc"}
+                "pymc_default": "pip install pymc", "nutpie_diag": "pip install nutpie numba"}
 
 SCHEMA_VERSION = 1
 
@@ -279,10 +282,20 @@ def _seconds_per_gradient(idata, sample_seconds: float, draws: int, tune: int,
     return steps, (sample_seconds / total if total > 0 else None)
 
 
-def _fit_nutpie(model, sampler, seed):
+def _fit_nutpie(model, sampler, seed, metric_key=None):
+    """nutpie as the spec says; with ``mass_matrix = "dense"`` the stored metric of this model
+    and data (the user's cache, else the bundled one) when there is one."""
     from densing_bayes.inference import sample
 
-    return sample._sample_nutpie(model, sampler, seed, False)
+    return sample._sample_nutpie(model, sampler, seed, False, metric_key)
+
+
+def _fit_nutpie_diag(model, sampler, seed, metric_key=None):
+    """nutpie with the diagonal metric (the previous default), whatever the spec says."""
+    from densing_bayes.inference import sample
+
+    return sample._sample_nutpie(model, sampler.model_copy(update={"mass_matrix": "diag"}),
+                                 seed, False)
 
 
 @contextlib.contextmanager
@@ -307,7 +320,7 @@ def _timed_init_nuts():
         mcmc.init_nuts = original
 
 
-def _fit_pymc(model, sampler, seed):
+def _fit_pymc(model, sampler, seed, metric_key=None):
     """The production PyMC call, with ``init_nuts`` timed as compilation."""
     from densing_bayes.inference import sample
 
@@ -316,7 +329,7 @@ def _fit_pymc(model, sampler, seed):
     return idata, sum(spent), total - sum(spent)
 
 
-def _fit_pymc_default(model, sampler, seed):
+def _fit_pymc_default(model, sampler, seed, metric_key=None):
     """PyMC's NUTS with PyMC's own default initialisation (``jitter+adapt_diag``)."""
     import pymc as pm
 
@@ -330,14 +343,15 @@ def _fit_pymc_default(model, sampler, seed):
     return idata, sum(spent), total - sum(spent)
 
 
-def _fit_numpyro(model, sampler, seed):
+def _fit_numpyro(model, sampler, seed, metric_key=None):
     from densing_bayes.inference import sample
 
     return sample._sample_numpyro(model, sampler, seed, False)
 
 
 FITTERS: dict[str, Callable] = {"pymc": _fit_pymc, "nutpie": _fit_nutpie,
-                                "numpyro": _fit_numpyro, "pymc_default": _fit_pymc_default}
+                                "numpyro": _fit_numpyro, "pymc_default": _fit_pymc_default,
+                                "nutpie_diag": _fit_nutpie_diag}
 
 
 def _maxrss_mb(who) -> float:
@@ -373,7 +387,10 @@ def worker_fit(task: dict) -> dict:
     model = build_model(inputs, spec)
     build_s = time.perf_counter() - built_at
     seed = _seeds(spec.sampler.seed)["posterior"]
-    idata, compile_s, sample_s = FITTERS[task["sampler"]](model, spec.sampler, seed)
+    from densing_bayes.inference.metric import metric_key
+
+    key = metric_key(spec.model_hash(), inputs)
+    idata, compile_s, sample_s = FITTERS[task["sampler"]](model, spec.sampler, seed, key)
     diag = diagnose(idata, [v.name for v in model.free_RVs])
     wall = build_s + compile_s + sample_s
     steps, per_grad = _seconds_per_gradient(idata, sample_s, spec.sampler.draws,

@@ -189,8 +189,11 @@ class SamplerSettings(_Section):
     seed: int = Field(20241205, ge=0)
     #: nutpie's mass matrix: "diag" (diagonal, gradient-based adaptation) or "low_rank" (adds a
     #: low-rank correction that captures correlated directions such as the frontier's
-    #: sigma_u-sigma_v ridge). The PyMC backend always adapts a diagonal one.
-    mass_matrix: Literal["diag", "low_rank"] = "diag"
+    #: sigma_u-sigma_v ridge), or "dense": sample in coordinates whitened by the stored
+    #: posterior covariance of an earlier fit of the same model and data (falls back to "diag"
+    #: and stores its covariance when there is none; docs/performance.md). The PyMC
+    #: backend always adapts a diagonal one.
+    mass_matrix: Literal["diag", "low_rank", "dense"] = "diag"
 
 
 class Thresholds(_Section):

@@ -1,0 +1,177 @@
+"""The stored dense metric: probit coordinates, whitening, storage and a fit that uses it."""
+
+import logging
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytest
+from pymc.model.transform.optimization import freeze_dims_and_data
+
+from densing_bayes.inference import metric as M
+from densing_bayes.inference.sample import sample_model
+from densing_bayes.model.spec import SamplerSettings
+
+
+def _toy(k=7, n=20, y=(0.3, 1.9, 1.2, 0.8)):
+    """Conjugate pieces with closed-form posteriors: p | k ~ Beta(2 + k, 2 + n - k) and
+    mu | y ~ Normal(sum(y) / (len(y) + 1/100), 1 / sqrt(len(y) + 1/100))."""
+    with pm.Model(coords={"obs": np.arange(len(y))}) as model:
+        p = pm.Beta("p", 2.0, 2.0)
+        mu = pm.Normal("mu", 0.0, 10.0)
+        pm.Deterministic("twice_mu", 2 * mu)
+        pm.Binomial("k", n=n, p=p, observed=k)
+        pm.Normal("log_loss_obs", mu, 1.0, observed=np.array(y), dims="obs")
+    return model
+
+
+def test_probit_transform_is_inverse_with_the_normal_log_density_as_jacobian():
+    t = M.ProbitTransform()
+    y = pytensor.tensor.dvector("y")
+    x = np.array([1e-6, 0.02, 0.5, 0.97, 1 - 1e-6])
+    forward = pytensor.function([y], t.forward(y))(x)
+    assert np.allclose(pytensor.function([y], t.backward(y))(forward), x, rtol=1e-9)
+    ys = np.linspace(-4, 4, 9)
+    jac = pytensor.function([y], t.log_jac_det(y))(ys)
+    from scipy.stats import norm
+    assert np.allclose(jac, norm.logpdf(ys))
+
+
+def test_probit_fractions_leave_the_posterior_unchanged():
+    """Same log density of the constrained values: logp_probit(y) - log phi(y) equals
+    logp_logodds(u) - log|d sigmoid/du| at the same p."""
+    model = _toy()
+    probit = M.with_probit_fractions(model)
+    assert M.beta_variables(model) == ["p"]
+    assert "p_probit__" in [v.name for v in probit.value_vars]
+    from scipy.special import logit
+    from scipy.stats import norm
+    f_probit = probit.compile_logp(jacobian=False)
+    f_orig = model.compile_logp(jacobian=False)
+    for p in (0.1, 0.45, 0.9):
+        a = f_probit({"p_probit__": norm.ppf(p), "mu": 0.3})
+        b = f_orig({"p_logodds__": logit(p), "mu": 0.3})
+        assert a == pytest.approx(b, rel=1e-7)  # erfc vs scipy round-trip
+
+
+def test_whitened_log_density_is_the_original_at_mean_plus_chol_z():
+    model = freeze_dims_and_data(M.with_probit_fractions(_toy()))
+    layout = M.value_layout(model)
+    assert sorted(n for n, _ in layout) == ["mu", "p_probit__"]
+    white = M.whitened_model(model)
+    mean, chol = np.array([0.2, 1.0]), np.array([[0.5, 0.0], [0.3, 0.2]])
+    white_logp = white.compile_logp()
+    orig_logp = model.compile_logp()
+    rng = np.random.default_rng(0)
+    with white:
+        pm.set_data({M.WHITE_MEAN: mean, M.WHITE_CHOL: chol})
+    white_logp = white.compile_logp()
+    for _ in range(5):
+        z = rng.normal(size=2)
+        theta = mean + chol @ z
+        point = {name: theta[i] for i, (name, _) in enumerate(layout)}
+        assert white_logp({M.WHITE_VAR: z}) == pytest.approx(orig_logp(point), rel=1e-12)
+
+
+def test_metric_from_draws_shrinks_towards_the_diagonal_and_refuses_too_few_draws():
+    rng = np.random.default_rng(1)
+    draws = rng.multivariate_normal([1.0, -2.0], [[1.0, 0.8], [0.8, 2.0]], size=4000)
+    layout = [("a", ()), ("b", ())]
+    m = M.metric_from_draws("k", layout, draws)
+    n = len(draws)
+    expected = n / (n + 5) * np.cov(draws.T) + 1e-3 * 5 / (n + 5) * np.eye(2)
+    assert np.allclose(m.cov, expected) and np.allclose(m.mean, draws.mean(0))
+    assert M.metric_from_draws("k", layout, draws[:3]) is None
+    bad = draws.copy()
+    bad[0, 0] = np.nan
+    assert M.metric_from_draws("k", layout, bad) is None
+
+
+def test_metric_key_changes_with_any_input_array_or_the_model():
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Inputs:
+        x: np.ndarray
+        names: list = field(default_factory=lambda: ["a", "b"])
+
+    base = M.metric_key("model", Inputs(np.arange(3.0)))
+    assert base == M.metric_key("model", Inputs(np.arange(3.0)))
+    assert base != M.metric_key("model", Inputs(np.array([0.0, 1.0, 2.5])))
+    assert base != M.metric_key("model", Inputs(np.arange(3.0), ["a", "c"]))
+    assert base != M.metric_key("other model", Inputs(np.arange(3.0)))
+
+
+def test_stored_metric_round_trips_and_a_corrupt_file_is_ignored(private_cache, caplog):
+    layout = [("a", (2,)), ("b", ())]
+    m = M.StoredMetric("roundtrip", ("a", "b"), ((2,), ()), np.arange(3.0), np.eye(3) * 2, 10)
+    M.save_metric(m)
+    back = M.load_metric("roundtrip")
+    assert back.matches(layout) and np.allclose(back.cov, m.cov) and back.n_draws == 10
+    assert not back.matches([("a", (3,)), ("b", ())])
+    M.metric_path("corrupt").write_bytes(b"not a zip file")
+    with caplog.at_level(logging.WARNING, logger="densing_bayes"):
+        assert M.load_metric("corrupt") is None
+    assert "unusable" in caplog.text
+
+
+@pytest.mark.integration
+def test_dense_mode_stores_then_uses_the_metric_and_recovers_the_closed_form_posterior(
+        private_cache):
+    model = _toy()
+    settings = SamplerSettings(draws=1000, tune=500, chains=2, seed=3, mass_matrix="dense")
+    first, _ = sample_model(model, settings, progress=False, predictive=False,
+                            metric_key="toy-dense")
+    assert first.posterior.attrs["nuts_metric"] == "diag"
+    assert M.load_metric("toy-dense") is not None
+    second, _ = sample_model(model, settings, progress=False, predictive=True,
+                             metric_key="toy-dense")
+    assert second.posterior.attrs["nuts_metric"] == "dense"
+    post = second.posterior
+    assert M.WHITE_VAR not in post and set(post["twice_mu"].dims) == {"chain", "draw"}
+    assert "log_likelihood" in second.groups()  # the original model scores these draws
+    k, n, y = 7, 20, np.array([0.3, 1.9, 1.2, 0.8])
+    p_mean = (2 + k) / (4 + n)
+    prec = len(y) + 1 / 100
+    import arviz as az
+
+    for name, truth, sd in (("p", p_mean, np.sqrt(p_mean * (1 - p_mean) / (5 + n))),
+                            ("mu", y.sum() / prec, 1 / np.sqrt(prec))):
+        draws = post[name]
+        mcse = float(draws.std()) / np.sqrt(float(az.ess(post[[name]])[name]))
+        assert abs(float(draws.mean()) - truth) < 5 * mcse + 1e-3
+        assert float(draws.std()) == pytest.approx(sd, rel=0.1)
+    assert np.allclose(post["twice_mu"], 2 * post["mu"])
+
+
+def test_bundled_default_ships_the_metric_of_its_own_model_and_data():
+    """Changing the default spec's model or the bundled data without refreshing
+    models/metrics/ would silently fall back to the slow diagonal metric: refresh it with
+    ``python -m densing_bayes.inference.metric`` after a fit of the default spec."""
+    from densing_bayes import api
+    from densing_bayes.model.build import build_model
+    from densing_bayes.model.inputs import prepare_inputs
+
+    spec, data = api.load_spec("default"), api.load_data("default")
+    assert spec.sampler.mass_matrix == "dense"
+    inputs = prepare_inputs(data, spec)
+    key = M.metric_key(spec.model_hash(), inputs)
+    path = M.metric_path(key, M.bundled_metrics_dir())
+    assert path.is_file(), f"no bundled metric {path.name} for the default spec and data"
+    stored = M.load_metric(key)
+    model = freeze_dims_and_data(M.with_probit_fractions(build_model(inputs, spec)))
+    assert stored.matches(M.value_layout(model))
+    assert stored.n_draws >= 4000
+
+
+def test_the_cache_keeps_only_the_newest_metrics(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(M, "MAX_CACHED_METRICS", 3)
+    for i in range(5):
+        path = M.save_metric(M.StoredMetric(f"prune{i}", ("a",), ((),), np.zeros(1),
+                                            np.eye(1), 10), tmp_path)
+        os.utime(path, (1000 + i, 1000 + i))
+    M._prune_cache(tmp_path)
+    left = {p.stem for p in tmp_path.glob("*.npz")}
+    assert left == {"prune2", "prune3", "prune4"}

@@ -319,11 +319,12 @@ class DensingFit:
         return folder
 
     def report(self, folder: str | Path | None = None, *, force: bool = False,
-               compare=()) -> Path:
+               compare=(), svg: bool = False) -> Path:
         """Write the HTML report into ``folder`` (saving the fit there first) or the fit's folder.
 
         Returns the path of report.html. ``force`` replaces an occupied folder when saving;
-        ``compare``: other run folders on the same data for the LOO comparison.
+        ``compare``: other run folders on the same data for the LOO comparison; ``svg``: also
+        write each figure as SVG beside its PNG.
         """
         from densing_bayes.presentation.report import write_report
 
@@ -331,4 +332,4 @@ class DensingFit:
             self.save(folder, force=force)
         if self.folder is None:
             raise ValueError("this fit is not saved: call report(folder) or save(folder) first")
-        return write_report(self.folder, compare=[Path(c) for c in compare])
+        return write_report(self.folder, compare=[Path(c) for c in compare], svg=svg)

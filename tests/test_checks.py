@@ -420,3 +420,13 @@ def test_model_loo_reliability_names_exact_refits_that_missed_their_thresholds()
     refit = {"name": "exact:m", "diagnostics": {"passed": False}}
     rec = checks.model_loo_reliability_record(loo, [refit])
     assert rec["passed"] is True and "1 of 1 refits missed" in rec["detail"]
+
+
+def test_loo_pit_band_from_the_disk_cache_equals_the_computed_band(private_cache):
+    checks._band.cache_clear()
+    fresh = checks.loo_pit_band(123)
+    files = list((private_cache / "ecdf_bands").glob("n123_*.npy"))
+    assert len(files) == 1
+    checks._band.cache_clear()  # the next call must read the file, not the memory cache
+    cached = checks.loo_pit_band(123)
+    assert np.array_equal(fresh[0], cached[0]) and np.array_equal(fresh[1], cached[1])

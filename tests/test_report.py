@@ -376,7 +376,7 @@ def report_run(paper_folder, tmp_path_factory):
     (run / "robustness").mkdir()
     (run / "robustness" / "robustness.json").write_text(json.dumps(
         {**ROBUSTNESS, "model_hash": spec.model_hash()}))
-    assert main(["report", str(run), "--compare", str(twin)]) == 0
+    assert main(["report", str(run), "--compare", str(twin), "--svg"]) == 0
     html = (run / report.REPORT_FILE).read_text(encoding="utf-8")
     return run, html, twin
 
@@ -424,7 +424,14 @@ def test_report_is_self_contained(report_run):
         assert needle not in text.lower(), needle
 
 
-def test_every_figure_is_on_disk_as_png_and_svg(report_run):
+def test_svg_copies_are_written_only_when_asked_for(report_run):
+    _, _, twin = report_run
+    report.write_report(twin)
+    figures = twin / "figures"
+    assert any(figures.glob("*.png")) and not any(figures.glob("*.svg"))
+
+
+def test_every_figure_is_on_disk_as_png_and_svg_with_svg(report_run):
     run, html, _ = report_run
     keys = re.findall(r'<figure id="fig-([a-z_]+)"', html)
     assert {"density_trend", "doubling_time", "effective_size", "loss_law", "loss_score",

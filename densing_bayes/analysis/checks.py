@@ -385,10 +385,33 @@ def loo_pit_band(n: int, prob: float = LOO_PIT_BAND_PROB, grid: np.ndarray = LOO
 
 @lru_cache(maxsize=16)
 def _band(n: int, prob: float, grid: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The band, from the on-disk cache when this (n, prob, grid) was computed before: the
+    optimisation and its numba compilation take 3-5 s of every report otherwise, and the band
+    depends on nothing but these three."""
+    import hashlib
+
+    from densing_bayes.inference.compile_cache import cache_dir
+
+    points = np.asarray(grid, float)
+    tag = hashlib.sha256(points.tobytes()).hexdigest()[:12]
+    path = cache_dir() / "ecdf_bands" / f"n{n}_p{prob:.6g}_{tag}.npy"
+    try:
+        lower, upper = np.load(path)
+        if lower.shape == points.shape:
+            return lower, upper
+    except (OSError, ValueError):
+        pass
     from arviz.stats.ecdf_utils import ecdf_confidence_band
 
-    points = np.asarray(grid)
-    return ecdf_confidence_band(n, points, points, prob=prob, method="optimized")
+    lower, upper = ecdf_confidence_band(n, points, points, prob=prob, method="optimized")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.npy")
+        np.save(tmp, np.stack([lower, upper]))
+        tmp.replace(path)
+    except OSError:  # a read-only cache costs time, never the band
+        pass
+    return np.asarray(lower, float), np.asarray(upper, float)
 
 
 def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:

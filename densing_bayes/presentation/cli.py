@@ -146,7 +146,7 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from densing_bayes import api
 
-    print(f"report written to {api.load(args.run).report(compare=args.compare)}")
+    print(f"report written to {api.load(args.run).report(compare=args.compare, svg=args.svg)}")
     return EXIT_OK
 
 
@@ -409,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="a run folder written by fit or run")
     p.add_argument("--compare", nargs="+", default=[], metavar="RUN",
                    help="other runs on the same data (e.g. changepoint variants) for LOO")
+    p.add_argument("--svg", action="store_true",
+                   help="also write every figure as SVG (vector, for papers; adds about 6 s)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("simulate", help="write a simulated data folder with its truth")

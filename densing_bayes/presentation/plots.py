@@ -124,12 +124,19 @@ def draws(idata_group, name: str, *, max_draws: int | None = None, seed: int = 0
 
 
 def quantiles(values: np.ndarray, probs: Sequence[float] = (CI_PROB,), axis: int = 0) -> dict:
-    """Median and equal-tailed intervals along ``axis``: {"median", "lo90", "hi90", ...}."""
-    out = {"median": np.nanquantile(values, 0.5, axis=axis)}
-    for p in probs:
+    """Median and equal-tailed intervals along ``axis``: {"median", "lo90", "hi90", ...}.
+
+    One partition for all quantiles (np.quantile with a list), and NaN-aware only when there
+    is a NaN: on the report's (8,000 x 3,000) predictive arrays this is several times faster
+    than one np.nanquantile per quantile."""
+    qs = [0.5] + [q for p in probs for q in ((1 - p) / 2, (1 + p) / 2)]
+    values = np.asarray(values)
+    quant = np.nanquantile if np.isnan(values).any() else np.quantile
+    got = quant(values, qs, axis=axis)
+    out = {"median": got[0]}
+    for i, p in enumerate(probs):
         pct = int(round(p * 100))
-        out[f"lo{pct}"] = np.nanquantile(values, (1 - p) / 2, axis=axis)
-        out[f"hi{pct}"] = np.nanquantile(values, (1 + p) / 2, axis=axis)
+        out[f"lo{pct}"], out[f"hi{pct}"] = got[1 + 2 * i], got[2 + 2 * i]
     return out
 
 
@@ -1264,11 +1271,17 @@ def plot_prior_predictive(*, idata, paper_days: float | None = None) -> Figure:
     return fig
 
 
+#: Posterior predictive draws behind each observation's predictive interval in the PPC figures.
+PPC_MAX_DRAWS = 4000
+
+
 def ppc_data(*, idata, var_name: str, ci_prob: float = CI_PROB) -> pd.DataFrame:
     """Per observation: observed value, posterior predictive median and ``ci_prob`` predictive
     interval, and whether the interval covers the observation."""
     obs = np.asarray(idata.observed_data[var_name].values, float)
-    pp = draws(idata.posterior_predictive, var_name)
+    # 4,000 evenly spaced draws pin a 90% interval's ends to about 0.3% of the interval;
+    # sorting all 16,000 x 3,000 predictive values took most of this figure's time.
+    pp = draws(idata.posterior_predictive, var_name, max_draws=PPC_MAX_DRAWS)
     q = quantiles(pp, (ci_prob,))
     p = _pct(ci_prob)
     table = pd.DataFrame({"observed": obs, "median": q["median"], "lower": q[f"lo{p}"],
@@ -1285,10 +1298,38 @@ PPC_VARIABLES = {"log_loss_obs": "ln loss (reference runs)",
                  "score_obs": "score (evaluated models)"}
 
 
+#: Posterior predictive replicates drawn in the ECDF panel of the pooled PPC.
+PPC_REPLICATES = 50
+
+
+def _ppc_ecdfs(ax, idata, name: str, *, seed: int, legend: bool) -> None:
+    """Observed ECDF against the ECDFs of ``PPC_REPLICATES`` replicated data sets (random
+    draws, seeded). An ECDF, not a kernel density: scores live on [0, 1] and a density leaks
+    past the bounds; it also needs no bandwidth. Drawn as one LineCollection (ArviZ's
+    plot_ppc took 10 s here, most of it pooling every draw for a mean curve)."""
+    from matplotlib.collections import LineCollection
+
+    obs = np.sort(np.asarray(idata.observed_data[name].values, float).ravel())
+    pp = idata.posterior_predictive[name]
+    n_chain, n_draw = pp.sizes["chain"], pp.sizes["draw"]
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(n_chain * n_draw, size=min(PPC_REPLICATES, n_chain * n_draw),
+                       replace=False)
+    flat = pp.values.reshape(n_chain * n_draw, -1)
+    share = np.arange(1, obs.size + 1) / obs.size
+    lines = [np.column_stack([np.sort(flat[i]), share]) for i in picks]
+    ax.add_collection(LineCollection(lines, colors=OKABE_ITO["sky"], linewidths=0.6,
+                                     alpha=0.5, label=f"{len(lines)} replicated data sets"))
+    ax.step(obs, share, where="post", color=OKABE_ITO["black"], lw=1.2, label="observed")
+    ax.autoscale_view()
+    if legend:
+        ax.legend(loc="upper left", fontsize=7)  # an ECDF leaves this corner empty
+
+
 @styled
 def plot_ppc(*, idata, ci_prob: float = CI_PROB, seed: int = 0) -> Figure:
-    """Posterior predictive checks of each likelihood term: top, the observed distribution
-    against 50 posterior predictive replicates (ArviZ plot_ppc); bottom, each observation
+    """Posterior predictive checks of each likelihood term: top, the observed ECDF against
+    the ECDFs of 50 posterior predictive replicates; bottom, each observation
     against its posterior predictive median with the ``ci_prob`` predictive interval and the
     share of observations it covers."""
     names = [n for n in PPC_VARIABLES if n in getattr(idata, "observed_data", {})
@@ -1302,15 +1343,10 @@ def plot_ppc(*, idata, ci_prob: float = CI_PROB, seed: int = 0) -> Figure:
         return fig
     for j, name in enumerate(names):
         ax = axes[0, j]
-        # Scores live on [0, 1]: a kernel density leaks past the bounds, an ECDF does not.
-        bounded = name != "log_loss_obs"
-        az.plot_ppc(idata, var_names=[name], ax=ax, num_pp_samples=50, random_seed=seed,
-                    kind="cumulative" if bounded else "kde",
-                    colors=[OKABE_ITO["sky"], OKABE_ITO["black"], OKABE_ITO["orange"]],
-                    legend=j == 0)
+        _ppc_ecdfs(ax, idata, name, seed=seed, legend=j == 0)
         ax.set_title(PPC_VARIABLES[name])
         ax.set_xlabel(PPC_VARIABLES[name].split(" (")[0])
-        ax.set_ylabel("cumulative share" if bounded else "density")
+        ax.set_ylabel("cumulative share")
         ax = axes[1, j]
         table = ppc_data(idata=idata, var_name=name, ci_prob=ci_prob)
         # At most PPC_MAX_INTERVALS intervals (evenly spaced in the predicted median): thousands

@@ -426,9 +426,10 @@ def test_report_is_self_contained(report_run):
 
 def test_svg_copies_are_written_only_when_asked_for(report_run):
     _, _, twin = report_run
-    report.write_report(twin)
+    html = report.write_report(twin).read_text(encoding="utf-8")
     figures = twin / "figures"
     assert any(figures.glob("*.png")) and not any(figures.glob("*.svg"))
+    assert ".svg" not in html  # the captions list only the files that exist
 
 
 def test_every_figure_is_on_disk_as_png_and_svg_with_svg(report_run):
@@ -436,6 +437,7 @@ def test_every_figure_is_on_disk_as_png_and_svg_with_svg(report_run):
     keys = re.findall(r'<figure id="fig-([a-z_]+)"', html)
     assert {"density_trend", "doubling_time", "effective_size", "loss_law", "loss_score",
             "prior_posterior", "ppc", "loo_pit", "rank", "energy", "sensitivity"} <= set(keys)
+    assert f"figures/{keys[0]}.svg" in html
     for key in keys:
         png, svg = run / "figures" / f"{key}.png", run / "figures" / f"{key}.svg"
         assert png.read_bytes().startswith(PNG_SIGNATURE)

@@ -562,6 +562,7 @@ class FigureOut:
     caption: str
     png_base64: str = ""
     error: str = ""
+    svg: bool = False
 
 
 def _save_figure(fig, key: str, folder: Path, svg: bool = False) -> str:
@@ -586,6 +587,7 @@ def _draw(figures: dict[str, FigureOut], key: str, title: str, caption: str,
     try:
         fig = build()
         out.png_base64 = _save_figure(fig, key, folder, svg)
+        out.svg = svg
         log.info("report: drew %s in %.1f s", key, time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - a failed figure is reported, not fatal
         log.warning("report: figure %s failed: %s", key, exc)

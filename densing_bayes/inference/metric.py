@@ -165,9 +165,19 @@ def save_metric(metric: StoredMetric, folder: Path | None = None) -> Path:
 
 
 def _prune_cache(folder: Path) -> None:
-    stored = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in stored[MAX_CACHED_METRICS:]:
-        old.unlink(missing_ok=True)
+    """Keep the newest MAX_CACHED_METRICS. Batch workers share the cache, so a file may vanish
+    between listing and reading its time: pruning is best effort and never fails a fit."""
+    aged = []
+    for path in folder.glob("*.npz"):
+        try:
+            aged.append((path.stat().st_mtime, path))
+        except OSError:
+            continue
+    for _, old in sorted(aged, reverse=True)[MAX_CACHED_METRICS:]:
+        try:
+            old.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def load_metric(key: str) -> StoredMetric | None:

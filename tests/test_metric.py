@@ -60,7 +60,6 @@ def test_whitened_log_density_is_the_original_at_mean_plus_chol_z():
     assert sorted(n for n, _ in layout) == ["mu", "p_probit__"]
     white = M.whitened_model(model)
     mean, chol = np.array([0.2, 1.0]), np.array([[0.5, 0.0], [0.3, 0.2]])
-    white_logp = white.compile_logp()
     orig_logp = model.compile_logp()
     rng = np.random.default_rng(0)
     with white:

@@ -33,16 +33,20 @@ def test_the_score_chain_is_the_models_likelihood(prior_fit):
 
 @pytest.fixture(scope="module")
 def bundled_prior_fit():
-    """Prior draws on the bundled data, with benchmark drift, a precision of its own for
-    unstated formats and broad tails: best-of-two-protocol rows, unknown formats, drift, that
+    """Prior draws on the bundled data, with benchmark drift, MC drift, a tilt above the
+    ladder only, a precision of its own for unstated formats and broad tails:
+    best-of-two-protocol rows, unknown formats, both drifts, the one-sided tilt, that
     precision and the tails' scale mixture all enter the chain."""
     from densing_bayes.data.load import load_data
     from densing_bayes.model.spec import load_spec
     from densing_bayes.resources import bundled_data_folder
 
     spec = load_spec("default").with_overrides({"trend": {"benchmark_drift": True},
+                                                 "loss_law": {"extrapolation_sd_params_above":
+                                                              0.035},
                                                  "observation": {"unstated_precision": True,
-                                                                 "score_broad_tails": True}})
+                                                                 "score_broad_tails": True,
+                                                                 "mc_drift": True}})
     idata, inputs = prior_draws_as_fit(load_data(bundled_data_folder("default")), spec,
                                        draws=8, seed=7)
     assert inputs.score_best.any()
@@ -53,6 +57,8 @@ def test_the_score_chain_has_drift_and_best_of_two_rows(bundled_prior_fit):
     idata, spec = bundled_prior_fit
     chain = score_chain(idata, spec.data.d0_tokens)
     assert chain.x_shift is not None and chain.best.sum() > 0 and chain.broad is not None
+    assert chain.format_shift is not None and np.ptp(chain.format_shift) > 0
+    assert [chain.columns] == [[1, 3]]  # params_above and tokens_above
     assert np.ptp(chain.precision[0]) > 0  # stated and unstated rows differ
     ll, _, _ = chain.loglik(chain.logit(chain.sampled_x_n(idata)))
     expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))

@@ -50,6 +50,7 @@ class ScoreChain:
     midpoint: np.ndarray  # (S, N, F)
     span: np.ndarray  # (S, N, F)
     scale: np.ndarray | None  # (S, N) protocol scale, None without the term
+    format_shift: np.ndarray | None  # (S, N, F) MC drift omega t_m on the MC column, or None
     shift: np.ndarray  # (S, N) protocol + source offset on the logit scale
     chance: np.ndarray  # (N,)
     log_weight: np.ndarray  # (N, F) log P(format)
@@ -83,6 +84,8 @@ class ScoreChain:
         logit = -per_row(self.gamma) * (loss[..., None] - per_row(self.midpoint))
         if self.scale is not None:
             logit = logit * per_row(self.scale)[..., None]
+        if self.format_shift is not None:
+            logit = logit + per_row(self.format_shift)
         return logit + per_row(self.shift)[..., None]
 
     def loglik(self, logit: np.ndarray, sl: slice = slice(None)):
@@ -134,12 +137,19 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
     if "benchmark_drift" in post:
         time = np.asarray(const["model_time"].values, float)[model]
         x_shift = stack(post["benchmark_drift"], index)[:, b] * time
+    format_shift = None
+    if "mc_drift" in post:
+        formats = [str(f) for f in post["gamma"]["format"].values] if "format" in \
+            post["gamma"].dims else ["rc"]
+        is_mc = np.array([f == "mc" for f in formats], float)
+        time = np.asarray(const["model_time"].values, float)[model]
+        format_shift = (stack(post["mc_drift"], index)[:, None] * time)[..., None] * is_mc
     return ScoreChain(
         model=model, x_shift=x_shift, law=law,
         x_d=float(np.log(d0_tokens) - post.attrs["centre_log_tokens"]),
         tilt=tilt, box=box, columns=columns, gamma=gamma, midpoint=mid, span=span,
         scale=(stack(post["protocol_scale"], index)[:, b] if "protocol_scale" in post
-               else None),
+               else None), format_shift=format_shift,
         shift=shift, chance=np.asarray(const["chance"].values, float)[b],
         log_weight=(np.asarray(const["score_format_log_weight"].values, float)
                     if "score_format_log_weight" in const else np.zeros((len(b), 1))),

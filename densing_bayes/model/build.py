@@ -201,9 +201,12 @@ def outside_distances(x_n, x_d, box, xp=pt):
 
 def extrapolation_sds(spec: ModelSpec) -> dict[str, float]:
     """The tilt's SD per direction (only directions with a positive SD are modelled)."""
-    params, tokens = spec.loss_law.extrapolation_sd_params, spec.loss_law.extrapolation_sd
+    law = spec.loss_law
+    params, tokens = law.extrapolation_sd_params, law.extrapolation_sd
+    above = params if law.extrapolation_sd_params_above is None \
+        else law.extrapolation_sd_params_above
     # below the ladder's token range nothing is read off the law (D0 and the anchors lie above)
-    sds = dict(zip(EXTRAPOLATION_DIRECTIONS, (params, params, 0.0, tokens)))
+    sds = dict(zip(EXTRAPOLATION_DIRECTIONS, (params, above, 0.0, tokens)))
     return {k: v for k, v in sds.items() if v > 0}
 
 
@@ -463,6 +466,11 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
         if spec.observation.protocol_scale:
             scale = spec.prior("protocol_scale").create_variable("protocol_scale")
             curve_logit = curve_logit * scale[b][None, :]
+        if spec.observation.mc_drift and "mc" in inputs.formats:
+            rate = spec.prior("mc_drift").create_variable("mc_drift")
+            is_mc = np.array([f == "mc" for f in inputs.formats], float)
+            curve_logit = curve_logit + pt.as_tensor(is_mc)[:, None] \
+                * (rate * model["model_time"][m])[None, :]
         logit = (curve_logit + shift[None, :]).T
         mean = chance[b][:, None] + span[:, b].T * pm.math.sigmoid(logit)
         if inputs.score_best.any():

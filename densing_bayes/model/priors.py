@@ -245,6 +245,14 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "over benchmarks so that the drifts cannot move the common trend (non-centred: "
         "kappa = sd * z).",
     ),
+    "mc_drift": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=0.5),
+        "with [observation] mc_drift: change per year of the logit of multiple-choice scores "
+        "at a given task loss (0: MC skill follows the loss, the default model); 0.5 per "
+        "year would move an MC score from 0.5 to 0.73 of its span in two years, about what "
+        "later models' MMLU reports show above the earlier fit's chain.",
+        "logit per year",
+    ),
     "size_slope": PriorDoc(
         Prior("Normal", mu=0.0, sigma=0.5),
         "with [trend] size_covariate: change of log density per e-fold of size, x = ln(N / "

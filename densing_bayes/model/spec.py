@@ -97,6 +97,11 @@ class LossLawSettings(_Section):
         "ladder's sizes). Off by default: at 0.035 the latent densities of models below the "
         "ladder became bimodal (R-hat 2.08, docs/model.md), a trade-off of the common level "
         "against the tilts that the scores cannot break")
+    extrapolation_sd_params_above: float | None = Field(
+        None, ge=0, description="the tilt's SD above the ladder's largest N only (None: "
+        "``extrapolation_sd_params``). The law read for models larger than the ladder's "
+        "largest run: leave-largest-size-out on the ladder calibrates this direction "
+        "(0.027-0.035 per log unit, analysis/extrapolation.py)")
 
 
 #: Terms added after runs were saved without them: (section, switch) -> the term's prior.
@@ -104,6 +109,7 @@ OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "unstated_precision"): ("score_precision_unstated",),
                 ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
                 ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std"),
+                ("observation", "mc_drift"): ("mc_drift",),
                 ("trend", "size_covariate"): ("size_slope", "size_slope_post")}
 
 
@@ -116,6 +122,14 @@ class ObservationSettings(_Section):
         "model's own strength or weakness on one benchmark is one deviation, however many "
         "sources report it. For 'distinct' rows; with 'pair_mean' rows (the default) each pair "
         "is already one measurement. LOO then integrates the effect out (analysis/pair_loo.py)")
+    mc_drift: bool = Field(
+        False, description="multiple-choice scores drift on the logit scale at a rate omega "
+        "per year (prior `mc_drift`) against the task loss: reading options and answering with "
+        "a letter is a skill newer models are trained for, so at the same effective size a "
+        "later model's MC score sits higher. Unlike benchmark drift (on the size axis) it is "
+        "not capped by the loss law's floor. Leave-future-out refits put later models' MC "
+        "reports above anything the earlier fit's chain reaches (docs/model.md, 'Out of "
+        "sample')")
     score_outliers: bool = Field(
         False, description="each reported score is, with probability `score_outlier_share`, an "
         "outlier drawn uniformly on (0, 1) (a mis-transcription, another benchmark version): "
@@ -266,6 +280,8 @@ class ModelSpec(_Section):
         the model unchanged, so neither its switch nor its prior enters the hash (runs saved
         before the term existed keep their hash)."""
         content = self.resolved().to_dict()
+        if content["loss_law"].get("extrapolation_sd_params_above") is None:
+            content["loss_law"].pop("extrapolation_sd_params_above", None)  # as before it existed
         for (section, flag), priors in OPT_IN_TERMS.items():
             if not content[section].get(flag):
                 content[section].pop(flag, None)

@@ -68,6 +68,22 @@ def test_refits_of_the_default_spec(default_data):
         rb.robustness_refits(load_spec("default"), default_data, cutoffs=["2030-01-01"])
 
 
+def test_leave_each_pre_changepoint_model_out(default_data):
+    """One refit per model released before the changepoint, each leaving out only it."""
+    spec = load_spec("default")
+    refits = [r for r in rb.robustness_refits(spec, default_data, cutoffs=["2024-03-01"],
+                                              leave_each_pre=True) if r.kind == "pre"]
+    release = pd.to_datetime(default_data.models.set_index("model")["release_date"])
+    before = sorted(m for m, d in release.items()
+                    if d < pd.Timestamp(spec.trend.changepoint_date))
+    assert len(before) == 8  # GPT-3, Gopher, Chinchilla, PaLM x 3, OPT-66B, GPT-NeoX-20B
+    assert [r.held_out for r in refits] == [(m,) for m in before]
+    assert [r.name for r in refits] == [f"pre:{m}" for m in before]
+    assert all(r.spec is spec and not r.model_loo for r in refits)
+    assert not [r for r in rb.robustness_refits(spec, default_data, cutoffs=["2024-03-01"])
+                if r.kind == "pre"]
+
+
 def test_split_models_keeps_the_reference_runs(default_data):
     fit, held = rb.split_models(default_data, ["Qwen2.5-7B", "Llama-2-7B"])
     assert set(held.models["model"]) == {"Qwen2.5-7B", "Llama-2-7B"}

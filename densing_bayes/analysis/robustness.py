@@ -109,7 +109,7 @@ class Refit:
     whether its leave-one-model-out ELPD is computed (full-data fits only)."""
 
     name: str
-    kind: Literal["baseline", "future", "family", "structure", "exact"]
+    kind: Literal["baseline", "future", "family", "structure", "exact", "pre"]
     description: str
     spec: ModelSpec
     held_out: tuple[str, ...] = ()
@@ -128,10 +128,13 @@ def robustness_refits(spec: ModelSpec, data: DensingData, *,
                       cutoffs: Sequence[str] = DEFAULT_CUTOFFS,
                       min_family_models: int = MIN_FAMILY_MODELS,
                       structures: Sequence[str] | None = None,
-                      future_structures: Sequence[str] = ()) -> list[Refit]:
+                      future_structures: Sequence[str] = (),
+                      leave_each_pre: bool = False) -> list[Refit]:
     """Baseline, leave-future-out at each cut-off, leave-one-family-out for each lineage with
     at least ``min_family_models`` models, the trend structures (``DEFAULT_STRUCTURES`` when
-    None), and leave-future-out again under each of ``future_structures``."""
+    None), leave-future-out again under each of ``future_structures``, and with
+    ``leave_each_pre`` a refit without each model released before the changepoint (the slope
+    before rests on a handful of models: does one of them carry the acceleration?)."""
     for name in [*(structures or ()), *future_structures]:
         if name not in STRUCTURES:
             raise ValueError(f"unknown trend structure {name!r}; known: {sorted(STRUCTURES)}")
@@ -160,6 +163,12 @@ def robustness_refits(spec: ModelSpec, data: DensingData, *,
             refits.append(Refit(f"family:{name}", "family",
                                 f"the {n} {name} models left out and predicted", spec,
                                 held_out=members))
+    if leave_each_pre:
+        before = release < pd.Timestamp(spec.trend.changepoint_date)
+        for name in sorted(models.loc[before, "model"].astype(str)):
+            refits.append(Refit(f"pre:{name}", "pre", f"{name} (released before the "
+                                f"changepoint) left out and predicted", spec,
+                                held_out=(name,)))
     for name in (DEFAULT_STRUCTURES if structures is None else structures):
         refits.append(Refit(f"structure:{name}", "structure", f"trend override "
                             f"{STRUCTURES[name]['trend']}", _structure_spec(spec, name),
@@ -520,7 +529,8 @@ def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: b
                    progress: bool = True, cutoffs: Sequence[str] = DEFAULT_CUTOFFS,
                    min_family_models: int = MIN_FAMILY_MODELS,
                    structures: Sequence[str] | None = None,
-                   future_structures: Sequence[str] = (), exact_loo: bool = True) -> dict:
+                   future_structures: Sequence[str] = (), exact_loo: bool = True,
+                   leave_each_pre: bool = False) -> dict:
     """Run (or resume) the refits into ``out``; write robustness.json and the CSVs.
 
     The list of refits is not part of the batch's manifest: a resume may add refits (another
@@ -534,7 +544,8 @@ def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: b
     folder = resources.resolve_data_folder(spec.data.folder)
     refits = robustness_refits(spec, load_data(folder), cutoffs=cutoffs,
                                min_family_models=min_family_models, structures=structures,
-                               future_structures=future_structures)
+                               future_structures=future_structures,
+                               leave_each_pre=leave_each_pre)
     manifest = {"job": "robustness", "spec": spec.name, "config_hash": spec.config_hash(),
                 "data_folder": str(folder), "data_hash": data_hash(folder)}
 

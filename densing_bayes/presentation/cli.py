@@ -265,7 +265,8 @@ def cmd_robustness(args) -> int:
         report = run_robustness(spec, out, cutoffs=cutoffs, structures=structures,
                                 future_structures=future,
                                 min_family_models=args.min_family_models,
-                                exact_loo=not args.no_exact_loo, **_batch_options(args))
+                                exact_loo=not args.no_exact_loo,
+                                leave_each_pre=args.leave_each_pre, **_batch_options(args))
     except (BatchFolderError, ValueError) as exc:
         raise UserError(str(exc)) from None
     for e in report["refits"]:
@@ -471,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--future-structures", default="", metavar="NAME[,NAME...]",
                    help="also refit each cut-off's leave-future-out under these structures "
                         "(e.g. size_covariate): which structure predicts later models")
+    p.add_argument("--leave-each-pre", action="store_true",
+                   help="also refit without each model released before the changepoint: "
+                        "the slope before and the acceleration with each left out")
     p.add_argument("--no-exact-loo", action="store_true",
                    help="skip the second pass that refits without each model whose "
                         "leave-one-model-out Pareto k exceeds 0.7 (its exact ELPD)")

@@ -1768,7 +1768,8 @@ def plot_holdout(*, table: pd.DataFrame, ci_prob: float = CI_PROB) -> Figure:
 ROBUSTNESS_MARKERS = {"baseline": ("o", OKABE_ITO["black"], "this spec, refitted"),
                       "future": ("v", OKABE_ITO["blue"], "leave-future-out"),
                       "family": ("s", OKABE_ITO["orange"], "leave-one-family-out"),
-                      "structure": ("D", OKABE_ITO["green"], "other trend structure")}
+                      "structure": ("D", OKABE_ITO["green"], "other trend structure"),
+                      "pre": ("^", OKABE_ITO["purple"], "one pre-changepoint model left out")}
 
 
 @styled

@@ -383,6 +383,27 @@ def test_leave_one_family_out_fails_when_a_median_leaves_the_interval():
     assert wide["passed"] is True
 
 
+def test_leave_each_pre_out_fails_when_one_model_carries_the_acceleration():
+    def diff(median):
+        return {"median": median, "lower": median - 0.8, "upper": median + 0.8}
+
+    report = _robustness_report()
+    main = {"median": 1.0, "lower": 0.3, "upper": 1.8}
+    assert checks.leave_each_pre_out_record(report, main)["passed"] is None  # not run
+    report["refits"] += [
+        {"name": "pre:GPT-3-175B", "kind": "pre", "status": "ok", "held_out": ["GPT-3-175B"],
+         "diagnostics": {"passed": True}, "slope_difference_per_year": diff(1.1),
+         "prob_slope_difference_positive": 0.99},
+        {"name": "pre:PaLM-540B", "kind": "pre", "status": "ok", "held_out": ["PaLM-540B"],
+         "diagnostics": {"passed": True}, "slope_difference_per_year": diff(0.2),
+         "prob_slope_difference_positive": 0.7}]
+    rec = checks.leave_each_pre_out_record(report, main)
+    assert rec["passed"] is False and rec["value"] == 1
+    assert "outside: pre:PaLM-540B" in rec["detail"] and "P(> 0) 0.70" in rec["detail"]
+    report["refits"][-1]["slope_difference_per_year"] = diff(0.5)
+    assert checks.leave_each_pre_out_record(report, main)["passed"] is True
+
+
 def test_trend_structures_fail_when_an_alternative_is_better_by_two_se():
     structures, pareto = checks.trend_structure_records(_robustness_report())
     assert structures["passed"] is False  # mean_trend +7.0 > 2 x 3.0

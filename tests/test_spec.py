@@ -6,7 +6,8 @@ from densing_bayes.model.priors import DEFAULT_PRIORS
 from densing_bayes.model.spec import (SpecError, bundled_spec_names, load_spec, merge_settings,
                                       parse_spec)
 
-BUNDLED = ["default", "paper_design", "no_changepoint", "unknown_changepoint", "mean_trend"]
+BUNDLED = ["default", "paper_design", "no_changepoint", "unknown_changepoint", "mean_trend",
+           "mmlu_only"]
 
 
 def test_bundled_specs_are_listed_and_load():

@@ -1018,6 +1018,45 @@ _robustness_check(
         report, ctx.summary.get("doubling_time_days") or {}, ctx.ci_prob))
 
 
+_robustness_check(
+    "leave_each_pre_out",
+    "leave-each-pre-changepoint-model-out: slope-difference medians inside this fit's interval",
+    "Leaving out one of the few models released before the changepoint moves the acceleration "
+    "(slope after - slope before) outside this fit's interval: the slope before, and with it "
+    "the acceleration, rests on that one model.",
+    lambda ctx, report: leave_each_pre_out_record(
+        report, ctx.summary.get("slope_difference_per_year") or {}, ctx.ci_prob))
+
+
+def leave_each_pre_out_record(report: dict, main: dict, ci_prob: float = 0.9) -> dict:
+    """Passes when the slope difference's median without each pre-changepoint model lies in
+    this fit's interval ``main`` (``robustness --leave-each-pre``)."""
+    label = ("leave-each-pre-changepoint-model-out: slope-difference medians inside this fit's "
+             "interval")
+    entries = [e for e in _refits_of(report, "pre") if e.get("status") == "ok"
+               and (e.get("slope_difference_per_year") or {}).get("median") is not None]
+    if not entries or main.get("lower") is None:
+        return record("leave_each_pre_out", label, passed=None, kind="robustness",
+                      detail="no refit without a pre-changepoint model (robustness "
+                             "--leave-each-pre)")
+    lo, hi = main["lower"], main["upper"]
+    parts, outside = [], []
+    for e in entries:
+        d = e["slope_difference_per_year"]
+        if not lo <= d["median"] <= hi:
+            outside.append(e["name"])
+        prob = e.get("prob_slope_difference_positive")
+        parts.append(f"{e['name'].split(':', 1)[-1]} {d['median']:+.2f}"
+                     + (f" (P(> 0) {prob:.2f})" if prob is not None else ""))
+    return record(
+        "leave_each_pre_out", label, value=len(outside), nominal=0, passed=not outside,
+        kind="robustness",
+        detail=(f"slope after - before (e-folds per year) without {'; '.join(parts)}; this fit "
+                f"{main.get('median', float('nan')):+.2f} [{lo:+.2f}, {hi:+.2f}] "
+                f"({ci_prob:.0%})" + (f"; outside: {', '.join(outside)}" if outside else "")
+                + _sampler_note(entries)))
+
+
 def model_loo_reliability_record(loo: dict, exact_refits: Sequence[dict] = ()) -> dict:
     """Every model's leave-one-model-out ELPD is reliable: its Pareto k is below 0.7 for at
     least ``MODEL_LOO_GOOD_SHARE`` of the models, or every model above 0.7 was refitted

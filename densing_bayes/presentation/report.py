@@ -393,7 +393,8 @@ def _stale_note(stored: dict, spec: ModelSpec) -> str | None:
 ROBUSTNESS_FILE = Path("robustness") / "robustness.json"
 
 #: Checks gathered in the Robustness section, one verdict line each, in this order.
-ROBUSTNESS_CHECKS = ("leave_future_out", "leave_one_family_out", "trend_structures",
+ROBUSTNESS_CHECKS = ("leave_future_out", "leave_one_family_out", "leave_each_pre_out",
+                     "trend_structures",
                      "model_loo_pareto_k", "sensitivity_spread", "sbc_uniformity",
                      "misspecification_coverage")
 

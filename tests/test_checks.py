@@ -399,9 +399,17 @@ def test_leave_each_pre_out_fails_when_one_model_carries_the_acceleration():
          "prob_slope_difference_positive": 0.7}]
     rec = checks.leave_each_pre_out_record(report, main)
     assert rec["passed"] is False and rec["value"] == 1
-    assert "outside: pre:PaLM-540B" in rec["detail"] and "P(> 0) 0.70" in rec["detail"]
+    assert "median outside: pre:PaLM-540B" in rec["detail"] and "P(> 0) 0.70" in rec["detail"]
+    # median inside, but the interval now includes 0: the claimed sign is lost
     report["refits"][-1]["slope_difference_per_year"] = diff(0.5)
+    rec = checks.leave_each_pre_out_record(report, main)
+    assert rec["passed"] is False and "includes 0 without: pre:PaLM-540B" in rec["detail"]
+    report["refits"][-1]["slope_difference_per_year"] = diff(0.9)
     assert checks.leave_each_pre_out_record(report, main)["passed"] is True
+    # where this fit's interval includes 0 itself, only the medians are judged
+    loose = {"median": 0.5, "lower": -0.3, "upper": 1.3}
+    report["refits"][-1]["slope_difference_per_year"] = diff(0.5)
+    assert checks.leave_each_pre_out_record(report, loose)["passed"] is True
 
 
 def test_trend_structures_fail_when_an_alternative_is_better_by_two_se():

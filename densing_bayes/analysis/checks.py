@@ -1020,19 +1020,20 @@ _robustness_check(
 
 _robustness_check(
     "leave_each_pre_out",
-    "leave-each-pre-changepoint-model-out: slope-difference medians inside this fit's interval",
+    "leave-each-pre-changepoint-model-out: the acceleration holds without each model",
     "Leaving out one of the few models released before the changepoint moves the acceleration "
-    "(slope after - slope before) outside this fit's interval: the slope before, and with it "
-    "the acceleration, rests on that one model.",
+    "(slope after - slope before) outside this fit's interval, or makes its interval include 0 "
+    "where this fit's excludes it: the slope before, and with it the claim that growth "
+    "accelerated, rests on that one model.",
     lambda ctx, report: leave_each_pre_out_record(
         report, ctx.summary.get("slope_difference_per_year") or {}, ctx.ci_prob))
 
 
 def leave_each_pre_out_record(report: dict, main: dict, ci_prob: float = 0.9) -> dict:
-    """Passes when the slope difference's median without each pre-changepoint model lies in
-    this fit's interval ``main`` (``robustness --leave-each-pre``)."""
-    label = ("leave-each-pre-changepoint-model-out: slope-difference medians inside this fit's "
-             "interval")
+    """Passes when, without each pre-changepoint model (``robustness --leave-each-pre``), the
+    slope difference's median lies in this fit's interval ``main`` and, if that interval
+    excludes 0, the refit's does too (the sign of the acceleration is what is claimed)."""
+    label = "leave-each-pre-changepoint-model-out: the acceleration holds without each model"
     entries = [e for e in _refits_of(report, "pre") if e.get("status") == "ok"
                and (e.get("slope_difference_per_year") or {}).get("median") is not None]
     if not entries or main.get("lower") is None:
@@ -1040,20 +1041,24 @@ def leave_each_pre_out_record(report: dict, main: dict, ci_prob: float = 0.9) ->
                       detail="no refit without a pre-changepoint model (robustness "
                              "--leave-each-pre)")
     lo, hi = main["lower"], main["upper"]
-    parts, outside = [], []
+    parts, outside, sign_lost = [], [], []
     for e in entries:
         d = e["slope_difference_per_year"]
         if not lo <= d["median"] <= hi:
             outside.append(e["name"])
+        if lo > 0 and not d["lower"] > 0:
+            sign_lost.append(e["name"])
         prob = e.get("prob_slope_difference_positive")
-        parts.append(f"{e['name'].split(':', 1)[-1]} {d['median']:+.2f}"
-                     + (f" (P(> 0) {prob:.2f})" if prob is not None else ""))
+        parts.append(f"{e['name'].split(':', 1)[-1]} {d['median']:+.2f} [{d['lower']:+.2f}, "
+                     f"{d['upper']:+.2f}]" + (f" P(> 0) {prob:.2f}" if prob is not None else ""))
+    failed = sorted(set(outside) | set(sign_lost))
     return record(
-        "leave_each_pre_out", label, value=len(outside), nominal=0, passed=not outside,
+        "leave_each_pre_out", label, value=len(failed), nominal=0, passed=not failed,
         kind="robustness",
         detail=(f"slope after - before (e-folds per year) without {'; '.join(parts)}; this fit "
                 f"{main.get('median', float('nan')):+.2f} [{lo:+.2f}, {hi:+.2f}] "
-                f"({ci_prob:.0%})" + (f"; outside: {', '.join(outside)}" if outside else "")
+                f"({ci_prob:.0%})" + (f"; median outside: {', '.join(outside)}" if outside else "")
+                + (f"; interval includes 0 without: {', '.join(sign_lost)}" if sign_lost else "")
                 + _sampler_note(entries)))
 
 

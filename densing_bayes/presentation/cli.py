@@ -273,7 +273,11 @@ def cmd_robustness(args) -> int:
         p = e.get("prediction") or {}
         held = (f"  held-out scores inside 90%: {p['n_inside']}/{p['n_rows']}"
                 if p.get("n_rows") else "")
-        print(f"{e['name']:<32} {_days(e['doubling_time_days'])}{held}")
+        diff = e.get("slope_difference_per_year") or {}
+        slope = (f"  slope after - before {diff['median']:+.2f}/year "
+                 f"({diff['lower']:+.2f} to {diff['upper']:+.2f})"
+                 if e["kind"] == "pre" and diff.get("median") is not None else "")
+        print(f"{e['name']:<32} {_days(e['doubling_time_days'])}{slope}{held}")
     failed = [e["name"] for e in report["refits"] if e["status"] != "ok"]
     return _batch_exit(out / ROBUSTNESS_JSON, failed)
 

@@ -1765,6 +1765,8 @@ def plot_holdout(*, table: pd.DataFrame, ci_prob: float = CI_PROB) -> Figure:
 
 
 # ============================================================================= robustness refits
+#: Behind numbers printed across gridlines and bands, so that they stay legible.
+TEXT_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6}
 ROBUSTNESS_MARKERS = {"baseline": ("o", OKABE_ITO["black"], "this spec, refitted"),
                       "future": ("v", OKABE_ITO["blue"], "leave-future-out"),
                       "family": ("s", OKABE_ITO["orange"], "leave-one-family-out"),
@@ -1778,7 +1780,8 @@ def plot_robustness(*, report: dict, summary: dict | None = None) -> Figure:
     (median and interval as stored; log x) against this fit's interval (grey band). Right: the
     held-out scores' coverage of their 90% predictive intervals with a Wilson 95% interval,
     against the nominal 0.9 and the band called honest; for trend structures, the
-    leave-one-model-out ELPD difference to this spec, printed."""
+    leave-one-model-out ELPD difference to this spec, printed; for a pre-changepoint model
+    left out, the slope difference (in vermillion when its interval reaches 0)."""
     # exact leave-one-model-out refits answer an ELPD question, not a doubling-time one
     entries = [e for e in report.get("refits") or [] if e.get("status") == "ok"
                and e.get("kind") != "exact"]
@@ -1829,6 +1832,16 @@ def plot_robustness(*, report: dict, summary: dict | None = None) -> Figure:
     for yi, e in zip(y, entries):
         p = e.get("prediction") or {}
         marker, color, _ = ROBUSTNESS_MARKERS.get(e["kind"], ("o", "grey", e["kind"]))
+        diff = e.get("slope_difference_per_year") or {}
+        if e["kind"] == "pre" and diff.get("median") is not None:
+            # one model's few scores say little about coverage; what such a refit tests is
+            # the acceleration
+            right.text(0.52, yi, f"after - before {diff['median']:+.2f} "
+                       f"[{diff['lower']:+.2f}, {diff['upper']:+.2f}] /yr; "
+                       f"{p.get('n_inside', 0)}/{p.get('n_rows', 0)} inside", va="center",
+                       fontsize=7.5, color=(OKABE_ITO["vermillion"] if diff["lower"] <= 0
+                                            else color), bbox=TEXT_BOX)
+            continue
         if p.get("n_rows"):
             lo, hi = wilson_interval(p["n_inside"], p["n_rows"])
             right.plot([lo, hi], [yi, yi], color=color, lw=1.6)
@@ -1838,7 +1851,8 @@ def plot_robustness(*, report: dict, summary: dict | None = None) -> Figure:
         loo = (e.get("model_loo") or {}).get("vs_baseline")
         if loo:
             right.text(0.52, yi, f"ELPD vs this spec {loo['difference']:+.1f} "
-                       f"(SE {loo['se']:.1f})", va="center", fontsize=7.5, color=color)
+                       f"(SE {loo['se']:.1f})", va="center", fontsize=7.5, color=color,
+                       bbox=TEXT_BOX)
     right.set_xlim(0.5, 1.08)  # room for the count beside a coverage of 1
     right.xaxis.set_major_locator(mpl.ticker.FixedLocator([0.5, 0.6, 0.7, 0.8, 0.9, 1.0]))
     right.set_xlabel("held-out scores inside their 90% predictive intervals")

@@ -84,6 +84,7 @@ def test_summary_contract(run):
                 "diagnostics", "models", "paper_baseline"):
         assert key in summary, key
     assert summary["ci_prob"] == 0.9
+    assert summary["sampler_metric"] == {}  # the diagonal metric: nothing stored was used
     dt = summary["doubling_time_days"]
     assert dt["lower"] <= dt["median"] <= dt["upper"]
     for key in ("divergences", "max_rhat", "min_ess_bulk", "min_ess_tail", "min_bfmi"):

@@ -122,10 +122,15 @@ def test_dense_mode_stores_then_uses_the_metric_and_recovers_the_closed_form_pos
     first, _ = sample_model(model, settings, progress=False, predictive=False,
                             metric_key="toy-dense")
     assert first.posterior.attrs["nuts_metric"] == "diag"
-    assert M.load_metric("toy-dense") is not None
+    whitening = M.load_metric("toy-dense")
+    assert whitening is not None
     second, _ = sample_model(model, settings, progress=False, predictive=True,
                              metric_key="toy-dense")
     assert second.posterior.attrs["nuts_metric"] == "dense"
+    assert second.posterior.attrs["nuts_metric_key"] == "toy-dense"
+    # the covariance that whitened the fit (the cache holds a refreshed one afterwards)
+    assert second.posterior.attrs["nuts_metric_sha256"] == M.metric_digest(whitening)
+    assert "nuts_metric_key" not in first.posterior.attrs
     post = second.posterior
     assert M.WHITE_VAR not in post and set(post["twice_mu"].dims) == {"chain", "draw"}
     assert "log_likelihood" in second.groups()  # the original model scores these draws

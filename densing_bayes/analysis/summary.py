@@ -61,6 +61,11 @@ def build_summary(idata: az.InferenceData, inputs: ModelInputs, spec: ModelSpec,
         "data_hash": data_hash,
         "seed": spec.sampler.seed,
         "sampler": spec.sampler.model_dump(),
+        # the metric nutpie used with mass_matrix = "dense" (diag, or the stored covariance's
+        # key and SHA-256): part of what reproduces the draws, not only the posterior
+        "sampler_metric": {k.removeprefix("nuts_metric_") if k != "nuts_metric" else "kind": v
+                           for k, v in idata.posterior.attrs.items()
+                           if k.startswith("nuts_metric")},
         "ci_prob": ci,
         "interval": "equal-tailed",
         "trend": spec.trend.model_dump(mode="json"),

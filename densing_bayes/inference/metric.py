@@ -139,6 +139,14 @@ class StoredMetric:
         return np.linalg.cholesky(self.cov)
 
 
+def metric_digest(metric: StoredMetric) -> str:
+    """SHA-256 of a metric's mean and covariance: names the exact whitening a fit used."""
+    h = hashlib.sha256()
+    for a in (metric.mean, metric.cov):
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
 def cache_metrics_dir() -> Path:
     return cache_dir() / "metrics"
 

@@ -126,6 +126,12 @@ def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, p
         used = "dense"
     sampled_at = time.perf_counter()
     idata.posterior.attrs["nuts_metric"] = used
+    if stored is not None:
+        # which covariance whitened this fit: the cache is refreshed after every fit, so the
+        # same spec and seed give other draws (of the same posterior) once it has changed
+        idata.posterior.attrs.update(nuts_metric_key=metric_key,
+                                     nuts_metric_sha256=dense_metric.metric_digest(stored),
+                                     nuts_metric_draws=stored.n_draws)
     if metric_key:
         _refresh_metric(idata, model, metric_key, layout, draws)
     return idata, compiled_at - start, sampled_at - compiled_at

@@ -87,16 +87,20 @@ def _data_for(spec: ModelSpec, data) -> DensingData:
 
 def fit(spec: str | Path | ModelSpec | Mapping = "default", data=None, *,
         progress: bool = True, save_to: str | Path | None = None, force: bool = False,
-        **sampler) -> DensingFit:
+        metric_from: str | Path | None = None, **sampler) -> DensingFit:
     """Fit ``spec`` to ``data`` and return a :class:`DensingFit`.
 
     ``spec`` and ``data`` are bundled names, paths or objects (``data=None``: the spec's data
     folder). ``draws``, ``tune``, ``chains``, ``seed`` and ``backend`` override the spec's
     sampler. With ``save_to``, an occupied folder is refused *before* sampling (unless
-    ``force``) and the run is written there afterwards.
+    ``force``) and the run is written there afterwards. ``metric_from``: a run folder whose
+    saved dense metric whitens this fit instead of the cache's (same spec, data and seed: the
+    same draws).
     """
+    from densing_bayes.inference.metric import metric_from_run
     from densing_bayes.workflow import fit_data
 
+    metric = None if metric_from is None else metric_from_run(metric_from)
     spec = _with_sampler(load_spec(spec), sampler)
     if data is not None:  # the saved spec.toml must name the data it was fitted to
         label = str(data) if isinstance(data, (str, Path)) else str(load_data(data).folder)
@@ -105,7 +109,7 @@ def fit(spec: str | Path | ModelSpec | Mapping = "default", data=None, *,
     data = _data_for(spec, data)  # raises DataValidationError before anything is written
     if save_to is not None:
         check_writable(Path(save_to), force)
-    result = fit_data(data, spec, progress=progress)
+    result = fit_data(data, spec, progress=progress, metric=metric)
     fitted = DensingFit(result.idata, spec, data=data, summary=result.summary,
                         inputs=result.inputs)
     if save_to is not None:

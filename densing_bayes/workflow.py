@@ -43,8 +43,10 @@ class FitResult:
 
 
 def fit_data(data: DensingData, spec: ModelSpec, *, progress: bool = True,
-             predictive: bool = True, baseline: bool = True) -> FitResult:
-    """Fit ``spec`` to an already validated data set (used by the CLI, tests and batches)."""
+             predictive: bool = True, baseline: bool = True, metric=None) -> FitResult:
+    """Fit ``spec`` to an already validated data set (used by the CLI, tests and batches).
+    ``metric``: the stored covariance to whiten with (a saved run's, to refit it draw for
+    draw) instead of the cache's."""
     start = time.perf_counter()
     inputs = prepare_inputs(data, spec)
     for note in inputs.notes:
@@ -53,7 +55,8 @@ def fit_data(data: DensingData, spec: ModelSpec, *, progress: bool = True,
     log.info("sampling %d chains x %d draws with %s (seed %d)", spec.sampler.chains,
              spec.sampler.draws, spec.sampler.backend, spec.sampler.seed)
     idata, times = sample_model(model, spec.sampler, progress=progress, predictive=predictive,
-                                metric_key=metric_key(spec.model_hash(), inputs))
+                                metric_key=metric_key(spec.model_hash(), inputs),
+                                metric=metric)
     diagnostics = diagnose(idata, [v.name for v in model.free_RVs])
     attach_constants(idata, inputs)
     derived.add_derived(idata, spec)

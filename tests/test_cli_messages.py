@@ -48,3 +48,11 @@ def test_data_check_does_not_claim_it_would_have_written(tmp_path, capsys):
 def test_a_misspelt_bundled_data_name_gets_a_hint(capsys):
     assert main(["data", "check", "defualt"]) == 2
     assert "did you mean 'default'?" in capsys.readouterr().err
+
+
+def test_a_run_without_a_saved_metric_is_refused_before_sampling(tmp_path, capsys):
+    assert main(["fit", "default", "--out", str(tmp_path / "never"),
+                 "--metric-from", str(tmp_path / "no_run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "posterior.nc: no such file" in err[0]
+    assert not (tmp_path / "never").exists()

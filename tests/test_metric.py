@@ -114,9 +114,31 @@ def test_stored_metric_round_trips_and_a_corrupt_file_is_ignored(private_cache, 
     assert "unusable" in caplog.text
 
 
+def test_a_runs_metric_round_trips_and_bad_runs_get_one_line(tmp_path):
+    import arviz as az
+    import xarray as xr
+
+    m = M.StoredMetric("k", ("a", "b"), ((2,), ()), np.arange(3.0),
+                       np.eye(3) + 0.1, 40)
+    idata = az.InferenceData(posterior=xr.Dataset({"a": (("chain", "draw"), np.zeros((1, 2)))}))
+    idata.add_groups({M.METRIC_GROUP: M.metric_dataset(m)}, warn_on_custom_groups=False)
+    idata.to_netcdf(str(tmp_path / "posterior.nc"), engine="h5netcdf")
+    back = M.metric_from_run(tmp_path)
+    assert M.metric_digest(back) == M.metric_digest(m) and back.matches([("a", (2,)), ("b", ())])
+    assert back.key == "k" and back.n_draws == 40
+    with pytest.raises(M.MetricError, match="no such file"):
+        M.metric_from_run(tmp_path / "nowhere")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    az.InferenceData(posterior=idata.posterior).to_netcdf(str(plain / "posterior.nc"),
+                                                         engine="h5netcdf")
+    with pytest.raises(M.MetricError, match="no sampler_metric group"):
+        M.metric_from_run(plain)
+
+
 @pytest.mark.integration
 def test_dense_mode_stores_then_uses_the_metric_and_recovers_the_closed_form_posterior(
-        private_cache):
+        private_cache, tmp_path):
     model = _toy()
     settings = SamplerSettings(draws=1000, tune=500, chains=2, seed=3, mass_matrix="dense")
     first, _ = sample_model(model, settings, progress=False, predictive=False,
@@ -146,6 +168,21 @@ def test_dense_mode_stores_then_uses_the_metric_and_recovers_the_closed_form_pos
         assert abs(float(draws.mean()) - truth) < 5 * mcse + 1e-3
         assert float(draws.std()) == pytest.approx(sd, rel=0.1)
     assert np.allclose(post["twice_mu"], 2 * post["mu"])
+    # The cache now holds the second fit's covariance: the same spec and seed whiten with it
+    # and give other draws. The run keeps the one it used, and refits draw for draw with it.
+    assert M.metric_digest(M.load_metric("toy-dense")) != M.metric_digest(whitening)
+    second.to_netcdf(str(tmp_path / "posterior.nc"), engine="h5netcdf")
+    saved = M.metric_from_run(tmp_path)
+    assert M.metric_digest(saved) == M.metric_digest(whitening)
+    again, _ = sample_model(model, settings, progress=False, predictive=False,
+                            metric_key="toy-dense", metric=saved)
+    np.testing.assert_array_equal(again.posterior["mu"].values, post["mu"].values)
+    cached, _ = sample_model(model, settings, progress=False, predictive=False,
+                             metric_key="toy-dense")
+    assert not np.array_equal(cached.posterior["mu"].values, post["mu"].values)
+    with pytest.raises(M.MetricError, match="not made for this model and data"):
+        sample_model(model, settings, progress=False, predictive=False,
+                     metric_key="another model", metric=saved)
 
 
 def test_bundled_default_ships_the_metric_of_its_own_model_and_data():

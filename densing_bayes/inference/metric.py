@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pymc as pm
+import xarray as xr
 import pytensor.tensor as pt
 from pymc.logprob.transforms import Transform
 from pymc.model.transform.conditioning import change_value_transforms
@@ -145,6 +146,51 @@ def metric_digest(metric: StoredMetric) -> str:
     for a in (metric.mean, metric.cov):
         h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
     return h.hexdigest()
+
+
+class MetricError(ValueError):
+    """A stored metric that was asked for but cannot be used (one line for the user)."""
+
+
+#: The InferenceData group (saved in the run's posterior.nc) that holds the covariance which
+#: whitened a fit. The cache is refreshed after every fit, so without it a run's draws could
+#: not be reproduced from its saved spec and seed; ``fit --metric-from RUN`` reuses it.
+METRIC_GROUP = "sampler_metric"
+
+
+def metric_dataset(metric: StoredMetric) -> xr.Dataset:
+    """A metric as a dataset of its own (one InferenceData group)."""
+    dims = ("unconstrained", "unconstrained_bis")
+    return xr.Dataset({"mean": (dims[:1], np.asarray(metric.mean, float)),
+                       "cov": (dims, np.asarray(metric.cov, float))},
+                      attrs={"key": metric.key, "n_draws": int(metric.n_draws),
+                             "sha256": metric_digest(metric),
+                             "layout": json.dumps([[n, list(s)] for n, s in
+                                                   zip(metric.names, metric.shapes,
+                                                       strict=True)])})
+
+
+def metric_from_run(folder: str | Path) -> StoredMetric:
+    """The metric that whitened the run in ``folder`` (its posterior.nc's ``METRIC_GROUP``);
+    MetricError naming the file when the run has none or it is damaged."""
+    path = Path(folder) / "posterior.nc"
+    if not path.is_file():
+        raise MetricError(f"{path}: no such file (a run folder written by fit or run, with its "
+                         "full posterior)")
+    try:
+        with xr.open_dataset(path, group=METRIC_GROUP, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except (OSError, KeyError, ValueError) as exc:
+        raise MetricError(f"{path}: no {METRIC_GROUP} group (the run was not whitened by a "
+                         f"stored covariance, or was written before runs kept it): {exc}") \
+            from None
+    layout = json.loads(str(ds.attrs["layout"]))
+    metric = StoredMetric(str(ds.attrs["key"]), tuple(n for n, _ in layout),
+                          tuple(tuple(s) for _, s in layout), ds["mean"].values,
+                          ds["cov"].values, int(ds.attrs["n_draws"]))
+    if metric_digest(metric) != ds.attrs.get("sha256"):
+        raise MetricError(f"{path}: the stored metric does not match its SHA-256")
+    return metric
 
 
 def cache_metrics_dir() -> Path:

@@ -67,11 +67,15 @@ def _nutpie_kwargs(sampler: SamplerSettings, seed: int, progress: bool) -> dict:
 
 
 def _sample_nutpie(model: pm.Model, sampler: SamplerSettings, seed: int, progress: bool,
-                   metric_key: str | None = None):
+                   metric_key: str | None = None, metric=None):
     import nutpie
 
     if sampler.mass_matrix == "dense":
-        return _sample_nutpie_dense(model, sampler, seed, progress, metric_key)
+        return _sample_nutpie_dense(model, sampler, seed, progress, metric_key, metric)
+    if metric is not None:
+        raise dense_metric.MetricError(f"a stored metric was given, but the spec's "
+                                       f"sampler.mass_matrix is {sampler.mass_matrix!r}, "
+                                       "not 'dense'")
     start = time.perf_counter()
     # Freezing turns pm.Data and dims into compile-time constants. Measured side by side on the
     # bundled default model: compile 43 -> 31 s, gradient 654 -> 519 us. (SBC compiles its own
@@ -84,10 +88,11 @@ def _sample_nutpie(model: pm.Model, sampler: SamplerSettings, seed: int, progres
 
 
 def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, progress: bool,
-                         metric_key: str | None):
+                         metric_key: str | None, metric=None):
     """nutpie in coordinates whitened by a stored covariance (:mod:`.metric`), or, without one
     for this model and data, the diagonal metric with the covariance of its draws stored for
-    the next fit (only when the fit met its thresholds)."""
+    the next fit (only when the fit met its thresholds). ``metric``: this covariance instead
+    of the cache's (to refit a saved run draw for draw); it must be of this model and data."""
     import nutpie
     from pymc.model.transform.optimization import freeze_dims_and_data
 
@@ -95,7 +100,14 @@ def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, p
     frozen = freeze_dims_and_data(dense_metric.with_probit_fractions(model))
     layout = dense_metric.value_layout(frozen)
     dim = dense_metric.layout_size(layout)
-    stored = dense_metric.load_metric(metric_key) if metric_key else None
+    if metric is not None:
+        if metric.key != metric_key or not metric.matches(layout):
+            raise dense_metric.MetricError(
+                f"the stored metric given ({metric.key}) was not made for this model and data "
+                f"({metric_key}); refit without it")
+        stored = metric
+    else:
+        stored = dense_metric.load_metric(metric_key) if metric_key else None
     if stored is not None and not stored.matches(layout):
         log.warning("stored metric %s does not match the model's coordinates; diagonal metric",
                     metric_key)
@@ -132,6 +144,8 @@ def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, p
         idata.posterior.attrs.update(nuts_metric_key=metric_key,
                                      nuts_metric_sha256=dense_metric.metric_digest(stored),
                                      nuts_metric_draws=stored.n_draws)
+        idata.add_groups({dense_metric.METRIC_GROUP: dense_metric.metric_dataset(stored)},
+                         warn_on_custom_groups=False)
     if metric_key:
         _refresh_metric(idata, model, metric_key, layout, draws)
     return idata, compiled_at - start, sampled_at - compiled_at
@@ -219,17 +233,21 @@ SAMPLE_FUNCTIONS = {"nutpie": _sample_nutpie, "pymc": _sample_pymc, "numpyro": _
 
 
 def sample_model(model: pm.Model, sampler: SamplerSettings, *, progress: bool = True,
-                 predictive: bool = True, metric_key: str | None = None,
+                 predictive: bool = True, metric_key: str | None = None, metric=None,
                  ) -> tuple[az.InferenceData, SamplingTimes]:
     """Posterior (+ prior, posterior predictive and log-likelihood when ``predictive``).
 
     ``metric_key`` (:func:`.metric.metric_key`) names the stored dense metric of this model and
     data for ``mass_matrix = "dense"``; without it that mode samples with the diagonal metric.
+    ``metric`` (a :class:`.metric.StoredMetric`, e.g. a saved run's): whiten with it instead.
     """
     seeds = _seeds(sampler.seed)
     if sampler.backend == "nutpie":
         idata, compile_s, sample_s = _sample_nutpie(model, sampler, seeds["posterior"],
-                                                    progress, metric_key)
+                                                    progress, metric_key, metric)
+    elif metric is not None:
+        raise dense_metric.MetricError("a stored metric whitens nutpie fits only (backend = "
+                                       "'nutpie')")
     else:
         idata, compile_s, sample_s = SAMPLE_FUNCTIONS[sampler.backend](
             model, sampler, seeds["posterior"], progress)

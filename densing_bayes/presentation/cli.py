@@ -128,7 +128,8 @@ def cmd_fit(args) -> int:
 
     spec = _spec_with_flags(args)
     out = Path(args.out)
-    fitted = api.fit(spec, progress=not args.quiet, save_to=out, force=args.force)
+    fitted = api.fit(spec, progress=not args.quiet, save_to=out, force=args.force,
+                     metric_from=args.metric_from)
     return _report_fit(fitted.summary_dict(), out, args.strict)
 
 
@@ -137,7 +138,8 @@ def cmd_run(args) -> int:
 
     spec = _spec_with_flags(args)
     out = Path(args.out) if args.out else Path("reports") / spec.name
-    fitted = api.fit(spec, progress=not args.quiet, save_to=out, force=args.force)
+    fitted = api.fit(spec, progress=not args.quiet, save_to=out, force=args.force,
+                     metric_from=args.metric_from)
     code = _report_fit(fitted.summary_dict(), out, args.strict)
     print(f"report written to {fitted.report()}")
     return code
@@ -382,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--strict", action="store_true", help="exit 1 if a diagnostic fails")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--metric-from", metavar="RUN",
+                   help="whiten with the dense metric saved in RUN's posterior.nc instead of "
+                        "the cache's: with RUN's spec and seed, RUN's draws again")
     _sampler_flags(p)
     p.set_defaults(func=cmd_run)
 
@@ -392,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--strict", action="store_true", help="exit 1 if a diagnostic fails")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--metric-from", metavar="RUN",
+                   help="whiten with the dense metric saved in RUN's posterior.nc instead of "
+                        "the cache's: with RUN's spec and seed, RUN's draws again")
     _sampler_flags(p)
     p.set_defaults(func=cmd_fit)
 
@@ -472,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out each lineage with at least this many models (default 5)")
     p.add_argument("--structures", metavar="NAME[,NAME...]",
                    help="trend structures to refit on the full data (default: no_changepoint,"
-                        "unknown_changepoint,mean_trend; '' for none; also size_covariate)")
+                        "unknown_changepoint,mean_trend; '' for none; also size_covariate, "
+                        "inefficiency_trend)")
     p.add_argument("--future-structures", default="", metavar="NAME[,NAME...]",
                    help="also refit each cut-off's leave-future-out under these structures "
                         "(e.g. size_covariate): which structure predicts later models")
@@ -533,6 +542,7 @@ def _ours_or_warning(record: logging.LogRecord) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     from densing_bayes.data.schema import DataValidationError
+    from densing_bayes.inference.metric import MetricError
     from densing_bayes.inference.run_io import RunFolderError
     from densing_bayes.model.inputs import ModelInputError
     from densing_bayes.model.spec import SpecError
@@ -556,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(err.problems)} problem(s) found" + ("." if checked_only
               else "; nothing was written."), file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (SpecError, UserError, FileNotFoundError, ModelInputError, RunFolderError) as err:
+    except (SpecError, UserError, FileNotFoundError, ModelInputError, RunFolderError,
+            MetricError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as err:  # a full disk or a file-size limit: one line, not a traceback

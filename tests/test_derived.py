@@ -48,3 +48,29 @@ def test_each_benchmark_doubles_at_the_slope_plus_its_drift():
     assert piqa["median"] is None and piqa["upper"] is None
     assert piqa["lower"] == pytest.approx(days / np.quantile(1 + drift[:, 1], 0.95))
     assert out["benchmark_drift_per_year"]["mmlu"]["median"] == pytest.approx(0.5)
+
+
+def test_the_mean_grows_slower_than_the_frontier_when_the_spread_widens():
+    """sigma_u(t) = sigma_u exp(psi t): the mean lies sqrt(2/pi) sigma_u(t) below the
+    frontier, so over [0, T] its average slope is slope_post - sqrt(2/pi) sigma_u
+    (exp(psi T) - 1) / T; with psi = 0 the two coincide."""
+    n = 101
+    post = np.full(n, 1.0)
+    idata = _idata(post, np.full(n, 0.5))
+    psi = np.linspace(-0.2, 0.6, n)
+    idata.posterior["inefficiency_trend"] = (("chain", "draw"), psi[None])
+    idata.posterior["frontier_inefficiency"] = (("chain", "draw"), np.full((1, n), 0.8))
+    idata.add_groups(constant_data=xr.Dataset({"model_time": ("model", [-2.0, 0.3, 2.0])}))
+    out = trend_summary(idata, load_spec("default"))
+    mean_at = lambda t, p: -math.sqrt(2 / math.pi) * 0.8 * math.exp(p * t) + 1.0 * t  # noqa: E731
+    med = float(np.median(psi))  # 0.2
+    expected = (mean_at(2.0, med) - mean_at(0.0, med)) / 2.0
+    assert out["mean_slope_span_years"] == 2.0
+    assert out["mean_slope_post_per_year"]["median"] == pytest.approx(expected, rel=1e-9)
+    assert out["inefficiency_trend_per_year"]["median"] == pytest.approx(med)
+    assert out["mean_doubling_time_days"]["median"] == pytest.approx(
+        math.log(2) / expected * laws.DAYS_PER_YEAR, rel=1e-9)
+    # no change in spread: the mean's slope is the frontier's
+    idata.posterior["inefficiency_trend"] = (("chain", "draw"), np.zeros((1, n)))
+    flat = trend_summary(idata, load_spec("default"))
+    assert flat["mean_slope_post_per_year"]["median"] == pytest.approx(1.0)

@@ -20,6 +20,15 @@ def prior_fit(paper_data, paper_spec):
     return idata, spec
 
 
+@pytest.fixture(scope="module")
+def trend_prior_fit(paper_data, paper_spec):
+    """The same with an inefficiency scale that changes over time: each model's deviation
+    from the trend has a scale and skew of its own."""
+    spec = paper_spec.with_overrides({"trend": {"inefficiency_trend": True}})
+    idata, _ = prior_draws_as_fit(paper_data, spec, draws=20, seed=5, prior_predictive=True)
+    return idata, spec
+
+
 def test_the_score_chain_is_the_models_likelihood(prior_fit):
     """At the sampled densities the NumPy chain reproduces PyMC's pointwise log-likelihood
     (protocol scale, source offsets and the format mixture included)."""
@@ -74,10 +83,49 @@ def test_trend_is_density_minus_deviation(prior_fit):
     post = idata.posterior
     su = post["frontier_inefficiency"].values[0, :5]
     sv = post["frontier_noise"].values[0, :5]
-    np.testing.assert_allclose(scale, np.hypot(su, sv))
-    np.testing.assert_allclose(skew, -su / sv)
+    np.testing.assert_allclose(scale[:, 0], np.hypot(su, sv))
+    np.testing.assert_allclose(skew[:, 0], -su / sv)
     np.testing.assert_allclose(f + post["log_density_deviation"].values[0, :5],
                                post["log_density"].values[0, :5])
+
+
+def test_deviation_scale_changes_with_time(trend_prior_fit, paper_data):
+    """sigma_u(t) = sigma_u exp(psi t) per model (closed form), and PyMC's density of each
+    deviation is the skew-normal with that scale and skew."""
+    from densing_bayes.model.build import build_model
+    from densing_bayes.model.inputs import prepare_inputs
+
+    idata, spec = trend_prior_fit
+    post = idata.posterior
+    index = np.arange(4)
+    time = idata.constant_data["model_time"].values
+    scale, skew = ml.deviation_scale(idata, index, spec.trend)
+    su = post["frontier_inefficiency"].values[0, :4, None] * np.exp(
+        post["inefficiency_trend"].values[0, :4, None] * time[None, :])
+    sv = post["frontier_noise"].values[0, :4, None]
+    assert scale.shape == (4, time.size) and np.ptp(scale[0]) > 0
+    np.testing.assert_allclose(scale, np.hypot(su, sv))
+    np.testing.assert_allclose(skew, -su / sv)
+    # held-out models: the scale at the times asked for (t = 0: sigma_u itself)
+    other, _ = ml.deviation_scale(idata, index, spec.trend, time=np.array([0.0, 2.0]))
+    np.testing.assert_allclose(other[:, 0], np.hypot(post["frontier_inefficiency"].values[0, :4],
+                                                     post["frontier_noise"].values[0, :4]))
+    model = build_model(prepare_inputs(paper_data, spec), spec)
+    dev = model["log_density_deviation"]
+    logp = model.compile_logp(vars=[dev], jacobian=False, sum=False)
+    for s in range(2):
+        point = model.initial_point()
+        point.update(frontier_inefficiency_log__=np.log(post["frontier_inefficiency"].values[0, s]),
+                     frontier_noise_log__=np.log(post["frontier_noise"].values[0, s]),
+                     inefficiency_trend=post["inefficiency_trend"].values[0, s],
+                     log_density_deviation=post["log_density_deviation"].values[0, s])
+        d = post["log_density_deviation"].values[0, s]
+        expected = stats.skewnorm.logpdf(d / scale[s], skew[s]) - np.log(scale[s])
+        np.testing.assert_allclose(logp(point)[0], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_integrated_likelihood_equals_quadrature_with_a_changing_scale(trend_prior_fit):
+    test_integrated_likelihood_equals_quadrature(trend_prior_fit)
 
 
 def test_integrated_likelihood_equals_quadrature(prior_fit):
@@ -106,11 +154,13 @@ def test_integrated_likelihood_equals_quadrature(prior_fit):
             ll, _, _ = own.loglik(own.logit(x_n))
             return ll[s, 0, rows].sum()
 
-        peak = max(np.linspace(-9, 5, 2000) * scale[s], key=rows_loglik)
+        sc = float(np.broadcast_to(scale, x_n_trend.shape)[s, m])
+        sk = float(np.broadcast_to(skew, x_n_trend.shape)[s, m])
+        peak = max(np.linspace(-9, 5, 2000) * sc, key=rows_loglik)
         top = rows_loglik(peak)
         value, _ = integrate.quad(
-            lambda r: np.exp(rows_loglik(r) - top) * stats.skewnorm.pdf(r / scale[s], skew[s])
-            / scale[s], -9 * scale[s], 5 * scale[s], points=[peak], limit=400)
+            lambda r: np.exp(rows_loglik(r) - top) * stats.skewnorm.pdf(r / sc, sk) / sc,
+            -9 * sc, 5 * sc, points=[peak], limit=400)
         assert got[s, m] == pytest.approx(np.log(value) + top, abs=1e-3)
 
 

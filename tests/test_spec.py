@@ -91,3 +91,11 @@ def test_command_line_settings_become_nested_overrides():
         merge_settings(["trend.latent"])
     with pytest.raises(SpecError, match="trend.latent"):
         load_spec("paper_design").with_overrides(merge_settings(["trend.latent=sideways"]))
+
+
+def test_an_inefficiency_trend_needs_a_frontier():
+    spec = load_spec("default")
+    assert spec.with_overrides({"trend": {"inefficiency_trend": True}}).config_hash() \
+        != spec.config_hash()
+    with pytest.raises(SpecError, match="inefficiency_trend needs kind = 'frontier'"):
+        spec.with_overrides({"trend": {"inefficiency_trend": True, "kind": "mean"}})

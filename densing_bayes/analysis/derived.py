@@ -115,10 +115,34 @@ def trend_summary(idata: az.InferenceData, spec: ModelSpec) -> dict:
     if "benchmark_drift" in idata.posterior:
         out["benchmark_drift_per_year"], out["doubling_time_days_by_benchmark"] = \
             benchmark_trends(idata, s["post"], ci)
+    if "inefficiency_trend" in idata.posterior:
+        out.update(inefficiency_trend_summary(idata, s["post"], ci))
     if "changepoint_shift" in idata.posterior:
         out["changepoint_shift_days"] = {
             k: v * laws.DAYS_PER_YEAR
             for k, v in interval(idata.posterior["changepoint_shift"], ci).items()}
+    return out
+
+
+def inefficiency_trend_summary(idata: az.InferenceData, slope_post, ci_prob: float) -> dict:
+    """With an inefficiency scale that changes over time, sigma_u(t) = sigma_u exp(psi t), the
+    mean log density lies sigma_u(t) sqrt(2/pi) below the frontier, so the two grow at different
+    rates. Over the period after the changepoint up to the last release T, the mean's average
+    slope is exactly slope_post - sqrt(2/pi) sigma_u (exp(psi T) - 1) / T: the frontier's
+    slope (the headline) beside the mean's, and psi itself."""
+    post = idata.posterior
+    psi = post["inefficiency_trend"]
+    out = {"inefficiency_trend_per_year": interval(psi, ci_prob)}
+    time = np.asarray(idata.constant_data["model_time"].values, float) \
+        if "constant_data" in idata and "model_time" in idata.constant_data else None
+    if time is None or time.max() <= 0:
+        return out
+    span = float(time.max())
+    mean_slope = slope_post - math.sqrt(2 / math.pi) * post["frontier_inefficiency"] \
+        * np.expm1(psi * span) / span
+    out.update(mean_slope_post_per_year=interval(mean_slope, ci_prob),
+               mean_doubling_time_days=doubling_interval(mean_slope, ci_prob),
+               mean_slope_span_years=span)
     return out
 
 

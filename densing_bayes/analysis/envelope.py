@@ -100,6 +100,9 @@ def envelope_check(idata, summary: dict, spec, *, seed: int = 0,
     rng = np.random.default_rng(seed)
     if spec.trend.kind == "frontier":
         su = stack(post["frontier_inefficiency"], index)[:, None]
+        if "inefficiency_trend" in post:  # su(t) = su exp(psi t) at the real release dates
+            time = np.asarray(idata.constant_data["model_time"].values, float)
+            su = su * np.exp(stack(post["inefficiency_trend"], index)[:, None] * time[None, :])
         sv = stack(post["frontier_noise"], index)[:, None]
         # v - u, v ~ Normal(0, sv), u >= 0 the inefficiency: the frontier's scatter
         u = (su * np.abs(rng.standard_normal(r.shape)) if spec.trend.inefficiency == "half_normal"

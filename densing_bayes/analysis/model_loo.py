@@ -17,8 +17,8 @@ the unit in which trend structures should be compared (issue 19).
 
 Supported: the default observation model (Beta format mixture with best-of-two rows, protocol
 and source offsets, extrapolation tilt, protocol scale, benchmark drift, the unstated-format
-precision, outliers or broad tails) and the frontier (half-normal inefficiency) or
-mean trends, sampled as deviations from the trend or non-centred. With pair effects each pair's
+precision, outliers or broad tails) and the frontier (half-normal inefficiency, constant or
+changing over time) or mean trends, sampled as deviations from the trend or non-centred. With pair effects each pair's
 effect would have to be integrated too: not supported.
 """
 
@@ -68,18 +68,27 @@ class ModelLoo:
         return float(np.mean(self.pareto_k < PARETO_K_GOOD))
 
 
-def deviation_scale(idata, index, trend) -> tuple[np.ndarray, np.ndarray | None]:
-    """(scale, skew) per draw of r - f(t): the frontier's skew-normal (omega, alpha) with
-    omega = sqrt(su^2 + sv^2), alpha = -su / sv, or the mean trend's normal (sigma, None).
-    ``trend``: the spec's trend settings."""
+def deviation_scale(idata, index, trend, time=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(scale, skew) of r - f(t), (S, 1) per draw or (S, M) per draw and model: the
+    frontier's skew-normal (omega, alpha) with omega = sqrt(su^2 + sv^2), alpha = -su / sv,
+    or the mean trend's normal (sigma, None). ``trend``: the spec's trend settings; ``time``
+    (M,): the models' years since the changepoint date, which a frontier whose inefficiency
+    scale changes over time (su(t) = su exp(psi t)) needs, and which the fit's own models
+    default to."""
     post = idata.posterior
     if trend.kind == "frontier":
         if trend.inefficiency != "half_normal":
             raise NotImplementedError("leave-one-model-out supports the half-normal "
                                       "inefficiency only")
-        su, sv = stack(post["frontier_inefficiency"], index), stack(post["frontier_noise"], index)
+        su = stack(post["frontier_inefficiency"], index)[:, None]
+        sv = stack(post["frontier_noise"], index)[:, None]
+        if "inefficiency_trend" in post:
+            if time is None:
+                time = np.asarray(idata.constant_data["model_time"].values, float)
+            su = su * np.exp(stack(post["inefficiency_trend"], index)[:, None]
+                             * np.asarray(time, float)[None, :])
         return np.sqrt(su**2 + sv**2), -su / sv
-    return stack(post["trend_noise"], index), None
+    return stack(post["trend_noise"], index)[:, None], None
 
 
 def trend_at_models(idata, index, scale: np.ndarray) -> np.ndarray:
@@ -89,23 +98,24 @@ def trend_at_models(idata, index, scale: np.ndarray) -> np.ndarray:
     if "log_density_deviation" in post:
         return r - stack(post["log_density_deviation"], index)
     if "log_density_std" in post:
-        return r - scale[:, None] * stack(post["log_density_std"], index)
+        return r - scale * stack(post["log_density_std"], index)
     raise NotImplementedError("log densities sampled as 'centred' carry no deviation variable; "
                               "refit with trend.latent = 'deviation'")
 
 
 def _log_density(z: np.ndarray, skew: np.ndarray | None) -> np.ndarray:
-    """log density of the standardised deviation at z (S, ...), per draw's skew."""
+    """log density of the standardised deviation at z (S, Z, M), per draw's (and model's)
+    skew (S, 1 or M)."""
     if skew is None:
         return stats.norm.logpdf(z)
-    return stats.skewnorm.logpdf(z, skew.reshape((-1,) + (1,) * (z.ndim - 1)))
+    return stats.skewnorm.logpdf(z, skew[:, None, :])
 
 
 def _log_mass(skew: np.ndarray | None, k: int) -> np.ndarray:
-    """log of the density's mass on the grid's span, per draw (exact, from its CDF)."""
+    """log of the density's mass on the grid's span, (S, 1 or M) (exact, from its CDF)."""
     lo, hi = GRID[0] - GRID_STEP / 2, GRID[-1] + GRID_STEP / 2
     if skew is None:
-        return np.full(k, np.log(stats.norm.cdf(hi) - stats.norm.cdf(lo)))
+        return np.full((k, 1), np.log(stats.norm.cdf(hi) - stats.norm.cdf(lo)))
     return np.log(stats.skewnorm.cdf(hi, skew) - stats.skewnorm.cdf(lo, skew))
 
 
@@ -114,7 +124,8 @@ def integrated_model_loglik(chain: ScoreChain, x_n_trend: np.ndarray, scale: np.
     """log p(y_m | theta_s) (S, M): each model's scores, its log density integrated out.
 
     ``x_n_trend`` (S, M): the centred log N a model would have at the trend's density f(t_m);
-    ``scale``, ``skew`` (S,): the deviation's scale and skew (None: normal). Midpoint rule on
+    ``scale``, ``skew`` (S, 1) or (S, M): the deviation's scale and skew (None: normal), as
+    ``deviation_scale`` gives them. Midpoint rule on
     ``GRID``, refined ``REFINE``-fold over the ``REFINED_CELLS`` cells around each integrand's
     peak, the density normalised by its exact mass on the grid's span. Against adaptive
     quadrature: within 2e-4 in log (tests/test_model_loo.py), the largest errors where a
@@ -127,7 +138,7 @@ def integrated_model_loglik(chain: ScoreChain, x_n_trend: np.ndarray, scale: np.
     out = np.empty((n_draws, n_models))
 
     def models_loglik(z, sl):  # z (S, Z, M) -> sum over each model's rows (S, Z, M)
-        x_n = x_n_trend[sl][:, None, :] + scale[sl, None, None] * z
+        x_n = x_n_trend[sl][:, None, :] + scale[sl][:, None, :] * z
         ll, _, _ = chain.loglik(chain.logit(x_n[..., rows], sl), sl)
         return ll @ member
 
@@ -135,7 +146,7 @@ def integrated_model_loglik(chain: ScoreChain, x_n_trend: np.ndarray, scale: np.
         sl = slice(start, start + chunk)
         k = len(range(*sl.indices(n_draws)))
         sk = None if skew is None else skew[sl]
-        log_norm = _log_mass(sk, k)[:, None, None]
+        log_norm = _log_mass(sk, k)[:, None, :]
         coarse_z = np.broadcast_to(GRID[None, :, None], (k, GRID.size, n_models))
         coarse = (models_loglik(coarse_z, sl) + _log_density(coarse_z, sk)
                   + np.log(GRID_STEP) - log_norm)

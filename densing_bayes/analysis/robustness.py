@@ -63,11 +63,18 @@ STRUCTURES = {
     "unknown_changepoint": {"trend": {"changepoint": "unknown"}},
     "mean_trend": {"trend": {"kind": "mean"}},
     "size_covariate": {"trend": {"size_covariate": True}},
+    "inefficiency_trend": {"trend": {"inefficiency_trend": True}},
 }
 
-#: Structures refitted by default (the size covariate is asked for by name: it changes the
-#: estimand to the trend of a 10B-parameter model).
+#: Structures refitted by default (the size covariate and the inefficiency trend are asked for
+#: by name: the first changes the estimand to the trend of a 10B-parameter model, the second
+#: makes the frontier's slope differ from the mean's).
 DEFAULT_STRUCTURES = ("no_changepoint", "unknown_changepoint", "mean_trend")
+
+#: What a structure adds to summary.json's trend (the inefficiency trend: psi, and the mean log
+#: density's slope beside the frontier's), kept in its refit's record when present.
+STRUCTURE_TERMS = ("inefficiency_trend_per_year", "mean_slope_post_per_year",
+                   "mean_doubling_time_days", "mean_slope_span_years")
 
 #: Intervals reported for every refit (summary.json's definitions).
 REPORTED = ("doubling_time_days", "doubling_time_days_pre", "slope_difference_per_year",
@@ -288,15 +295,15 @@ def predict_rows(fit_idata, held, spec: ModelSpec, *, seed: int,
                                   "tails")
     chain = score_chain(_prediction_idata(fit_idata, held), spec.data.d0_tokens, max_draws)
     post = fit_idata.posterior
-    scale, skew = deviation_scale(fit_idata, chain.draws, spec.trend)
+    scale, skew = deviation_scale(fit_idata, chain.draws, spec.trend, held.model_time)
     f = trend_at(post, spec, np.asarray(held.model_time, float), chain.draws,
                  held.model_log_params)  # (S, M)
     rng = np.random.default_rng(seed)
     if skew is None:
         z = rng.standard_normal(f.shape)
     else:
-        z = stats.skewnorm.rvs(skew[:, None], size=f.shape, random_state=rng)
-    log_density = f + scale[:, None] * z  # (S, M)
+        z = stats.skewnorm.rvs(skew, size=f.shape, random_state=rng)
+    log_density = f + scale * z  # (S, M)
     x_n = (log_density + held.model_log_params[None, :] - post.attrs["centre_log_params"])
     logit = chain.logit(x_n[:, chain.model])  # (S, N, F)
     mean = np.clip(chain.chance[:, None] + chain.span * expit(logit), EPS, 1 - EPS)
@@ -441,7 +448,8 @@ def fit_refit(spec: ModelSpec, data_folder: str, held_out: Sequence[str] = (),
                   prob_slope_difference_positive=s.get("prob_slope_difference_positive"),
                   diagnostics=s["diagnostics"], n_models=len(result.inputs.models),
                   n_scores=len(result.inputs.score_value), timing=s["timing_seconds"],
-                  densities={m: v["density"] for m, v in s.get("models", {}).items()})
+                  densities={m: v["density"] for m, v in s.get("models", {}).items()},
+                  **{q: s[q] for q in STRUCTURE_TERMS if q in s})
     if held_out:
         scores, models = predict_heldout(result.idata, result.inputs, held_part, spec, seed=seed)
         record["prediction"] = prediction_summary(scores)
@@ -479,7 +487,7 @@ def heldout_elpd(fit_idata, fit_inputs, heldout_data: DensingData, spec: ModelSp
                          "refit never saw: their exact ELPD is not the PSIS estimate's")
     chain = score_chain(_prediction_idata(fit_idata, held), spec.data.d0_tokens, max_draws)
     post = fit_idata.posterior
-    scale, skew = deviation_scale(fit_idata, chain.draws, spec.trend)
+    scale, skew = deviation_scale(fit_idata, chain.draws, spec.trend, held.model_time)
     f = trend_at(post, spec, np.asarray(held.model_time, float), chain.draws,
                  held.model_log_params)
     x_n_trend = f + held.model_log_params[None, :] - post.attrs["centre_log_params"]
@@ -611,6 +619,7 @@ def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mappin
                  "structure": r.structure, "held_out": list(r.held_out),
                  **{q: result.get(q) for q in REPORTED},
                  "prob_slope_difference_positive": result.get("prob_slope_difference_positive"),
+                 **{q: result[q] for q in STRUCTURE_TERMS if q in result},
                  "diagnostics": result.get("diagnostics"),
                  "n_models": result.get("n_models"), "n_scores": result.get("n_scores"),
                  "prediction": result.get("prediction"),

@@ -31,6 +31,7 @@ Density trend (t = years since the changepoint date):
     f(t) = B + slope_pre min(t - tau, 0) + slope_post max(t - tau, 0)     (continuous at tau)
                B = trend_intercept + sigma_u sqrt(2/pi)  (prior on the mean level, which data pin)
     frontier:  r_m = f(t_m) - u_m + v_m, u ~ HalfNormal(sigma_u), v ~ Normal(0, sigma_v),
+               (with [trend] inefficiency_trend: sigma_u(t_m) = sigma_u exp(psi t_m))
                with u marginalised: r_m ~ SkewNormal(f(t_m), sqrt(su^2 + sv^2), -su/sv)
                (or u ~ Exponential(mean sigma_u): f(t_m) - r_m ~ ExGaussian(0, sv, su))
     mean:      r_m ~ Normal(f(t_m), sigma)
@@ -368,6 +369,11 @@ def _trend_block(inputs: ModelInputs, spec: ModelSpec):
                             time, spec.prior("size_slope").create_variable("size_slope"),
                             spec.prior("size_slope_post").create_variable("size_slope_post"))
     if spec.trend.kind == "frontier":
+        if spec.trend.inefficiency_trend:
+            # sigma_u(t) = sigma_u exp(psi t): sigma_u stays the scale at the changepoint, so
+            # trend_intercept (the mean there) and the frontier's intercept keep their meaning.
+            psi = spec.prior("inefficiency_trend").create_variable("inefficiency_trend")
+            sigma_u = sigma_u * pt.exp(psi * time)
         scales = {"sigma_u": sigma_u, "sigma_v": sigma_v}
     else:
         scales = {"sigma": spec.prior("trend_noise").create_variable("trend_noise")}

@@ -268,6 +268,15 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "beyond the post-changepoint slope itself.",
         "1/year per e-fold of N",
     ),
+    "inefficiency_trend": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=0.5),
+        "with [trend] inefficiency_trend: psi, the change of log sigma_u per year, sigma_u(t) = "
+        "sigma_u exp(psi t); 0 = a constant spread below the frontier (the default model). "
+        "SD 0.5 lets the spread grow or shrink by a factor e (one SD) over the two years on "
+        "either side of the changepoint that hold most models; a factor e^2 per two years "
+        "would already be 2 SD out.",
+        "1/year (log sigma_u)",
+    ),
     "trend_noise": PriorDoc(
         Prior("Gamma", alpha=2.0, beta=2.0),
         "with trend kind 'mean': SD of log density around the mean trend; mean 1 e-fold.",

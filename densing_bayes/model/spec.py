@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 from pymc_extras.prior import Prior
 
 from densing_bayes import resources
@@ -110,7 +111,8 @@ OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
                 ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std"),
                 ("observation", "mc_drift"): ("mc_drift",),
-                ("trend", "size_covariate"): ("size_slope", "size_slope_post")}
+                ("trend", "size_covariate"): ("size_slope", "size_slope_post"),
+                ("trend", "inefficiency_trend"): ("inefficiency_trend",)}
 
 
 class ObservationSettings(_Section):
@@ -190,6 +192,20 @@ class TrendSettings(_Section):
         "10B-parameter model; at size N the slope after is slope_post + theta_post x. "
         "Leave-future-out refits showed later large models above and small ones below their "
         "intervals (docs/model.md, 'Out of sample')")
+    inefficiency_trend: bool = Field(
+        False, description="the frontier's inefficiency scale changes over time: sigma_u(t) = "
+        "sigma_u exp(psi t), t in years since changepoint_date (prior `inefficiency_trend` on "
+        "psi; frontier trends only). The slopes stay those of the frontier; the mean log "
+        "density then lies sigma_u(t) sqrt(2/pi) below it and grows at slope - psi sigma_u(t) "
+        "sqrt(2/pi), so a widening spread makes the frontier outgrow the mean (issue 19: the "
+        "frontier and mean slopes coincide only while the spread is constant)")
+
+    @model_validator(mode="after")
+    def _inefficiency_trend_needs_a_frontier(self) -> TrendSettings:
+        if self.inefficiency_trend and self.kind != "frontier":
+            raise ValueError("inefficiency_trend needs kind = 'frontier': a mean trend has no "
+                             "inefficiency")
+        return self
 
 
 class SamplerSettings(_Section):

@@ -68,6 +68,29 @@ def test_refits_of_the_default_spec(default_data):
         rb.robustness_refits(load_spec("default"), default_data, cutoffs=["2030-01-01"])
 
 
+def test_an_exact_refit_shares_the_fit_of_the_pre_refit_of_the_same_model(default_data):
+    """Leaving GPT-3 out for the pre-period check and for its exact ELPD is one fit (same spec
+    and seed): the second pass reuses the first's record instead of sampling it again."""
+    spec = load_spec("default")
+    refits = rb.robustness_refits(spec, default_data, cutoffs=["2024-03-01"],
+                                  leave_each_pre=True)
+    pre = {r.held_out[0]: r for r in refits if r.kind == "pre"}
+    assert "GPT-3-175B" in pre and all(r.exact_loo for r in pre.values())
+    extra = rb.exact_loo_refits(spec, {"GPT-3-175B": 0.9, "Llama-3.1-405B": 1.1,
+                                       "Qwen2.5-7B": 0.2})
+    shared = {r.name: r for r in rb.share_identical_fits(extra, refits)}
+    assert set(shared) == {"exact:GPT-3-175B", "exact:Llama-3.1-405B"}
+    assert shared["exact:GPT-3-175B"].task_id == pre["GPT-3-175B"].task_id
+    assert shared["exact:Llama-3.1-405B"].task_id == "exact-Llama-3.1-405B"
+    # a record of its own (an earlier batch) is kept; another spec is another fit
+    kept = rb.share_identical_fits(extra, refits, recorded={"exact-GPT-3-175B"})
+    assert {r.task_id for r in kept} == {"exact-GPT-3-175B", "exact-Llama-3.1-405B"}
+    other = rb.share_identical_fits(
+        rb.exact_loo_refits(spec.with_overrides({"sampler": {"seed": 1}}),
+                            {"GPT-3-175B": 0.9}), refits)
+    assert other[0].task_id == "exact-GPT-3-175B"
+
+
 def test_leave_each_pre_changepoint_model_out(default_data):
     """One refit per model released before the changepoint, each leaving out only it."""
     spec = load_spec("default")

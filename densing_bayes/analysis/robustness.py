@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -123,12 +123,15 @@ class Refit:
     model_loo: bool = False
     #: the trend structure (a ``STRUCTURES`` name) when not the spec's own
     structure: str | None = None
-    #: the one held-out model's ELPD is computed exactly (kind "exact")
+    #: the one held-out model's ELPD is computed exactly (kind "exact", and "pre")
     exact_loo: bool = False
+    #: the task whose record this refit shares: the same spec, seed and held-out models make
+    #: the same fit (an exact leave-one-out refit of a model that a "pre" refit left out)
+    shares: str | None = None
 
     @property
     def task_id(self) -> str:
-        return self.name.replace(":", "-")
+        return self.shares or self.name.replace(":", "-")
 
 
 def robustness_refits(spec: ModelSpec, data: DensingData, *,
@@ -175,7 +178,7 @@ def robustness_refits(spec: ModelSpec, data: DensingData, *,
         for name in sorted(models.loc[before, "model"].astype(str)):
             refits.append(Refit(f"pre:{name}", "pre", f"{name} (released before the "
                                 f"changepoint) left out and predicted", spec,
-                                held_out=(name,)))
+                                held_out=(name,), exact_loo=True))
     for name in (DEFAULT_STRUCTURES if structures is None else structures):
         refits.append(Refit(f"structure:{name}", "structure", f"trend override "
                             f"{STRUCTURES[name]['trend']}", _structure_spec(spec, name),
@@ -191,6 +194,21 @@ def exact_loo_refits(spec: ModelSpec, pareto_k: Mapping[str, float]) -> list[Ref
                   f"{m} left out: its ELPD computed exactly (Pareto k {k:.2f})", spec,
                   held_out=(m,), exact_loo=True)
             for m, k in sorted(pareto_k.items()) if k > PARETO_K_GOOD]
+
+
+def share_identical_fits(extra: Sequence[Refit], refits: Sequence[Refit],
+                         recorded: Container[str] = ()) -> list[Refit]:
+    """``extra`` exact leave-one-out refits, each pointed at the record of a refit in
+    ``refits`` that makes the same fit and computes the same exact ELPD (a "pre" refit of the
+    same model and spec), unless its own record already exists in ``recorded``."""
+    out = []
+    for e in extra:
+        twin = next((r for r in refits if r.exact_loo and r.held_out == e.held_out
+                     and r.spec.config_hash() == e.spec.config_hash()), None)
+        if twin is not None and e.task_id not in recorded:
+            e = replace(e, shares=twin.task_id)
+        out.append(e)
+    return out
 
 
 def _structure_spec(spec: ModelSpec, name: str) -> ModelSpec:
@@ -558,12 +576,13 @@ def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: b
                 "data_folder": str(folder), "data_hash": data_hash(folder)}
 
     def run(refits: list[Refit], resume: bool, force: bool) -> dict:
-        seeds = [refit_seed(spec.sampler.seed, r.name) for r in refits]
+        own = [r for r in refits if r.shares is None]  # a shared record is computed once
+        seeds = [refit_seed(spec.sampler.seed, r.name) for r in own]
         tasks = [batch.Task(r.task_id, fit_refit,
                             {"spec": r.spec, "data_folder": str(folder),
                              "held_out": list(r.held_out), "model_loo": r.model_loo,
                              "seed": seed, "exact_loo": r.exact_loo})
-                 for r, seed in zip(refits, seeds, strict=True)]
+                 for r, seed in zip(own, seeds, strict=True)]
         return batch.run_and_write(
             tasks, out, lambda records, seconds: write_robustness_outputs(
                 out, refits, records, spec, data_folder=folder, wall_seconds=seconds),
@@ -572,7 +591,9 @@ def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: b
 
     report = run(refits, resume, force)
     base = next((e for e in report["refits"] if e["kind"] == "baseline"), {})
-    extra = exact_loo_refits(spec, (base.get("model_loo") or {}).get("pareto_k") or {})
+    extra = share_identical_fits(
+        exact_loo_refits(spec, (base.get("model_loo") or {}).get("pareto_k") or {}), refits,
+        recorded=set(batch.load_records(Path(out))))
     if exact_loo and extra:
         report = run(refits + extra, True, False)
     return report

@@ -186,3 +186,30 @@ def test_coverage_figure_leaves_out_worlds_with_few_simulations(tmp_path):
     only_small = table[table["world"] == "small"]
     ms.plot_coverage(ms.coverage_table(only_small), only_small, tmp_path / "none")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_doubling_time_is_judged_by_its_slope():
+    """A true slope of -2 missed by the slope's interval [-1.5, -0.5] maps to a doubling time
+    of +inf, which an interval reaching +inf 'covers': the doubling time must count as missed,
+    with the truth above its interval (it never doubles), as the slope's lies below."""
+    rng = np.random.default_rng(1)
+    slopes = np.linspace(-1.5, -0.5, 1001)
+    q = ms.trend_quantities({"slope_pre": slopes, "slope_post": slopes,
+                             "trend_intercept": np.zeros_like(slopes)})
+    truth = ms.trend_quantities({"slope_pre": -2.0, "slope_post": 0.5, "trend_intercept": 0.0})
+    raw = {k: ms.interval_record(float(truth[k]), q[k], rng) for k in q}
+    assert raw["doubling_time_days_pre"]["covered"]  # the defect: +inf inside [+inf, +inf]
+    fixed = ms.doubling_from_slopes(raw)
+    assert not fixed["doubling_time_days_pre"]["covered"]
+    assert fixed["doubling_time_days_pre"]["truth_above"]
+    assert not fixed["doubling_time_days"]["covered"]  # 0.5 above every slope draw
+    assert fixed["doubling_time_days"]["truth_below"]
+    record = {"status": "ok", "error": None,
+              "result": {"world": "w", "sim_id": 0, "quantities": raw,
+                         "diagnostics": {"divergences": 0, "max_rhat": 1.0,
+                                         "min_ess_bulk": 400.0},
+                         "world_parameters": {}}}
+    table = ms.coverage_table(ms.simulations_table({"w_0000": record})).set_index("quantity")
+    assert table.loc["doubling_time_days_pre", "covered"] == 0
+    assert table.loc["doubling_time_days_pre", "truth_above_interval"] == 1
+    assert table.loc["slope_pre", "truth_below_interval"] == 1

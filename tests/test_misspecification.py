@@ -204,6 +204,8 @@ def test_a_doubling_time_is_judged_by_its_slope():
     assert fixed["doubling_time_days_pre"]["truth_above"]
     assert not fixed["doubling_time_days"]["covered"]  # 0.5 above every slope draw
     assert fixed["doubling_time_days"]["truth_below"]
+    assert fixed["doubling_time_days"]["rank_fraction"] == 0.0  # every draw slower
+    assert fixed["doubling_time_days_pre"]["rank_fraction"] == 1.0
     record = {"status": "ok", "error": None,
               "result": {"world": "w", "sim_id": 0, "quantities": raw,
                          "diagnostics": {"divergences": 0, "max_rhat": 1.0,

@@ -184,7 +184,7 @@ DOUBLING_SLOPES = {"doubling_time_days": "slope_post", "doubling_time_days_pre":
 
 
 def doubling_from_slopes(quantities: Mapping[str, dict]) -> dict[str, dict]:
-    """The quantities with each doubling time's coverage and sides taken from its slope.
+    """The quantities with each doubling time's coverage, sides and rank taken from its slope.
 
     A doubling time's central interval is the image of its slope's, so it covers exactly when
     the slope's does, and the truth lies above the doubling time's interval exactly when the
@@ -199,7 +199,8 @@ def doubling_from_slopes(quantities: Mapping[str, dict]) -> dict[str, dict]:
         if q in out and slope in out:
             s = out[slope]
             out[q].update(covered=bool(s["covered"]), truth_above=bool(s["truth"] < s["lower"]),
-                          truth_below=bool(s["truth"] > s["upper"]))
+                          truth_below=bool(s["truth"] > s["upper"]),
+                          rank_fraction=1.0 - float(s["rank_fraction"]))
     return out
 
 

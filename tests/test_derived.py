@@ -74,3 +74,16 @@ def test_the_mean_grows_slower_than_the_frontier_when_the_spread_widens():
     idata.posterior["inefficiency_trend"] = (("chain", "draw"), np.zeros((1, n)))
     flat = trend_summary(idata, load_spec("default"))
     assert flat["mean_slope_post_per_year"]["median"] == pytest.approx(1.0)
+
+
+def test_the_mean_slope_uses_the_times_given_when_the_fit_has_no_constant_data():
+    n = 11
+    idata = _idata(np.full(n, 1.0), np.full(n, 0.5))
+    idata.posterior["inefficiency_trend"] = (("chain", "draw"), np.full((1, n), 0.3))
+    idata.posterior["frontier_inefficiency"] = (("chain", "draw"), np.full((1, n), 0.8))
+    bare = trend_summary(idata, load_spec("default"))
+    assert "mean_slope_post_per_year" not in bare and "inefficiency_trend_per_year" in bare
+    out = trend_summary(idata, load_spec("default"), model_time=np.array([-1.0, 1.5]))
+    assert out["mean_slope_span_years"] == 1.5
+    assert out["mean_slope_post_per_year"]["median"] == pytest.approx(
+        1.0 - math.sqrt(2 / math.pi) * 0.8 * math.expm1(0.3 * 1.5) / 1.5)

@@ -81,8 +81,10 @@ def add_derived(idata: az.InferenceData, spec: ModelSpec) -> az.InferenceData:
     return idata
 
 
-def trend_summary(idata: az.InferenceData, spec: ModelSpec) -> dict:
-    """The doubling-time part of summary.json (null where the spec has no changepoint)."""
+def trend_summary(idata: az.InferenceData, spec: ModelSpec, model_time=None) -> dict:
+    """The doubling-time part of summary.json (null where the spec has no changepoint).
+    ``model_time``: the models' years since the changepoint date (a fit's constant data need
+    not carry them: a frozen model compiles its data in)."""
     ci = spec.ci_prob
     s = slopes(idata, spec)
     out = {
@@ -116,7 +118,7 @@ def trend_summary(idata: az.InferenceData, spec: ModelSpec) -> dict:
         out["benchmark_drift_per_year"], out["doubling_time_days_by_benchmark"] = \
             benchmark_trends(idata, s["post"], ci)
     if "inefficiency_trend" in idata.posterior:
-        out.update(inefficiency_trend_summary(idata, s["post"], ci))
+        out.update(inefficiency_trend_summary(idata, s["post"], ci, model_time))
     if "changepoint_shift" in idata.posterior:
         out["changepoint_shift_days"] = {
             k: v * laws.DAYS_PER_YEAR
@@ -124,7 +126,8 @@ def trend_summary(idata: az.InferenceData, spec: ModelSpec) -> dict:
     return out
 
 
-def inefficiency_trend_summary(idata: az.InferenceData, slope_post, ci_prob: float) -> dict:
+def inefficiency_trend_summary(idata: az.InferenceData, slope_post, ci_prob: float,
+                               model_time=None) -> dict:
     """With an inefficiency scale that changes over time, sigma_u(t) = sigma_u exp(psi t), the
     mean log density lies sigma_u(t) sqrt(2/pi) below the frontier, so the two grow at different
     rates. Over the period after the changepoint up to the last release T, the mean's average
@@ -133,8 +136,10 @@ def inefficiency_trend_summary(idata: az.InferenceData, slope_post, ci_prob: flo
     post = idata.posterior
     psi = post["inefficiency_trend"]
     out = {"inefficiency_trend_per_year": interval(psi, ci_prob)}
-    time = np.asarray(idata.constant_data["model_time"].values, float) \
-        if "constant_data" in idata and "model_time" in idata.constant_data else None
+    time = model_time
+    if time is None and "constant_data" in idata and "model_time" in idata.constant_data:
+        time = idata.constant_data["model_time"].values
+    time = None if time is None else np.asarray(time, float)
     if time is None or time.max() <= 0:
         return out
     span = float(time.max())

@@ -78,7 +78,7 @@ def build_summary(idata: az.InferenceData, inputs: ModelInputs, spec: ModelSpec,
         "paper_baseline": baseline_summary(baseline),
     }
     if inputs.has_evaluated_models:
-        summary.update(derived.trend_summary(idata, spec))
+        summary.update(derived.trend_summary(idata, spec, model_time=inputs.model_time))
         summary["models"] = derived.model_summary(idata, inputs, ci)
     else:
         summary.update({k: None for k in ("doubling_time_days", "doubling_time_days_pre",

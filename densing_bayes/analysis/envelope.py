@@ -32,6 +32,7 @@ from scipy import stats
 
 from densing_bayes import laws
 from densing_bayes.analysis.baseline import running_max_envelope
+from densing_bayes.analysis.model_loo import inefficiency_scale
 from densing_bayes.analysis.score_chain import draw_index, stack
 
 #: Draws used for the envelope distributions.
@@ -99,10 +100,7 @@ def envelope_check(idata, summary: dict, spec, *, seed: int = 0,
     trend = r - stack(post[dev_name], index)
     rng = np.random.default_rng(seed)
     if spec.trend.kind == "frontier":
-        su = stack(post["frontier_inefficiency"], index)[:, None]
-        if "inefficiency_trend" in post:  # su(t) = su exp(psi t) at the real release dates
-            time = np.asarray(idata.constant_data["model_time"].values, float)
-            su = su * np.exp(stack(post["inefficiency_trend"], index)[:, None] * time[None, :])
+        su = inefficiency_scale(idata, index)  # su(t) at the real release dates
         sv = stack(post["frontier_noise"], index)[:, None]
         # v - u, v ~ Normal(0, sv), u >= 0 the inefficiency: the frontier's scatter
         u = (su * np.abs(rng.standard_normal(r.shape)) if spec.trend.inefficiency == "half_normal"

@@ -68,6 +68,20 @@ class ModelLoo:
         return float(np.mean(self.pareto_k < PARETO_K_GOOD))
 
 
+def inefficiency_scale(idata, index, time=None) -> np.ndarray:
+    """sigma_u per draw, (S, 1), or with an inefficiency trend sigma_u exp(psi t) per draw and
+    model, (S, M): ``time`` (M,) the models' years since the changepoint date (default: the
+    fit's own models)."""
+    post = idata.posterior
+    su = stack(post["frontier_inefficiency"], index)[:, None]
+    if "inefficiency_trend" not in post:
+        return su
+    if time is None:
+        time = np.asarray(idata.constant_data["model_time"].values, float)
+    return su * np.exp(stack(post["inefficiency_trend"], index)[:, None]
+                       * np.asarray(time, float)[None, :])
+
+
 def deviation_scale(idata, index, trend, time=None) -> tuple[np.ndarray, np.ndarray | None]:
     """(scale, skew) of r - f(t), (S, 1) per draw or (S, M) per draw and model: the
     frontier's skew-normal (omega, alpha) with omega = sqrt(su^2 + sv^2), alpha = -su / sv,
@@ -80,13 +94,8 @@ def deviation_scale(idata, index, trend, time=None) -> tuple[np.ndarray, np.ndar
         if trend.inefficiency != "half_normal":
             raise NotImplementedError("leave-one-model-out supports the half-normal "
                                       "inefficiency only")
-        su = stack(post["frontier_inefficiency"], index)[:, None]
+        su = inefficiency_scale(idata, index, time)
         sv = stack(post["frontier_noise"], index)[:, None]
-        if "inefficiency_trend" in post:
-            if time is None:
-                time = np.asarray(idata.constant_data["model_time"].values, float)
-            su = su * np.exp(stack(post["inefficiency_trend"], index)[:, None]
-                             * np.asarray(time, float)[None, :])
         return np.sqrt(su**2 + sv**2), -su / sv
     return stack(post["trend_noise"], index)[:, None], None
 

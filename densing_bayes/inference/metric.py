@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pymc as pm
-import xarray as xr
 import pytensor.tensor as pt
+import xarray as xr
 from pymc.logprob.transforms import Transform
 from pymc.model.transform.conditioning import change_value_transforms
 from pytensor.graph.replace import graph_replace

@@ -78,16 +78,21 @@ def test_an_exact_refit_shares_the_fit_of_the_pre_refit_of_the_same_model(defaul
     assert "GPT-3-175B" in pre and all(r.exact_loo for r in pre.values())
     extra = rb.exact_loo_refits(spec, {"GPT-3-175B": 0.9, "Llama-3.1-405B": 1.1,
                                        "Qwen2.5-7B": 0.2})
-    shared = {r.name: r for r in rb.share_identical_fits(extra, refits)}
+    done = {"result": {"exact_loo": {"per_model": {"GPT-3-175B": 7.2}}}}
+    records = {pre["GPT-3-175B"].task_id: done}
+    shared = {r.name: r for r in rb.share_identical_fits(extra, refits, records)}
     assert set(shared) == {"exact:GPT-3-175B", "exact:Llama-3.1-405B"}
     assert shared["exact:GPT-3-175B"].task_id == pre["GPT-3-175B"].task_id
     assert shared["exact:Llama-3.1-405B"].task_id == "exact-Llama-3.1-405B"
-    # a record of its own (an earlier batch) is kept; another spec is another fit
-    kept = rb.share_identical_fits(extra, refits, recorded={"exact-GPT-3-175B"})
+    # a record of its own (an earlier batch) is kept; a twin recorded without the exact ELPD
+    # (before pre refits computed it) is not shared; another spec is another fit
+    kept = rb.share_identical_fits(extra, refits, {**records, "exact-GPT-3-175B": done})
     assert {r.task_id for r in kept} == {"exact-GPT-3-175B", "exact-Llama-3.1-405B"}
+    old = rb.share_identical_fits(extra, refits, {pre["GPT-3-175B"].task_id: {"result": {}}})
+    assert old[0].task_id == "exact-GPT-3-175B"
     other = rb.share_identical_fits(
         rb.exact_loo_refits(spec.with_overrides({"sampler": {"seed": 1}}),
-                            {"GPT-3-175B": 0.9}), refits)
+                            {"GPT-3-175B": 0.9}), refits, records)
     assert other[0].task_id == "exact-GPT-3-175B"
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -197,15 +197,18 @@ def exact_loo_refits(spec: ModelSpec, pareto_k: Mapping[str, float]) -> list[Ref
 
 
 def share_identical_fits(extra: Sequence[Refit], refits: Sequence[Refit],
-                         recorded: Container[str] = ()) -> list[Refit]:
+                         records: Mapping[str, dict]) -> list[Refit]:
     """``extra`` exact leave-one-out refits, each pointed at the record of a refit in
-    ``refits`` that makes the same fit and computes the same exact ELPD (a "pre" refit of the
-    same model and spec), unless its own record already exists in ``recorded``."""
+    ``refits`` that made the same fit and holds its exact ELPD (a "pre" refit of the same
+    model and spec), unless its own record already exists in ``records`` (task id ->
+    record). A twin recorded before pre refits computed the exact ELPD is not shared."""
     out = []
     for e in extra:
         twin = next((r for r in refits if r.exact_loo and r.held_out == e.held_out
                      and r.spec.config_hash() == e.spec.config_hash()), None)
-        if twin is not None and e.task_id not in recorded:
+        exact = twin is not None and "exact_loo" in (
+            (records.get(twin.task_id) or {}).get("result") or {})
+        if exact and e.task_id not in records:
             e = replace(e, shares=twin.task_id)
         out.append(e)
     return out
@@ -593,7 +596,7 @@ def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: b
     base = next((e for e in report["refits"] if e["kind"] == "baseline"), {})
     extra = share_identical_fits(
         exact_loo_refits(spec, (base.get("model_loo") or {}).get("pareto_k") or {}), refits,
-        recorded=set(batch.load_records(Path(out))))
+        batch.load_records(Path(out)))
     if exact_loo and extra:
         report = run(refits + extra, True, False)
     return report

@@ -612,3 +612,43 @@ def test_envelope_slope_is_the_line_through_the_running_maximum():
     check = EnvelopeCheck(latent=np.array([0.02, 0.01]), replicated=np.array([0.015, 0.02]),
                           observed=0.018, model_slope=np.array([0.01, 0.01]))
     assert check.p_value == 0.5 and check.p_value_latent == 0.5
+
+
+def _line_figure(values):
+    from densing_bayes.presentation.plots import new_figure
+    fig = new_figure(4, 3)
+    fig.add_subplot().plot(values)
+    return fig
+
+
+def _broken_figure():
+    raise ValueError("no draws for this figure")
+
+
+def test_forked_figures_are_the_same_bytes_as_serial_ones(tmp_path):
+    # closures over local data, as the report's builders are: the forked processes inherit them
+    data = {k: np.cumsum(np.random.default_rng(i).normal(size=50)) for i, k in enumerate("abcde")}
+    jobs = [report.FigureJob(k, k.upper(), lambda k=k: _line_figure(data[k])) for k in data]
+    jobs.insert(2, report.FigureJob("broken", "Broken", _broken_figure))
+    captions = {job.key: f"caption {job.key}" for job in jobs}
+    out = {}
+    for workers in (1, 3):
+        folder = tmp_path / str(workers)
+        folder.mkdir()
+        out[workers] = report.draw_figures(jobs, captions, folder, workers=workers)
+    assert list(out[3]) == list(out[1]) == [job.key for job in jobs]
+    for key in data:
+        assert out[3][key].png_base64 and out[3][key].png_base64 == out[1][key].png_base64
+        assert out[3][key].caption == f"caption {key}" and not out[3][key].error
+        assert (tmp_path / "3" / f"{key}.png").read_bytes() == \
+            (tmp_path / "1" / f"{key}.png").read_bytes()
+    # a figure that fails is reported with its error in either mode, and the rest are drawn
+    for workers in (1, 3):
+        assert out[workers]["broken"].error == "ValueError: no draws for this figure"
+        assert not out[workers]["broken"].png_base64
+
+
+def test_figures_are_drawn_serially_inside_a_daemonic_process(monkeypatch):
+    import multiprocessing as mp
+    monkeypatch.setattr(mp.current_process(), "daemon", True, raising=False)
+    assert report.default_figure_workers() == 1

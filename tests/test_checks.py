@@ -272,6 +272,22 @@ def test_misspecification_records_judge_each_world_by_its_wilson_interval():
     assert recs[1]["value"] == pytest.approx(0.7) and "35 of 50" in recs[1]["detail"]
 
 
+def test_misspecified_worlds_cite_the_well_specified_controls_coverage():
+    def row(world, covered, quantity="doubling_time_days"):
+        lo, hi = misspecification.wilson_interval(covered, 40)
+        return {"world": world, "quantity": quantity, "n": 40, "covered": covered,
+                "coverage": covered / 40, "coverage_lower": lo, "coverage_upper": hi,
+                "truth_above_interval": 0, "truth_below_interval": 40 - covered}
+    report = {"nominal": 0.9, "sampler": {"chains": 1, "draws": 300},
+              "coverage": [row("well_specified", 34), row("well_specified", 30, "slope_difference"),
+                           row("pair_errors", 31), row("pair_errors", 28, "slope_difference")]}
+    recs = {(r["label"].rsplit("world ", 1)[1], "acceleration" in r["label"]): r
+            for r in checks.misspecification_records(report)}
+    assert "control covers 34 of 40 (85%)" in recs[("pair_errors", False)]["detail"]
+    assert "control covers 30 of 40 (75%)" in recs[("pair_errors", True)]["detail"]
+    assert "control" not in recs[("well_specified", False)]["detail"]
+
+
 def test_calibration_checks_read_the_batches_beside_the_run(tmp_path):
     import json as _json
 

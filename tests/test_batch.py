@@ -41,6 +41,9 @@ def test_every_task_is_recorded_on_disk(tmp_path):
     assert set(on_disk) == {f"task_{i}" for i in range(4)}
     assert all(r["status"] == "ok" and r["error"] is None for r in on_disk.values())
     assert not list((tmp_path / "out" / batch.TASKS_DIR).glob(".*.tmp"))
+    # each record names the stack that reproduces its draws
+    from importlib.metadata import version
+    assert all(r["environment"]["numpy"] == version("numpy") for r in on_disk.values())
 
 
 def test_a_failing_task_is_recorded_and_the_others_finish(tmp_path):

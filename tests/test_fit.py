@@ -101,6 +101,11 @@ def test_run_folder_has_every_group_and_loads_back(run):
     assert {"posterior", "prior", "posterior_predictive", "log_likelihood", "sample_stats",
             "observed_data"} <= groups
     assert loaded.idata.posterior.attrs["densing_bayes_version"] == __version__
+    # the draws reproduce from spec and seed only on the same numerical stack: it is recorded
+    from importlib.metadata import version
+    stack = json.loads(loaded.idata.posterior.attrs["numerical_stack"])
+    assert stack["pymc"] == version("pymc") and stack["nutpie"] == version("nutpie")
+    assert loaded.summary["environment"] == stack
     assert "model" in loaded.idata.posterior["density"].dims
     assert (out / "summary.csv").is_file() and (out / "spec.toml").is_file()
 

@@ -18,6 +18,7 @@ from densing_bayes import __version__
 from densing_bayes.analysis import checks, derived
 from densing_bayes.analysis.identification import identification_summary
 from densing_bayes.inference.diagnostics import Diagnostics
+from densing_bayes.inference.environment import numerical_stack
 from densing_bayes.model.inputs import ModelInputs
 from densing_bayes.model.spec import ModelSpec
 
@@ -60,6 +61,8 @@ def build_summary(idata: az.InferenceData, inputs: ModelInputs, spec: ModelSpec,
         "data_folder": data_folder,
         "data_hash": data_hash,
         "seed": spec.sampler.seed,
+        # the same spec and seed give the same draws only on the same numerical stack
+        "environment": numerical_stack(),
         "sampler": spec.sampler.model_dump(),
         # the metric nutpie used with mass_matrix = "dense" (diag, or the stored covariance's
         # key and SHA-256): part of what reproduces the draws, not only the posterior

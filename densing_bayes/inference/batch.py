@@ -66,6 +66,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from densing_bayes.inference.environment import numerical_stack
+
 log = logging.getLogger("densing_bayes")
 
 MANIFEST_FILE = "batch.json"
@@ -118,7 +120,9 @@ def _execute(function: Callable[..., dict], kwargs: dict, task_id: str) -> dict:
     started = time.time()
     record = {"task_id": task_id, "status": "ok", "error": None, "traceback": None,
               "result": None, "worker": f"{socket.gethostname()}:{os.getpid()}",
-              "started": _iso(started)}
+              "started": _iso(started),
+              # what reproduces this record's draws besides its seed (inference.environment)
+              "environment": numerical_stack()}
     try:
         record["result"] = function(**kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure of one fit must not stop the batch

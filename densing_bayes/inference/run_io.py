@@ -42,6 +42,7 @@ from pathlib import Path
 import arviz as az
 
 from densing_bayes import __version__
+from densing_bayes.inference.environment import numerical_stack
 from densing_bayes.inference.thin import THIN_FILE, thin_note, write_thinned
 from densing_bayes.model.spec import ModelSpec, SpecError, load_spec
 
@@ -323,6 +324,8 @@ def stamp(idata: az.InferenceData, spec: ModelSpec, data_folder: Path) -> az.Inf
         "data_folder": str(data_folder),
         "spec_json": json.dumps(resolved.to_dict(), sort_keys=True),
         "seed": spec.sampler.seed,
+        # the same seed gives the same draws only on the same stack (inference.environment)
+        "numerical_stack": json.dumps(numerical_stack(), sort_keys=True),
     }
     for group in idata.groups():
         idata[group].attrs.update(attrs)

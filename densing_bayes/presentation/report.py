@@ -40,6 +40,7 @@ from densing_bayes import __version__
 from densing_bayes.analysis import checks as model_checks
 from densing_bayes.analysis.derived import PAPER_REPORTED
 from densing_bayes.analysis.envelope import envelope_check
+from densing_bayes.inference.environment import describe as describe_stack
 from densing_bayes.inference.run_io import FittedRun, RunFolderError, data_hash, load_run
 from densing_bayes.model.build import KEY_PARAMETERS
 from densing_bayes.model.inputs import ModelInputs
@@ -911,6 +912,8 @@ def _reproducibility(run: FittedRun) -> list[tuple[str, str]]:
         ("sampler", sampler_text),
         ("run time", timing_text),
         ("ArviZ (fit)", str(attrs.get("arviz_version", "-"))),
+        ("numerical stack (fit; the same seed gives the same draws only on this stack)",
+         describe_stack(s.get("environment"))),
         ("posterior created", str(attrs.get("created_at", "-"))),
         ("report written", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("report environment", f"Python {platform.python_version()}, matplotlib "

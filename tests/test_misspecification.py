@@ -215,3 +215,59 @@ def test_a_doubling_time_is_judged_by_its_slope():
     assert table.loc["doubling_time_days_pre", "covered"] == 0
     assert table.loc["doubling_time_days_pre", "truth_above_interval"] == 1
     assert table.loc["slope_pre", "truth_below_interval"] == 1
+
+
+def _fake_record(world: str, sim_id: int, slope_post: float, rng) -> dict:
+    draws = ms.trend_quantities({"slope_pre": rng.normal(0.3, 0.4, 300),
+                                 "slope_post": rng.normal(slope_post, 0.3, 300),
+                                 "trend_intercept": rng.normal(0, 1, 300)})
+    truth = ms.trend_quantities({"slope_pre": -0.2, "slope_post": 1.0, "trend_intercept": 0.1})
+    return {"task_id": f"{world}_{sim_id:04d}", "status": "ok", "error": None,
+            "result": {"world": world, "sim_id": sim_id, "seed": 5,
+                       "quantities": ms.doubling_from_slopes(
+                           {q: ms.interval_record(float(truth[q]), draws[q], rng)
+                            for q in draws}),
+                       "world_parameters": {"tilt": [0.1, -0.2]}, "prior_attempts": 1,
+                       "diagnostics": {"divergences": sim_id % 2, "max_rhat": 1.01,
+                                       "min_ess_bulk": 150.0 + sim_id},
+                       "timing": {"sample_seconds": 80.0}}}
+
+
+def test_lost_records_are_restored_from_the_written_table_and_give_the_same_tables(tmp_path):
+    """Task records were git-ignored and lost with a checkout; the committed table carries
+    what the coverage, the checks and the figure read, so --resume can continue from it."""
+    rng = np.random.default_rng(3)
+    records = {f"w_{i:04d}": _fake_record("well_specified", i, s, rng)
+               for i, s in enumerate([1.0, -0.5, 0.9, 2.5])}
+    records["w_0004"] = {"task_id": "well_specified_0004", "status": "failed",
+                         "error": "RuntimeError: no valid draw", "result": None}
+    # as stored on disk: JSON has no infinity, a doubling time that never comes is null
+    records = {r["task_id"]: ms.batch._jsonable(r) for r in records.values()}
+    spec = load_spec("paper_design")
+    first = tmp_path / "first"
+    first.mkdir()
+    ms.write_outputs(first, records, spec, worlds=["well_specified"], wall_seconds=1.0)
+    assert ms.restore_records(first) == 5  # no tasks/ folder: all rebuilt
+    restored = ms.batch.load_records(first)
+    assert set(restored) == set(records) and restored["well_specified_0004"]["status"] == "failed"
+    second = tmp_path / "second"
+    second.mkdir()
+    report = ms.write_outputs(second, restored, spec, worlds=["well_specified"],
+                              wall_seconds=1.0)
+    for name in (ms.RECORDS_CSV, ms.COVERAGE_CSV):
+        pd.testing.assert_frame_equal(pd.read_csv(first / name), pd.read_csv(second / name))
+    assert report["restored_records"] == 5 and report["timing"]["sample_seconds_mean"] is None
+    # a record already on disk is kept, not overwritten by the table's version
+    assert ms.restore_records(first) == 0
+
+
+def test_a_resume_restores_only_into_its_own_study(tmp_path):
+    out = tmp_path / "other"
+    out.mkdir()
+    (out / "batch.json").write_text(json.dumps({"job": "sbc"}))
+    (out / ms.RECORDS_CSV).write_text("task_id,world,status\n")
+    spec = load_spec("paper_design")
+    with pytest.raises(ms.batch.BatchFolderError, match="different batch"):
+        ms.run_misspecification(spec, 1, out, worlds=["well_specified"], resume=True,
+                                progress=False)
+    assert not (out / "tasks").exists()

@@ -37,6 +37,7 @@ world's own parameter values (``simulations.csv``, column ``world_parameters``).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,8 @@ from densing_bayes import laws
 from densing_bayes.analysis import calibration
 from densing_bayes.inference import batch
 from densing_bayes.model.spec import ModelSpec
+
+log = logging.getLogger("densing_bayes")
 
 COVERAGE_CSV = "coverage.csv"
 RECORDS_CSV = "simulations.csv"
@@ -300,6 +303,62 @@ def simulations_table(records: Mapping[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: The per-quantity fields of a record, as simulations.csv holds them.
+_QUANTITY_FIELDS = ("truth", "median", "lower", "upper", "covered", "rank_fraction",
+                    "truth_above", "truth_below")
+
+
+def records_from_table(table: pd.DataFrame) -> dict[str, dict]:
+    """Task records rebuilt from a written simulations.csv, for a batch folder whose
+    ``tasks/`` records were lost (they were git-ignored until 2026-11-30 and did not survive a
+    new checkout). Everything the tables, the checks and the figure read is in the table; the
+    timings and prior attempts are not, and the record says it was restored."""
+    def value(x):
+        return None if isinstance(x, float) and math.isnan(x) else x
+
+    records: dict[str, dict] = {}
+    for task_id, g in table.groupby("task_id", sort=False):
+        first = g.iloc[0]
+        if first["status"] != "ok":
+            records[task_id] = {"task_id": task_id, "status": first["status"],
+                                "error": value(first.get("error")), "result": None,
+                                "restored_from": RECORDS_CSV}
+            continue
+        quantities = {str(r["quantity"]): {f: value(r[f]) for f in _QUANTITY_FIELDS}
+                      for _, r in g.iterrows()}
+        for q in quantities.values():
+            for flag in ("covered", "truth_above", "truth_below"):
+                q[flag] = bool(q[flag])
+        world, sim_id = str(first["world"]), int(first["sim_id"])
+        records[task_id] = {
+            "task_id": task_id, "status": "ok", "error": None, "restored_from": RECORDS_CSV,
+            "result": {"world": world, "sim_id": sim_id, "seed": None,
+                       "quantities": quantities,
+                       "world_parameters": json.loads(first["world_parameters"]),
+                       "prior_attempts": None,
+                       "diagnostics": {"divergences": int(first["divergences"]),
+                                       "min_ess_bulk": float(first["min_ess_bulk"]),
+                                       "max_rhat": float(first["max_rhat"])},
+                       "timing": None}}
+    return records
+
+
+def restore_records(out: Path) -> int:
+    """Write ``out/tasks/`` records from ``out/simulations.csv`` for every task without one
+    (``--resume`` then continues the study); return how many were restored."""
+    out = Path(out)
+    table_path = out / RECORDS_CSV
+    if not table_path.is_file():
+        return 0
+    have = batch.load_records(out)
+    restored = {k: r for k, r in records_from_table(pd.read_csv(table_path)).items()
+                if k not in have}
+    (out / batch.TASKS_DIR).mkdir(exist_ok=True)
+    for task_id, record in restored.items():
+        batch.write_json_atomic(out / batch.TASKS_DIR / batch.record_filename(task_id), record)
+    return len(restored)
+
+
 def _gt(a, b) -> bool:
     """a > b for stored values, where None stands for +inf (JSON has no infinity)."""
     a = math.inf if a is None else float(a)
@@ -362,8 +421,10 @@ def write_outputs(out: Path, records: Mapping[str, dict], spec: ModelSpec, *,
             "median_max_rhat": float(np.median([r["diagnostics"]["max_rhat"]
                                                 for r in ok])) if ok else None},
         "timing": {"wall_seconds": wall_seconds,
-                   "sample_seconds_mean": float(np.mean([r["timing"]["sample_seconds"]
-                                                         for r in ok])) if ok else None},
+                   # restored records carry no timing
+                   "sample_seconds_mean": float(np.mean(timed)) if (timed := [
+                       r["timing"]["sample_seconds"] for r in ok if r.get("timing")]) else None},
+        "restored_records": sum(1 for r in records.values() if r.get("restored_from")),
     }
     batch.write_json_atomic(out / REPORT_JSON, report)
     if len(coverage):
@@ -464,6 +525,12 @@ def run_misspecification(spec: ModelSpec, n_per_world: int, out: Path, *,
     manifest = {"job": "misspecification", "spec": spec.name,
                 "config_hash": spec.config_hash(), "design": design}
     start = time.perf_counter()
+    if resume:
+        # only into this study's own folder: the manifest must match before anything is written
+        batch.check_folder(Path(out), manifest, resume=True, force=False)
+        restored = restore_records(out)
+        if restored:
+            log.info("restored %d task records from %s", restored, Path(out) / RECORDS_CSV)
     records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,
                               scheduler=scheduler, n_workers=n_workers, progress=progress,
                               desc="misspecification")

@@ -43,9 +43,9 @@ def test_the_score_chain_is_the_models_likelihood(prior_fit):
 @pytest.fixture(scope="module")
 def bundled_prior_fit():
     """Prior draws on the bundled data, with benchmark drift, MC drift, a tilt above the
-    ladder only, a precision of its own for unstated formats and broad tails:
-    best-of-two-protocol rows, unknown formats, both drifts, the one-sided tilt, that
-    precision and the tails' scale mixture all enter the chain."""
+    ladder only, precisions of their own for unstated and for stated multiple-choice rows and
+    broad tails: best-of-two-protocol rows, unknown formats, both drifts, the one-sided tilt,
+    those precisions and the tails' scale mixture all enter the chain."""
     from densing_bayes.data.load import load_data
     from densing_bayes.model.spec import load_spec
     from densing_bayes.resources import bundled_data_folder
@@ -54,6 +54,7 @@ def bundled_prior_fit():
                                                  "loss_law": {"extrapolation_sd_params_above":
                                                               0.035},
                                                  "observation": {"unstated_precision": True,
+                                                                 "mc_precision": True,
                                                                  "score_broad_tails": True,
                                                                  "mc_drift": True}})
     idata, inputs = prior_draws_as_fit(load_data(bundled_data_folder("default")), spec,
@@ -68,7 +69,19 @@ def test_the_score_chain_has_drift_and_best_of_two_rows(bundled_prior_fit):
     assert chain.x_shift is not None and chain.best.sum() > 0 and chain.broad is not None
     assert chain.format_shift is not None and np.ptp(chain.format_shift) > 0
     assert [chain.columns] == [[1, 3]]  # params_above and tokens_above
-    assert np.ptp(chain.precision[0]) > 0  # stated and unstated rows differ
+    # stated cloze, stated multiple-choice and unstated rows: three precisions, in the ratios
+    # the two factors set
+    const, post = idata.constant_data, idata.posterior
+    mc = const["score_stated_mc"].values == 1
+    unstated = const["score_unstated"].values == 1
+    assert mc.sum() > 0 and not (mc & unstated).any()
+    s = chain.draws[0]
+    phi = post["score_precision_eval"].stack(sample=("chain", "draw")).values[s]
+    f_mc = post["score_precision_mc"].stack(sample=("chain", "draw")).values[s]
+    f_un = post["score_precision_unstated"].stack(sample=("chain", "draw")).values[s]
+    np.testing.assert_allclose(chain.precision[0][~mc & ~unstated], phi)
+    np.testing.assert_allclose(chain.precision[0][mc], phi * f_mc)
+    np.testing.assert_allclose(chain.precision[0][unstated], phi * f_un)
     ll, _, _ = chain.loglik(chain.logit(chain.sampled_x_n(idata)))
     expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))
     expected = expected.transpose("sample", ...).values[chain.draws]

@@ -48,6 +48,7 @@ from scipy.special import expit, softmax
 from densing_bayes import resources
 from densing_bayes.data.schema import DensingData
 from densing_bayes.inference import batch
+from densing_bayes.model.inputs import stated_mc_rows
 from densing_bayes.model.spec import ModelSpec
 
 #: Cut-off dates of the leave-future-out refits: about half and about a third of the models
@@ -283,6 +284,7 @@ def _prediction_idata(fit_idata, held):
         "score_source": (row, held.score_source),
         "score_model": (row, held.score_model),
         "score_unstated": (row, (held.score_format < 0).astype("int8")),
+        "score_stated_mc": (row, stated_mc_rows(held)),
         "score_best": (row, held.score_best.astype("int8")),
         "score_format_log_weight": (("score_row", "format"), held.score_format_log_weight),
         "model_time": (("model",), held.model_time),

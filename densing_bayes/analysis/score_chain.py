@@ -132,6 +132,9 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
         unstated = np.asarray(const["score_unstated"].values, int) == 1
         phi = np.where(unstated, phi * stack(post["score_precision_unstated"], index)[:, None],
                        phi)
+    if "score_precision_mc" in post:
+        stated_mc = np.asarray(const["score_stated_mc"].values, int) == 1
+        phi = np.where(stated_mc, phi * stack(post["score_precision_mc"], index)[:, None], phi)
     model = np.asarray(const["score_model"].values, int)
     x_shift = None
     if "benchmark_drift" in post:

@@ -24,7 +24,8 @@ Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e
                    or the larger of the curves when the report is the best of two protocols
     (k_b: the harness's factor on the curve's slope, 1 unless [observation] protocol_scale;
      eta_k: who reported it, sums to zero; phi: one shared precision, or one per benchmark,
-     times a factor for rows of unstated format with [observation] unstated_precision;
+     times a factor for rows of unstated format with [observation] unstated_precision and
+     one for stated multiple-choice rows with [observation] mc_precision;
      pi: outlier share, only with [observation] score_outliers; [data] score_rows decides what
      a row is: by default the mean of one pair's distinct reports in one format)
 Density trend (t = years since the changepoint date):
@@ -54,7 +55,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from densing_bayes.model.inputs import ModelInputs
+from densing_bayes.model.inputs import ModelInputs, stated_mc_rows
 from densing_bayes.model.spec import ModelSpec
 
 #: Sharpness (per year) of the smooth hinge used when the changepoint date is itself unknown:
@@ -495,6 +496,11 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
             factor = spec.prior("score_precision_unstated").create_variable(
                 "score_precision_unstated")
             phi_row = phi_row * pt.switch(pt.eq(unstated, 1), factor, 1.0)
+        if spec.observation.mc_precision and "mc" in inputs.formats:
+            # a multiple-choice report scatters more around its (bridged) curve than a cloze one
+            stated_mc = pm.Data("score_stated_mc", stated_mc_rows(inputs), dims="score_row")
+            factor = spec.prior("score_precision_mc").create_variable("score_precision_mc")
+            phi_row = phi_row * pt.switch(pt.eq(stated_mc, 1), factor, 1.0)
         observed = pm.Data("score_value", inputs.score_value, dims="score_row")
         if spec.observation.score_broad_tails:
             if spec.observation.score_outliers:

@@ -251,6 +251,13 @@ def format_weights(scores: pd.DataFrame, benchmarks: list[str], curve_formats) -
     return np.array(weights)
 
 
+def stated_mc_rows(inputs: ModelInputs) -> np.ndarray:
+    """1 for a score row whose source states the multiple-choice format, else 0 (int8)."""
+    if "mc" not in inputs.formats:
+        return np.zeros(len(inputs.score_format), "int8")
+    return (np.asarray(inputs.score_format) == list(inputs.formats).index("mc")).astype("int8")
+
+
 def format_log_weights(code: np.ndarray, score_bidx: np.ndarray, mc_weight: np.ndarray,
                        formats: tuple[str, ...]) -> np.ndarray:
     """(row, format) log P(format): 0 for a stated format, the benchmark's MC share for an

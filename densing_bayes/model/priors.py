@@ -142,6 +142,12 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "whose format is not stated ('unknown', 'best'); 1 = as precise as stated rows, 90% "
         "prior mass in [0.19, 5.2].",
     ),
+    "score_precision_mc": PriorDoc(
+        Prior("LogNormal", mu=0.0, sigma=1.0),
+        "with [observation] mc_precision: factor on the precision of reported scores stated "
+        "as multiple-choice, against stated cloze rows; 1 = as precise, 90% prior mass in "
+        "[0.19, 5.2] (the same weakly informative prior as the unstated rows' factor).",
+    ),
     "score_pair_sd": PriorDoc(
         Prior("Gamma", alpha=2.0, beta=5.0, dims="benchmark"),
         "SD (logit), per benchmark, of the (model, benchmark) effect: how far one model's score "

@@ -108,6 +108,7 @@ class LossLawSettings(_Section):
 #: Terms added after runs were saved without them: (section, switch) -> the term's prior.
 OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "unstated_precision"): ("score_precision_unstated",),
+                ("observation", "mc_precision"): ("score_precision_mc",),
                 ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
                 ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std"),
                 ("observation", "mc_drift"): ("mc_drift",),
@@ -161,6 +162,13 @@ class ObservationSettings(_Section):
         "`score_precision_unstated`): an aggregator's transcription or an unstated protocol "
         "scatters more around the chain than a stated one, and one precision for both makes "
         "the stated rows' intervals too wide and the others' too narrow")
+    mc_precision: bool = Field(
+        False, description="rows stated as multiple-choice get their own factor on the Beta "
+        "precision (prior `score_precision_mc`): their curve is bridged from one 7B run, so "
+        "they scatter more around the chain than cloze rows, whose curve the whole ladder "
+        "fits; one precision for both made the cloze rows' LOO-PIT too wide (20 of 99 grid "
+        "points outside) and the multiple-choice rows' too narrow. Off: fitted, it lets the MC "
+        "reports go (factor 0.05) and predicts them worse, -84 ELPD (docs/model.md)")
 
 
 class TrendSettings(_Section):

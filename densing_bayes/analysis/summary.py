@@ -66,9 +66,13 @@ def build_summary(idata: az.InferenceData, inputs: ModelInputs, spec: ModelSpec,
         "sampler": spec.sampler.model_dump(),
         # the metric nutpie used with mass_matrix = "dense" (diag, or the stored covariance's
         # key and SHA-256): part of what reproduces the draws, not only the posterior
+        # (kind "dense_pilot": the covariance of this fit's own diagonal pilot, pilot_* its
+        # draws per chain, seconds, divergences and steps per draw)
         "sampler_metric": {k.removeprefix("nuts_metric_") if k != "nuts_metric" else "kind": v
                            for k, v in idata.posterior.attrs.items()
-                           if k.startswith("nuts_metric")},
+                           if k.startswith("nuts_metric")}
+        | {k.removeprefix("nuts_"): v for k, v in idata.posterior.attrs.items()
+           if k.startswith("nuts_pilot_")},
         "ci_prob": ci,
         "interval": "equal-tailed",
         "trend": spec.trend.model_dump(mode="json"),

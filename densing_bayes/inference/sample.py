@@ -11,6 +11,7 @@ same InferenceData.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ log = logging.getLogger("densing_bayes")
 #: metric fits): a chain whose adaptation goes wrong costs at most a few times a good one
 #: instead of stalling the fit at nutpie's default 1023, and the diagnostics then flag it.
 WHITENED_MAX_DEPTH = 8
+#: Mixed into the seed of a dense fit's pilot, so that pilot and fit draw independently.
+PILOT_SEED_KEY = 7
 #: A fit's covariance is stored for the next fit only if its chains agree this well.
 METRIC_MAX_RHAT = 1.01
 
@@ -113,6 +116,13 @@ def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, p
                     metric_key)
         stored = None
     kwargs = _nutpie_kwargs(sampler, seed, progress)
+    compiled = pilot = None
+    if stored is None and sampler.pilot_draws > 0:
+        compiled = nutpie.compile_pymc_model(dense_metric.whitened_model(frozen),
+                                             freeze_model=False)
+        compiled_at = time.perf_counter()
+        stored, pilot = _pilot_metric(compiled, frozen, layout, sampler, seed, progress,
+                                      metric_key)
     if stored is None:
         log.info("no stored dense metric for this model and data: diagonal metric this time")
         compiled = nutpie.compile_pymc_model(frozen, freeze_model=False)
@@ -124,18 +134,20 @@ def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, p
             [v for v in idata.sample_stats.variables if "unconstrained_draw" in str(v)])
         used = "diag"
     else:
-        log.info("dense metric stored from %d draws of an earlier fit (%s)", stored.n_draws,
-                 metric_key)
-        compiled = nutpie.compile_pymc_model(dense_metric.whitened_model(frozen),
-                                             freeze_model=False).with_data(
+        if pilot is None:
+            log.info("dense metric stored from %d draws of an earlier fit (%s)",
+                     stored.n_draws, metric_key)
+            compiled = nutpie.compile_pymc_model(dense_metric.whitened_model(frozen),
+                                                 freeze_model=False)
+            compiled_at = time.perf_counter()
+        compiled = compiled.with_data(
             **{dense_metric.WHITE_MEAN: stored.mean, dense_metric.WHITE_CHOL: stored.chol})
-        compiled_at = time.perf_counter()
         idata = nutpie.sample(compiled, maxdepth=WHITENED_MAX_DEPTH, **kwargs)
         white = idata.posterior[dense_metric.WHITE_VAR]
         draws = dense_metric.unconstrained_from_white(white.values.reshape(-1, dim), stored)
         idata.posterior = idata.posterior.drop_vars([dense_metric.WHITE_VAR, *[
             d for d in white.dims if d not in ("chain", "draw")]])
-        used = "dense"
+        used = "dense" if pilot is None else "dense_pilot"
     sampled_at = time.perf_counter()
     idata.posterior.attrs["nuts_metric"] = used
     if stored is not None:
@@ -146,9 +158,50 @@ def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, p
                                      nuts_metric_draws=stored.n_draws)
         idata.add_groups({dense_metric.METRIC_GROUP: dense_metric.metric_dataset(stored)},
                          warn_on_custom_groups=False)
+    if pilot is not None:
+        idata.posterior.attrs.update({f"nuts_pilot_{k}": v for k, v in pilot.items()})
     if metric_key:
         _refresh_metric(idata, model, metric_key, layout, draws)
     return idata, compiled_at - start, sampled_at - compiled_at
+
+
+def _pilot_metric(compiled, frozen: pm.Model, layout, sampler: SamplerSettings, seed: int,
+                  progress: bool, metric_key: str | None):
+    """(covariance of a short diagonal-metric pilot, its statistics), or (None, None).
+
+    Why: cold-start dense adaptation failed on this model every way it was tried, but a dense
+    metric taken from a diagonal fit's draws works, and even a short pilot's covariance removes
+    most of the posterior's bad conditioning (docs/performance.md). The pilot runs the whitened
+    model with the identity (z = theta - the model's initial point), which is the diagonal
+    fit, so the model compiles once; the whitened fit then only swaps in mean and Cholesky
+    factor. At least 2 draws per coordinate over the chains, or the covariance is singular.
+    """
+    import nutpie
+
+    dim = dense_metric.layout_size(layout)
+    point = frozen.initial_point()
+    start = np.concatenate([np.ravel(point[name]) for name, _ in layout]).astype(float)
+    draws = max(sampler.pilot_draws,
+                math.ceil(dense_metric.MIN_DRAWS_PER_DIM * dim / sampler.chains))
+    log.info("no stored dense metric for this model and data: a diagonal pilot of %d x %d "
+             "draws estimates one", sampler.chains, draws)
+    kwargs = _nutpie_kwargs(sampler, seed, progress) | {"draws": draws}
+    kwargs["seed"] = int(np.random.SeedSequence([seed, PILOT_SEED_KEY]).generate_state(1)[0])
+    began = time.perf_counter()
+    identity = compiled.with_data(**{dense_metric.WHITE_MEAN: start,
+                                     dense_metric.WHITE_CHOL: np.eye(dim)})
+    idata = nutpie.sample(identity, maxdepth=WHITENED_MAX_DEPTH, **kwargs)
+    z = idata.posterior[dense_metric.WHITE_VAR].values.reshape(-1, dim)
+    metric = dense_metric.metric_from_draws(metric_key or "pilot", layout, start + z)
+    stats = {"draws": int(draws), "seconds": round(time.perf_counter() - began, 2),
+             "divergences": int(idata.sample_stats["diverging"].sum()),
+             "mean_tree_steps": float(idata.sample_stats["n_steps"].mean())}
+    if metric is None:
+        log.warning("the pilot's draws gave no covariance; diagonal metric this time")
+        return None, None
+    log.info("pilot: %d divergences, %.0f steps per draw, %.0f s", stats["divergences"],
+             stats["mean_tree_steps"], stats["seconds"])
+    return metric, stats
 
 
 def _refresh_metric(idata, model: pm.Model, key: str, layout, draws: np.ndarray) -> None:

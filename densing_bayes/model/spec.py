@@ -228,10 +228,16 @@ class SamplerSettings(_Section):
     #: nutpie's mass matrix: "diag" (diagonal, gradient-based adaptation) or "low_rank" (adds a
     #: low-rank correction that captures correlated directions such as the frontier's
     #: sigma_u-sigma_v ridge), or "dense": sample in coordinates whitened by the stored
-    #: posterior covariance of an earlier fit of the same model and data (falls back to "diag"
-    #: and stores its covariance when there is none; docs/performance.md). The PyMC
+    #: posterior covariance of an earlier fit of the same model and data (when there is none:
+    #: of a short diagonal pilot with `pilot_draws`, else "diag"; the fit's covariance is
+    #: stored for the next fit; docs/performance.md). The PyMC
     #: backend always adapts a diagonal one.
     mass_matrix: Literal["diag", "low_rank", "dense"] = "diag"
+    pilot_draws: int = Field(
+        0, ge=0, description="with mass_matrix = 'dense' and no stored covariance for this "
+        "model and data: draws per chain of a diagonal-metric pilot (after `tune` steps) whose "
+        "covariance whitens the fit (raised to 2 draws per coordinate over the chains); 0: the "
+        "whole fit on the diagonal metric instead")
 
 
 class Thresholds(_Section):

@@ -99,3 +99,21 @@ def test_an_inefficiency_trend_needs_a_frontier():
         != spec.config_hash()
     with pytest.raises(SpecError, match="inefficiency_trend needs kind = 'frontier'"):
         spec.with_overrides({"trend": {"inefficiency_trend": True, "kind": "mean"}})
+
+
+def test_settings_added_later_keep_the_hash_of_runs_saved_before_them():
+    """A saved run is loaded only if its spec hashes as when it was sampled: a setting added
+    since (`pilot_draws`, `mc_precision`) at its 'off' value must not enter the hash (the
+    committed reference run was sampled before both existed)."""
+    import json
+    from pathlib import Path
+
+    run = Path(__file__).resolve().parents[1] / "reports" / "default"
+    spec = load_spec(run / "spec.toml")
+    saved = json.loads((run / "summary.json").read_text())["config_hash"]
+    assert spec.sampler.pilot_draws == 0 and not spec.observation.mc_precision
+    assert spec.config_hash() == saved
+    piloted = spec.with_overrides({"sampler": {"pilot_draws": 150}})
+    assert piloted.config_hash() != saved and piloted.model_hash() == spec.model_hash()
+    assert spec.with_overrides({"observation": {"mc_precision": True}}).model_hash() \
+        != spec.model_hash()

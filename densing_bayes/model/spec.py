@@ -312,6 +312,8 @@ class ModelSpec(_Section):
         content = self.resolved().to_dict()
         if content["loss_law"].get("extrapolation_sd_params_above") is None:
             content["loss_law"].pop("extrapolation_sd_params_above", None)  # as before it existed
+        if not content["sampler"].get("pilot_draws"):
+            content["sampler"].pop("pilot_draws", None)  # no pilot: as before it existed
         for (section, flag), priors in OPT_IN_TERMS.items():
             if not content[section].get(flag):
                 content[section].pop(flag, None)

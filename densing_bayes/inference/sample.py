@@ -116,13 +116,14 @@ def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, p
                     metric_key)
         stored = None
     kwargs = _nutpie_kwargs(sampler, seed, progress)
-    compiled = pilot = None
-    if stored is None and sampler.pilot_draws > 0:
+    pilot = None
+    if stored is not None or sampler.pilot_draws > 0:
         compiled = nutpie.compile_pymc_model(dense_metric.whitened_model(frozen),
                                              freeze_model=False)
         compiled_at = time.perf_counter()
-        stored, pilot = _pilot_metric(compiled, frozen, layout, sampler, seed, progress,
-                                      metric_key)
+        if stored is None:
+            stored, pilot = _pilot_metric(compiled, frozen, layout, sampler, seed, progress,
+                                          metric_key)
     if stored is None:
         log.info("no stored dense metric for this model and data: diagonal metric this time")
         compiled = nutpie.compile_pymc_model(frozen, freeze_model=False)
@@ -137,9 +138,6 @@ def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, p
         if pilot is None:
             log.info("dense metric stored from %d draws of an earlier fit (%s)",
                      stored.n_draws, metric_key)
-            compiled = nutpie.compile_pymc_model(dense_metric.whitened_model(frozen),
-                                                 freeze_model=False)
-            compiled_at = time.perf_counter()
         compiled = compiled.with_data(
             **{dense_metric.WHITE_MEAN: stored.mean, dense_metric.WHITE_CHOL: stored.chol})
         idata = nutpie.sample(compiled, maxdepth=WHITENED_MAX_DEPTH, **kwargs)

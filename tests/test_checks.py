@@ -17,6 +17,11 @@ def test_heldout_coverage_uses_a_binomial_range():
     assert rec["passed"] is False
     assert "9 of 20" in rec["detail"] and "15-20" in rec["detail"]
     assert "under-predicts" in rec["detail"]
+    assert "over-predicts" in checks.heldout_record(9, 20, 0.9, bias=-0.02)["detail"]
+    # a mean error inside the tolerance names no direction (the reference run's +0.0004 had
+    # printed "+0.000: the model under-predicts")
+    small = checks.heldout_record(33, 40, 0.9, bias=0.0004)["detail"]
+    assert "+0.0004: no systematic error" in small and "predicts" not in small
     assert checks.heldout_record(15, 20, 0.9)["passed"] is True
     assert checks.heldout_record(14, 20, 0.9)["passed"] is False
     assert checks.heldout_record(20, 20, 0.9)["passed"] is True

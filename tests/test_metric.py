@@ -70,13 +70,62 @@ def test_whitened_log_density_is_the_original_at_mean_plus_chol_z():
         theta = mean + chol @ z
         point = {name: theta[i] for i, (name, _) in enumerate(layout)}
         assert white_logp({M.WHITE_VAR: z}) == pytest.approx(orig_logp(point), rel=1e-12)
+    # with a split map: theta = split(mean + chol z), plus the map's log-Jacobian
+    centre, lower, upper = np.array([0.1, -0.4]), np.array([0.7, 1.5]), np.array([1.2, 0.4])
+    with white:
+        pm.set_data({M.WHITE_CENTRE: centre, M.WHITE_LOWER: lower, M.WHITE_UPPER: upper})
+    white_logp = white.compile_logp()
+    for _ in range(5):
+        z = rng.normal(size=2)
+        u = mean + chol @ z
+        theta = M.split_forward(u, centre, lower, upper)
+        point = {name: theta[i] for i, (name, _) in enumerate(layout)}
+        expected = orig_logp(point) + M.split_log_jacobian(u, lower, upper).sum()
+        assert white_logp({M.WHITE_VAR: z}) == pytest.approx(expected, rel=1e-12)
+
+
+def test_split_map_is_monotone_inverts_in_closed_form_and_has_its_side_slopes():
+    centre, lower, upper = np.array([0.5, -1.0, 2.0]), np.array([0.3, 2.0, 1.0]), \
+        np.array([0.9, 0.5, 1.0])
+    u = np.linspace(-30, 30, 2001)[:, None]
+    theta = M.split_forward(u, centre, lower, upper)
+    assert np.all(np.diff(theta, axis=0) > 0)
+    np.testing.assert_allclose(M.split_inverse(theta, centre, lower, upper), u + 0 * theta,
+                               atol=1e-9)
+    np.testing.assert_allclose(M.split_forward(np.zeros(3), centre, lower, upper), centre)
+    # far out the slope is the side's scale; the log-Jacobian is the derivative's log
+    slope = np.diff(theta, axis=0) / np.diff(u, axis=0)
+    np.testing.assert_allclose(slope[0], lower, rtol=1e-3)
+    np.testing.assert_allclose(slope[-1], upper, rtol=1e-3)
+    mid = 0.5 * (u[1:] + u[:-1])
+    np.testing.assert_allclose(np.exp(M.split_log_jacobian(mid, lower, upper)), slope,
+                               rtol=1e-4)  # central difference, step 0.03
+    # equal sides: a plain affine map
+    np.testing.assert_allclose(M.split_forward(u, 1.0, 2.0, 2.0), 1.0 + 2.0 * u)
+
+
+def test_split_map_from_skewed_draws_makes_them_symmetric():
+    """A skew-normal coordinate (the shape of the frontier inefficiency's log): the side
+    scales differ, and the mapped draws have equal 90% half-widths about the median."""
+    from scipy import stats
+
+    draws = stats.skewnorm(-6.0, loc=1.0, scale=2.0).rvs(size=(20000, 1), random_state=3)
+    m = M.metric_from_draws("k", [("a", ())], draws)
+    assert m.has_split and m.lower[0] > 1.8 * m.upper[0]
+    u = M.split_inverse(draws, *m.split())
+    np.testing.assert_allclose(np.quantile(u, [0.05, 0.5, 0.95]), [-M.SPLIT_Z, 0, M.SPLIT_Z],
+                               atol=1e-9)
+    assert abs(stats.skew(u[:, 0])) < 0.25 * abs(stats.skew(draws[:, 0]))
+    np.testing.assert_allclose(M.unconstrained_from_white(
+        np.linalg.solve(m.chol, (u - m.mean).T).T, m), draws, atol=1e-8)
 
 
 def test_metric_from_draws_shrinks_towards_the_diagonal_and_refuses_too_few_draws():
     rng = np.random.default_rng(1)
     draws = rng.multivariate_normal([1.0, -2.0], [[1.0, 0.8], [0.8, 2.0]], size=4000)
     layout = [("a", ()), ("b", ())]
-    m = M.metric_from_draws("k", layout, draws)
+    m = M.metric_from_draws("k", layout, draws, split=False)
+    assert not m.has_split
     n = len(draws)
     expected = n / (n + 5) * np.cov(draws.T) + 1e-3 * 5 / (n + 5) * np.eye(2)
     assert np.allclose(m.cov, expected) and np.allclose(m.mean, draws.mean(0))
@@ -107,6 +156,14 @@ def test_stored_metric_round_trips_and_a_corrupt_file_is_ignored(private_cache, 
     M.save_metric(m)
     back = M.load_metric("roundtrip")
     assert back.matches(layout) and np.allclose(back.cov, m.cov) and back.n_draws == 10
+    assert not back.has_split and np.array_equal(back.split()[1], np.ones(3))
+    split = M.StoredMetric("split", ("a", "b"), ((2,), ()), np.arange(3.0), np.eye(3), 10,
+                           np.zeros(3), np.full(3, 0.5), np.full(3, 2.0))
+    M.save_metric(split)
+    again = M.load_metric("split")
+    assert again.has_split and M.metric_digest(again) == M.metric_digest(split)
+    assert M.metric_digest(split) != M.metric_digest(
+        M.StoredMetric("split", ("a", "b"), ((2,), ()), np.arange(3.0), np.eye(3), 10))
     assert not back.matches([("a", (3,)), ("b", ())])
     M.metric_path("corrupt").write_bytes(b"not a zip file")
     with caplog.at_level(logging.WARNING, logger="densing_bayes"):
@@ -119,13 +176,13 @@ def test_a_runs_metric_round_trips_and_bad_runs_get_one_line(tmp_path):
     import xarray as xr
 
     m = M.StoredMetric("k", ("a", "b"), ((2,), ()), np.arange(3.0),
-                       np.eye(3) + 0.1, 40)
+                       np.eye(3) + 0.1, 40, np.ones(3), np.full(3, 0.3), np.full(3, 0.6))
     idata = az.InferenceData(posterior=xr.Dataset({"a": (("chain", "draw"), np.zeros((1, 2)))}))
     idata.add_groups({M.METRIC_GROUP: M.metric_dataset(m)}, warn_on_custom_groups=False)
     idata.to_netcdf(str(tmp_path / "posterior.nc"), engine="h5netcdf")
     back = M.metric_from_run(tmp_path)
     assert M.metric_digest(back) == M.metric_digest(m) and back.matches([("a", (2,)), ("b", ())])
-    assert back.key == "k" and back.n_draws == 40
+    assert back.key == "k" and back.n_draws == 40 and np.allclose(back.upper, 0.6)
     with pytest.raises(M.MetricError, match="no such file"):
         M.metric_from_run(tmp_path / "nowhere")
     plain = tmp_path / "plain"

@@ -138,8 +138,7 @@ def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, p
         if pilot is None:
             log.info("dense metric stored from %d draws of an earlier fit (%s)",
                      stored.n_draws, metric_key)
-        compiled = compiled.with_data(
-            **{dense_metric.WHITE_MEAN: stored.mean, dense_metric.WHITE_CHOL: stored.chol})
+        compiled = compiled.with_data(**stored.data())
         idata = nutpie.sample(compiled, maxdepth=WHITENED_MAX_DEPTH, **kwargs)
         white = idata.posterior[dense_metric.WHITE_VAR]
         draws = dense_metric.unconstrained_from_white(white.values.reshape(-1, dim), stored)
@@ -186,8 +185,7 @@ def _pilot_metric(compiled, frozen: pm.Model, layout, sampler: SamplerSettings, 
     kwargs = _nutpie_kwargs(sampler, seed, progress) | {"draws": draws}
     kwargs["seed"] = int(np.random.SeedSequence([seed, PILOT_SEED_KEY]).generate_state(1)[0])
     began = time.perf_counter()
-    identity = compiled.with_data(**{dense_metric.WHITE_MEAN: start,
-                                     dense_metric.WHITE_CHOL: np.eye(dim)})
+    identity = compiled.with_data(**dense_metric.identity_data(start))
     idata = nutpie.sample(identity, maxdepth=WHITENED_MAX_DEPTH, **kwargs)
     z = idata.posterior[dense_metric.WHITE_VAR].values.reshape(-1, dim)
     metric = dense_metric.metric_from_draws(metric_key or "pilot", layout, start + z)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from densing_bayes.data.schema import (
@@ -319,9 +320,52 @@ def _parse_table(table: _RawTable, problems: list[Problem]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+#: What a numeric column's cells must satisfy, per kind (the per-cell parsers' rules, vectorised).
+_NUMERIC_RULES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "count": lambda v: v > 0, "positive": lambda v: v > 0, "nonnegative": lambda v: v >= 0,
+    "fraction": lambda v: (v >= 0) & (v <= 1),
+}
+
+
+def _parse_column_at_once(text: pd.Series, column: Column) -> pd.Series | None:
+    """A column parsed all at once when every cell is valid, else None (the caller then parses
+    cell by cell to name each bad one). The same values as the cell parsers: the same number
+    pattern, NumPy converting each string with Python's float(), the same true/false words.
+    Why: cell by cell, the reference runs' 41,000 rows took most of every data load (in every
+    fit, report and test)."""
+    cells = text.to_numpy(dtype=object)
+    empty = cells == ""
+    if empty.any() and not column.nullable:
+        return None
+    if column.kind in ("id", "text"):
+        return pd.Series(cells, dtype=_DTYPE[column.kind])
+    if column.kind == "bool":
+        flags = pd.Series(cells[~empty], dtype=object).str.lower().map(_BOOLEANS)
+        if flags.isna().any():
+            return None
+        values = np.zeros(len(cells), dtype=bool)
+        values[~empty] = flags.to_numpy(dtype=bool)
+        return pd.Series(values, dtype="bool")
+    rule = _NUMERIC_RULES.get(column.kind)
+    if rule is None:
+        return None
+    filled = cells[~empty]
+    if filled.size and not pd.Series(filled, dtype=object).str.fullmatch(_NUMBER.pattern).all():
+        return None
+    numbers = filled.astype(float)
+    if not (np.isfinite(numbers).all() and rule(numbers).all()):
+        return None
+    values = np.full(len(cells), math.nan)
+    values[~empty] = numbers
+    return pd.Series(values, dtype="float64")
+
+
 def _parse_column(text: pd.Series, column: Column, table: _RawTable,
                   problems: list[Problem]) -> pd.Series:
     """Parse every cell of one column with the parser of its kind; bad cells become missing."""
+    fast = _parse_column_at_once(text, column)
+    if fast is not None:
+        return fast
     parse = _CELL_PARSERS[column.kind]
     values = []
     for cell, line in zip(text, table.lines):

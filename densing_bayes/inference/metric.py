@@ -17,9 +17,9 @@ inefficiency scale, the ceilings, the irreducible fractions: 46 of 281 coordinat
 side's 90% half-width 1.3-2.7 times the other's), and a linear map cannot make a skewed
 direction isotropic; NUTS then walks its long side in short steps, which limited the tail ESS.
 Centre and side scales come from the same earlier fit's draws (the map sends 0 and +-1.645 to
-their median and 5% / 95% quantiles), the covariance is then that of u. The map is monotone and smooth, its log-Jacobian is
-added to the log density, so again the posterior is unchanged. A metric stored before the map
-existed (no split arrays) uses the identity map.
+their median and 5% / 95% quantiles), the covariance is then that of u. The map is monotone
+and smooth, its log-Jacobian is added to the log density, so again the posterior is unchanged.
+A metric stored before the map existed (no split arrays) uses the identity map.
 
 The fractions with Beta priors (ceilings, N-share, irreducible fraction) are sampled on a
 probit scale in this mode: same prior and posterior, but Gaussian-like tails in the sampling
@@ -61,8 +61,7 @@ WHITE_CHOL = "white_chol"
 WHITE_CENTRE = "white_centre"
 WHITE_LOWER = "white_scale_lower"
 WHITE_UPPER = "white_scale_upper"
-#: Quantiles that set a coordinate's two side scales: (median - q05) / 1.645 and
-#: (q95 - median) / 1.645, the standard deviation of a normal with the same 90% half-width.
+#: Quantiles a coordinate's split map sends u = -1.645, 0 and +1.645 to (:func:`split_from_draws`).
 SPLIT_QUANTILES = (0.05, 0.5, 0.95)
 SPLIT_Z = 1.6448536269514722
 #: Smallest side scale (a coordinate that did not move in the draws keeps a usable map).
@@ -144,7 +143,6 @@ def metric_key(model_hash: str, inputs) -> str:
     return h.hexdigest()[:24]
 
 
-# ----------------------------------------------------------------------------- storage
 # ----------------------------------------------------------------------------- split map
 def split_forward(u, centre, lower, upper, xp=np):
     """theta = centre + s u + d (sqrt(u^2 + 1) - 1), s = (lower + upper) / 2, d = (upper -
@@ -182,6 +180,7 @@ def split_from_draws(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return mid, s - d, s + d
 
 
+# ----------------------------------------------------------------------------- storage
 @dataclass(frozen=True)
 class StoredMetric:
     """Mean and covariance of u, with theta = split map of u (identity when the split arrays
@@ -385,9 +384,9 @@ def whitened_model(model: pm.Model) -> pm.Model:
 
     ``model`` must have its data frozen (:func:`pymc.model.transform.optimization.freeze_dims_and_data`):
     the only data of the returned model are the metric's (:meth:`StoredMetric.data`), which
-    ``CompiledModel.with_data`` swaps without recompiling; they default to the identity. Every free variable and deterministic
-    of ``model`` is a deterministic of the returned one, under the same name and dims, so the
-    posterior looks the same to everything downstream.
+    ``CompiledModel.with_data`` swaps without recompiling; they default to the identity.
+    Every free variable and deterministic of ``model`` is a deterministic of the returned one,
+    under the same name and dims, so the posterior looks the same to everything downstream.
     """
     layout = value_layout(model)
     dim = layout_size(layout)

@@ -191,3 +191,33 @@ def test_sampler_diagnostics_of_one_chain_fits_have_no_rhat():
     assert out["median_max_rhat"] == 1.02 and out["n_ess_bulk_below"] == 1
     none = sampler_diagnostics({"a": rec(None, 300.0)}, load_spec("default"))
     assert none["median_max_rhat"] is None and none["n_rhat_above"] == 0
+
+
+def _ranks_table(ranks, n_draws, status=None):
+    n = len(ranks)
+    return pd.DataFrame({"sim_id": range(n), "status": status or ["ok"] * n,
+                         "n_draws": n_draws, "rank_q": ranks})
+
+
+def test_midpoint_ranks_are_exact_fractional_ranks():
+    table = _ranks_table([0, 9, 4], [9, 9, 4])
+    u = sbc.midpoint_ranks(table)["q"].to_numpy()
+    np.testing.assert_allclose(u, [0.05, 0.95, 0.9])
+
+
+def test_paired_rank_shift_of_two_batches():
+    short = _ranks_table([1, 3, 5, 7], [9, 9, 9, 9])
+    long = _ranks_table([3, 5, 7, 9, 0], [9, 9, 9, 9, 9])  # sim 4 only in the long batch
+    result = sbc.compare_rank_batches(short, long)["q"]
+    assert result["n"] == 4
+    assert result["mean_shift"] == pytest.approx(0.2)  # every rank +2 of 10 positions
+    assert result["shift_se"] == pytest.approx(0.0, abs=1e-12)
+    assert result["spearman"] == pytest.approx(1.0)
+    assert result["mean_rank_short"] == pytest.approx(0.45)  # (1, 3, 5, 7) + 1/2, over 10
+    assert result["mean_rank_long"] - result["mean_rank_short"] == pytest.approx(0.2)
+
+
+def test_failed_simulations_are_not_compared():
+    short = _ranks_table([1, 3, 5], [9, 9, 9], status=["ok", "failed", "ok"])
+    long = _ranks_table([1, 3, 5], [9, 9, 9])
+    assert sbc.compare_rank_batches(short, long)["q"]["n"] == 2

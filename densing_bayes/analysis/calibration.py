@@ -472,6 +472,68 @@ def compile_reuse_timing(records: Mapping[str, dict], wall_seconds: float) -> di
     }
 
 
+# ------------------------------------------------------------------- sampler error in the ranks
+def midpoint_ranks(table: pd.DataFrame) -> pd.DataFrame:
+    """(rank + 1/2) / (L + 1) per simulation (rows, by sim_id) and quantity (columns): the
+    fractional rank without its random tie-breaking, so that two batches compare exactly."""
+    ok = table[table["status"] == "ok"].set_index("sim_id")
+    ranks = ok[[c for c in ok.columns if c.startswith("rank_")]].astype(float)
+    ranks.columns = [c.removeprefix("rank_") for c in ranks.columns]
+    return (ranks + 0.5).div(ok["n_draws"].astype(float) + 1.0, axis=0)
+
+
+def compare_rank_batches(short: pd.DataFrame, long: pd.DataFrame) -> dict:
+    """The same simulations (same seeds: same truths and data) ranked by two batches that differ
+    only in the sampler's effort: per quantity, the mean rank of each, the mean paired shift
+    (long - short) with its standard error, and the rank correlation.
+
+    Why: a batch of short fits that rejects uniformity cannot say whether the model or the
+    sampler is at fault. If longer fits of the same data move the ranks systematically, the
+    short fits' sampler error was in the ranks; if they agree up to Monte Carlo noise, it was not.
+    """
+    a, b = midpoint_ranks(short), midpoint_ranks(long)
+    sims = a.index.intersection(b.index)
+    out = {}
+    for q in a.columns.intersection(b.columns):
+        pair = pd.DataFrame({"short": a.loc[sims, q], "long": b.loc[sims, q]}).dropna()
+        n = len(pair)
+        if n < 2:
+            continue
+        shift = pair["long"] - pair["short"]
+        out[q] = {"n": n,
+                  "mean_rank_short": float(pair["short"].mean()),
+                  "mean_rank_long": float(pair["long"].mean()),
+                  "mean_shift": float(shift.mean()),
+                  "shift_se": float(shift.std(ddof=1) / math.sqrt(n)),
+                  "mean_abs_shift": float(shift.abs().mean()),
+                  "spearman": float(stats.spearmanr(pair["short"], pair["long"]).statistic)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m densing_bayes.analysis.calibration compare SHORT LONG [--out FILE]"""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Compare two SBC batches of the same "
+                                     "simulations that differ in the sampler's effort.")
+    parser.add_argument("command", choices=["compare"])
+    parser.add_argument("short", type=Path, help="SBC folder of the shorter fits")
+    parser.add_argument("long", type=Path, help="SBC folder of the longer fits")
+    parser.add_argument("--out", type=Path, help="write the comparison here as JSON")
+    args = parser.parse_args(argv)
+    tables = [pd.read_csv(folder / RANKS_CSV) for folder in (args.short, args.long)]
+    result = {"short": str(args.short), "long": str(args.long),
+              "quantities": compare_rank_batches(*tables)}
+    for folder, key in ((args.short, "short_sampler"), (args.long, "long_sampler")):
+        report = json.loads((folder / SBC_JSON).read_text())
+        result[key] = {"sampler": report["sampler"],
+                       "diagnostics": report.get("sampler_diagnostics", {})}
+    text = json.dumps(result, indent=2) + "\n"
+    if args.out:
+        batch.write_json_atomic(args.out, result)
+    print(text, end="")
+
+
 def plot_ecdf_differences(fractional: Mapping[str, np.ndarray], path: Path) -> None:
     """ECDF minus the uniform CDF of each quantity's fractional ranks, simultaneous 95% band.
 
@@ -514,3 +576,7 @@ def plot_ecdf_differences(fractional: Mapping[str, np.ndarray], path: Path) -> N
     for suffix in (".png", ".svg"):
         fig.savefig(Path(path).with_suffix(suffix), dpi=150)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -204,3 +204,40 @@ def test_score_likelihood_draws_have_beta_moments():
     draws = _beta_random(mean, precision, 0.0, rng=np.random.default_rng(5), size=40_000)
     assert abs(draws.mean() - mean) < 0.003
     assert abs(draws.var() - mean * (1 - mean) / (precision + 1)) < 2e-4
+
+
+def test_drift_coordinates_are_the_same_model(paper_data, paper_spec):
+    """trend.drift_coordinates only moves the sampler's coordinates: kappa = sd * z, so at the
+    same drift rates the centred joint log density is the non-centred one minus the Jacobian
+    (n - 1) log sd of the (n - 1)-dimensional zero-sum space."""
+    drift = {"benchmark_drift": True}
+    non_centred_spec = paper_spec.with_overrides({"trend": drift})
+    centred_spec = paper_spec.with_overrides({"trend": {**drift, "drift_coordinates": "centred"}})
+    assert centred_spec.model_hash() != non_centred_spec.model_hash()
+    inputs = prepare_inputs(paper_data, non_centred_spec)
+    non_centred = build_model(inputs, non_centred_spec)
+    centred = build_model(inputs, centred_spec)
+    assert "benchmark_drift" in {rv.name for rv in centred.free_RVs}
+    assert "benchmark_drift_std" not in centred.named_vars
+
+    rng = np.random.default_rng(5)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in non_centred.initial_point().items()}
+    sd = float(np.exp(point["benchmark_drift_sd_log__"]))
+    z_value = point.pop("benchmark_drift_std_zerosum__")  # the zero-sum transform is linear
+    centred_point = {**point, "benchmark_drift_zerosum__": sd * z_value}
+    assert set(centred_point) == set(centred.initial_point())
+    jacobian = z_value.size * np.log(sd)
+    assert centred.compile_logp()(centred_point) == pytest.approx(
+        non_centred.compile_logp()({**point, "benchmark_drift_std_zerosum__": z_value})
+        - jacobian, rel=1e-10)
+
+
+def test_centred_drift_refuses_another_drift_prior(paper_data, paper_spec):
+    from densing_bayes.model.spec import SpecError
+
+    spec = paper_spec.with_overrides({
+        "trend": {"benchmark_drift": True, "drift_coordinates": "centred"},
+        "priors": {"benchmark_drift_std": {"dist": "ZeroSumNormal", "kwargs": {"sigma": 2.0},
+                                           "dims": ["benchmark"]}}})
+    with pytest.raises(SpecError, match="drift_coordinates"):
+        build_model(prepare_inputs(paper_data, spec), spec)

@@ -56,7 +56,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from densing_bayes.model.inputs import ModelInputs, stated_mc_rows
-from densing_bayes.model.spec import ModelSpec
+from densing_bayes.model.priors import DEFAULT_PRIORS
+from densing_bayes.model.spec import ModelSpec, SpecError
 
 #: Sharpness (per year) of the smooth hinge used when the changepoint date is itself unknown:
 #: softplus(k s) / k is within ln2 / k = 13 days of max(s, 0), and differentiable for NUTS.
@@ -427,9 +428,17 @@ def _deviation_from_trend(name, loc, spec: ModelSpec, sigma_u=None, sigma_v=None
 
 def _benchmark_drift(spec: ModelSpec):
     """kappa_b (per year, sums to zero over benchmarks): benchmark b reads model m's log
-    effective size as r_m + log N_m + kappa_b t_m. Non-centred (kappa = sd * z): the drifts
-    are small against the common trend, and centred small scales make funnels."""
+    effective size as r_m + log N_m + kappa_b t_m. Non-centred (kappa = sd * z) by default:
+    centred small scales make funnels; ``trend.drift_coordinates = "centred"`` samples kappa
+    itself, for data that pin the drifts (where non-centred coordinates make the funnel)."""
     sd = spec.prior("benchmark_drift_sd").create_variable("benchmark_drift_sd")
+    if spec.trend.drift_coordinates == "centred":
+        std = spec.prior("benchmark_drift_std")
+        if std.to_dict() != DEFAULT_PRIORS["benchmark_drift_std"].prior.to_dict():
+            raise SpecError("trend.drift_coordinates = 'centred' samples kappa ~ "
+                            "ZeroSumNormal(sigma=benchmark_drift_sd), the model of the default "
+                            "benchmark_drift_std prior; it cannot carry another prior for it")
+        return pm.ZeroSumNormal("benchmark_drift", sigma=sd, dims="benchmark")
     z = spec.prior("benchmark_drift_std").create_variable("benchmark_drift_std")
     return pm.Deterministic("benchmark_drift", sd * z, dims="benchmark")
 

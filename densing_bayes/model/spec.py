@@ -191,6 +191,13 @@ class TrendSettings(_Section):
         "benchmarks (MMLU, ARC) than the reference family's loss predicts and less on others. "
         "The trend's slopes are then the growth of the benchmarks' mean log effective size "
         "(docs/model.md, 'Observation model')")
+    drift_coordinates: Literal["non_centred", "centred"] = Field(
+        "non_centred", description="with benchmark_drift: the coordinates in which the drift "
+        "rates are sampled, 'non_centred' (kappa = sd * z, z ~ `benchmark_drift_std`) or "
+        "'centred' (kappa ~ ZeroSumNormal(sd) itself; needs `benchmark_drift_std`'s default "
+        "prior, of which it is the same model). The same posterior; only the sampler's "
+        "geometry differs, and which suits depends on how well the data pin the drifts "
+        "(docs/model.md, 'Sensitivity and calibration')")
     size_covariate: bool = Field(
         False, description="the trend depends on model size: f(t, N) = f(t) + x (theta + "
         "theta_post max(t, 0)) with x = ln(N / 10B) and t in years since changepoint_date (the "
@@ -312,6 +319,8 @@ class ModelSpec(_Section):
         content = self.resolved().to_dict()
         if content["loss_law"].get("extrapolation_sd_params_above") is None:
             content["loss_law"].pop("extrapolation_sd_params_above", None)  # as before it existed
+        if content["trend"].get("drift_coordinates") == "non_centred":
+            content["trend"].pop("drift_coordinates")  # as before the choice existed
         if not content["sampler"].get("pilot_draws"):
             content["sampler"].pop("pilot_draws", None)  # no pilot: as before it existed
         for (section, flag), priors in OPT_IN_TERMS.items():

@@ -221,3 +221,17 @@ def test_failed_simulations_are_not_compared():
     short = _ranks_table([1, 3, 5], [9, 9, 9], status=["ok", "failed", "ok"])
     long = _ranks_table([1, 3, 5], [9, 9, 9])
     assert sbc.compare_rank_batches(short, long)["q"]["n"] == 2
+
+
+def test_compare_command_writes_the_paired_shifts(tmp_path, capsys):
+    for name, ranks in (("short", [1, 3, 5]), ("long", [2, 4, 6])):
+        folder = tmp_path / name
+        folder.mkdir()
+        _ranks_table(ranks, [9, 9, 9]).to_csv(folder / sbc.RANKS_CSV, index=False)
+        (folder / sbc.SBC_JSON).write_text(json.dumps({"sampler": {"draws": len(name)}}))
+    out = tmp_path / "comparison.json"
+    sbc.main(["compare", str(tmp_path / "short"), str(tmp_path / "long"), "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert written["quantities"]["q"]["mean_shift"] == pytest.approx(0.1)
+    assert written["long_sampler"]["sampler"] == {"draws": 4}
+    assert json.loads(capsys.readouterr().out) == written

@@ -480,3 +480,41 @@ def test_loo_pit_band_from_the_disk_cache_equals_the_computed_band(private_cache
     checks._band.cache_clear()  # the next call must read the file, not the memory cache
     cached = checks.loo_pit_band(123)
     assert np.array_equal(fresh[0], cached[0]) and np.array_equal(fresh[1], cached[1])
+
+
+@pytest.mark.parametrize("spearman,shift,verdict", [
+    (0.94, 0.02, "short chains do not explain the ranks"),
+    (0.94, 0.20, "the batch's short chains move its ranks"),
+    (0.30, 0.0, "the batch's short chains move its ranks"),
+])
+def test_sbc_check_reads_longer_fits_of_the_same_simulations(tmp_path, spearman, shift, verdict):
+    import json as _json
+
+    from densing_bayes.model.spec import load_spec
+
+    spec = load_spec("default")
+    ctx = checks.CheckContext(idata=None, spec=spec, run_folder=tmp_path)
+    sbc_report = {"uniformity": {"slope_pre": {"n": 100, "p_chi2": 0.4, "p_ks": 0.01,
+                                               "uniform": False}},
+                  "sampler": {"chains": 1, "draws": 300}, "model_hash": spec.model_hash()}
+    for name in ("sbc_bundled", "sbc_bundled_long"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "batch.json").write_text(_json.dumps({"design": "bundled"}))
+        (tmp_path / name / "sbc.json").write_text(_json.dumps(sbc_report))
+    (rec,) = checks.run_checks(ctx, names=["sbc_uniformity"])
+    assert "refitted" not in rec["detail"]  # no comparison yet
+    comparison = {"quantities": {"slope_pre": {"n": 11, "spearman": spearman,
+                                               "mean_shift": shift, "shift_se": 0.02}},
+                  "long_sampler": {"sampler": {"draws": 500, "tune": 1000},
+                                   "diagnostics": {"n_fits": 11, "n_with_divergences": 5}}}
+    (tmp_path / "sbc_bundled_long" / "comparison.json").write_text(_json.dumps(comparison))
+    (rec,) = checks.run_checks(ctx, names=["sbc_uniformity"])
+    assert rec["passed"] is False
+    assert "11 of the simulations refitted with 500 draws after 1000 tuning steps" in rec["detail"]
+    assert "5 of 11 of them still divergent" in rec["detail"]
+    assert rec["detail"].endswith(verdict)
+    # a longer batch of another model does not speak for this one
+    (tmp_path / "sbc_bundled_long" / "sbc.json").write_text(
+        _json.dumps({**sbc_report, "model_hash": "another"}))
+    (rec,) = checks.run_checks(ctx, names=["sbc_uniformity"])
+    assert "refitted" not in rec["detail"]

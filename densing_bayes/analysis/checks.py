@@ -818,7 +818,44 @@ def _sbc_uniformity(ctx: CheckContext):
     stale = _stale_calibration(ctx, report)
     if stale:
         return record("sbc_uniformity", label, passed=None, kind="calibration", detail=stale)
-    return sbc_record(report, manifest.get("design", "?"))
+    result = sbc_record(report, manifest.get("design", "?"))
+    longer = _stored_batch(ctx, folder + LONGER_FITS_SUFFIX, "sbc.json")
+    comparison = Path(ctx.run_folder) / (folder + LONGER_FITS_SUFFIX) / LONGER_FITS_REPORT
+    if longer is not None and comparison.is_file() and not _stale_calibration(ctx, longer[0]):
+        result["detail"] += "; " + longer_fits_detail(json.loads(comparison.read_text()))
+    return result
+
+
+#: Beside an SBC folder F, ``F_long/`` (an SBC batch of some of F's simulations with longer
+#: chains) and its ``comparison.json`` (``python -m densing_bayes.analysis.calibration compare
+#: F F_long --out F_long/comparison.json``): whether the batch's sampler error is in its ranks.
+LONGER_FITS_SUFFIX = "_long"
+LONGER_FITS_REPORT = "comparison.json"
+#: Longer fits agree with the batch when the ranks correlate this well (median over the
+#: quantities) and no quantity's mean shift exceeds this many standard errors.
+LONGER_FITS_MIN_CORRELATION = 0.8
+LONGER_FITS_MAX_SHIFT_SE = 3.0
+
+
+def longer_fits_detail(comparison: dict) -> str:
+    """One clause: how far longer fits of the same simulations move the ranks."""
+    quantities = comparison.get("quantities") or {}
+    if not quantities:
+        return "no simulation refitted with longer chains"
+    n = max(q["n"] for q in quantities.values())
+    rho = float(np.median([q["spearman"] for q in quantities.values()]))
+    z = max(abs(q["mean_shift"]) / q["shift_se"] if q["shift_se"] > 0
+            else (math.inf if q["mean_shift"] else 0.0) for q in quantities.values())
+    s = (comparison.get("long_sampler") or {}).get("sampler") or {}
+    diag = (comparison.get("long_sampler") or {}).get("diagnostics") or {}
+    divergent = (f", {diag['n_with_divergences']} of {diag['n_fits']} of them still divergent"
+                 if diag.get("n_fits") else "")
+    agree = rho >= LONGER_FITS_MIN_CORRELATION and z <= LONGER_FITS_MAX_SHIFT_SE
+    return (f"{n} of the simulations refitted with {s.get('draws')} draws after "
+            f"{s.get('tune')} tuning steps: median rank correlation {rho:.2f} with the batch's "
+            f"ranks, largest mean shift {z:.1f} SE{divergent}; "
+            + ("short chains do not explain the ranks" if agree
+               else "the batch's short chains move its ranks"))
 
 
 def sbc_record(report: dict, design: str) -> dict:
@@ -840,7 +877,8 @@ def sbc_record(report: dict, design: str) -> dict:
         "sbc_uniformity", label, value=len(rejected), nominal=0, passed=not rejected,
         kind="calibration",
         detail=(f"{len(tests)} quantities ranked over {n_text} simulations "
-                f"({s.get('chains')} chains x {s.get('draws')} draws each); "
+                f"({s.get('chains')} chain{'' if s.get('chains') == 1 else 's'} x "
+                f"{s.get('draws')} draws each); "
                 + (f"rejected: {', '.join(rejected)}; " if rejected else "none rejected; ")
                 + f"smallest p {p_min[worst]:.2g} ({worst})"
                 + (f"; {diag['n_with_divergences']} of {diag['n_fits']} fits had divergences"

@@ -235,3 +235,14 @@ def test_compare_command_writes_the_paired_shifts(tmp_path, capsys):
     assert written["quantities"]["q"]["mean_shift"] == pytest.approx(0.1)
     assert written["long_sampler"]["sampler"] == {"draws": 4}
     assert json.loads(capsys.readouterr().out) == written
+
+
+def test_a_batch_of_some_ids_keeps_their_seeds_in_the_full_batch():
+    spec = load_spec("default")
+    full = sbc.sbc_tasks(spec, 40)
+    some = sbc.sbc_tasks(spec, 40, only=[31, 0, 23, 0])
+    assert [t.task_id for t in some] == ["sim_00000", "sim_00023", "sim_00031"]
+    by_id = {t.task_id: t.kwargs["seed"] for t in full}
+    assert all(t.kwargs["seed"] == by_id[t.task_id] for t in some)
+    with pytest.raises(ValueError, match="0..39"):
+        sbc.sbc_tasks(spec, 40, only=[40])

@@ -56,3 +56,28 @@ def test_a_run_without_a_saved_metric_is_refused_before_sampling(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "posterior.nc: no such file" in err[0]
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("text, ids", [("0,1,23-25", [0, 1, 23, 24, 25]), ("7", [7]),
+                                       (" 3 , 5-5", [3, 5])])
+def test_sbc_only_reads_ids_and_ranges(text, ids):
+    from densing_bayes.presentation.cli import _id_list
+
+    assert _id_list(text) == ids
+
+
+@pytest.mark.parametrize("text", ["a", "3-1", "1,,2", "-3", "2-x"])
+def test_sbc_only_refuses_what_is_not_ids(text):
+    import argparse
+
+    from densing_bayes.presentation.cli import _id_list
+
+    with pytest.raises(argparse.ArgumentTypeError, match="comma-separated"):
+        _id_list(text)
+
+
+def test_sbc_ids_beyond_the_batch_are_one_clear_line(tmp_path, capsys):
+    assert main(["sbc", "default", "--design", "bundled", "--simulations", "10", "--only",
+                 "3,12", "--out", str(tmp_path / "never")]) == 2
+    assert "simulation ids must lie in 0..9" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()

@@ -49,7 +49,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -358,17 +358,28 @@ def check_simulation_batch(spec: ModelSpec, n_simulations: int, job: str) -> Non
         raise ValueError(f"--simulations must be at least 1, got {n_simulations}")
 
 
+def sbc_tasks(spec: ModelSpec, n_simulations: int, *, only: Sequence[int] | None = None,
+              design_seed: int = DESIGN_SEED, design: str = PAPER_DESIGN) -> list[batch.Task]:
+    """The batch's tasks: simulations 0..n-1, or only the ids in ``only``, each with the seed
+    it has in the full batch (so a batch of some ids with longer chains refits the same data)."""
+    ids = list(range(n_simulations)) if only is None else sorted(set(only))
+    if any(not 0 <= i < n_simulations for i in ids):
+        raise ValueError(f"simulation ids must lie in 0..{n_simulations - 1}, got {ids}")
+    seeds = simulation_seeds(spec.sampler.seed, n_simulations)
+    return [batch.Task(f"sim_{i:05d}", simulate_and_rank,
+                       {"spec": spec, "design_seed": design_seed, "sim_id": i, "seed": seeds[i],
+                        "design": design})
+            for i in ids]
+
+
 def run_sbc(spec: ModelSpec, n_simulations: int, out: Path, *, resume: bool = False,
             force: bool = False, scheduler: str | None = None, n_workers: int | None = None,
             progress: bool = True, design_seed: int = DESIGN_SEED,
-            design: str = PAPER_DESIGN) -> dict:
-    """Run (or resume) an SBC batch into ``out``; write ranks.csv, sbc.json and the ECDF plots."""
+            design: str = PAPER_DESIGN, only: Sequence[int] | None = None) -> dict:
+    """Run (or resume) an SBC batch into ``out``; write ranks.csv, sbc.json and the ECDF plots.
+    ``only``: run just these simulation ids of the n (:func:`sbc_tasks`)."""
     check_simulation_batch(spec, n_simulations, "SBC")
-    seed = spec.sampler.seed
-    tasks = [batch.Task(f"sim_{i:05d}", simulate_and_rank,
-                        {"spec": spec, "design_seed": design_seed, "sim_id": i, "seed": s,
-                         "design": design})
-             for i, s in enumerate(simulation_seeds(seed, n_simulations))]
+    tasks = sbc_tasks(spec, n_simulations, only=only, design_seed=design_seed, design=design)
     # The number of simulations is not part of the manifest: a resume may add simulations.
     manifest = {"job": "sbc", "spec": spec.name, "config_hash": spec.config_hash(),
                 "design_seed": design_seed, "design": design}

@@ -291,9 +291,9 @@ def cmd_sbc(args) -> int:
     spec = _spec_with_flags(args)
     out = Path(args.out) if args.out else Path("reports") / spec.name / "sbc"
     try:
-        report = run_sbc(spec, args.simulations, out, design=args.design,
+        report = run_sbc(spec, args.simulations, out, design=args.design, only=args.only,
                          **_batch_options(args))
-    except BatchFolderError as exc:
+    except (BatchFolderError, ValueError) as exc:
         raise UserError(str(exc)) from None
     for quantity, test in report["uniformity"].items():
         verdict = "uniform" if test["uniform"] else "NOT uniform"
@@ -340,6 +340,19 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive count")
     return value
+
+
+def _id_list(text: str) -> list[int]:
+    """'0,1,23-31' -> [0, 1, 23, ..., 31]."""
+    ids: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        bad_last = bool(last) and (not last.isdigit() or int(last) < int(first or 0))
+        if not first.isdigit() or bad_last:
+            raise argparse.ArgumentTypeError(f"{text!r}: ids are whole numbers or ranges a-b, "
+                                             "comma-separated (e.g. 0,1,23-31)")
+        ids.extend(range(int(first), int(last or first) + 1))
+    return ids
 
 
 def _positive_int(text: str) -> int:
@@ -505,6 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--design", default="paper",
                    help="'paper' (the simulated paper design), 'bundled' (the spec's own data "
                    "folder: its models, dates, sizes, benchmarks and formats) or a data folder")
+    p.add_argument("--only", type=_id_list, metavar="IDS",
+                   help="run only these of the simulations (e.g. 0,1,23-31), each with its seed "
+                   "in the full batch: refit some of a batch's data sets with other sampler "
+                   "settings into another --out")
     _batch_flags(p)
     _sampler_flags(p)
     p.set_defaults(func=cmd_sbc)

@@ -290,10 +290,13 @@ def cmd_sbc(args) -> int:
 
     spec = _spec_with_flags(args)
     out = Path(args.out) if args.out else Path("reports") / spec.name / "sbc"
+    if args.only and max(args.only) >= args.simulations:
+        raise UserError(f"--only: simulation ids must lie in 0..{args.simulations - 1}, got "
+                        f"{max(args.only)}")
     try:
         report = run_sbc(spec, args.simulations, out, design=args.design, only=args.only,
                          **_batch_options(args))
-    except (BatchFolderError, ValueError) as exc:
+    except BatchFolderError as exc:
         raise UserError(str(exc)) from None
     for quantity, test in report["uniformity"].items():
         verdict = "uniform" if test["uniform"] else "NOT uniform"

@@ -77,6 +77,35 @@ def test_loo_pit_uniform_passes_and_u_shape_fails_as_over_confident():
     assert "too high" in checks.loo_pit_record(low)["detail"]
 
 
+def test_loo_pit_caveat_names_the_direction_of_the_misfit():
+    """An under-confident score model must not be reported as one whose intervals are too
+    narrow (the old single caveat said so whatever the shape)."""
+    n = 400
+    u_shaped = np.concatenate([np.full(n // 2, 0.02), np.full(n // 2, 0.98)])
+    assert "over-confident" in checks.loo_pit_record(u_shaped)["caveat"]
+    central = np.full(n, 0.5)  # every observation at its predictive median: too wide
+    rec = checks.loo_pit_record(central)
+    assert rec["passed"] is False
+    assert "too few values in the tails" in rec["caveat"]
+    assert "do not include" not in rec["caveat"]
+    assert "too high" in checks.loo_pit_record(np.full(n, 0.1))["caveat"]
+    assert checks.loo_pit_record((np.arange(n) + 0.5) / n)["caveat"] == ""
+
+
+def test_reachability_caveat_says_whether_scores_exceed_or_the_maximum_is_rare():
+    reachable = np.full((1, 100), 0.6)
+    bench = np.zeros(3, int)
+    replicated = np.tile([0.55, 0.61, 0.64], (100, 1))  # 2 above the ceiling, max 0.64
+    rare_max = checks.reachability_records(["b"], reachable, np.array([0.5, 0.55, 0.66]),
+                                           bench, replicated)[0]
+    assert rare_max["passed"] is False and rare_max["value"] == pytest.approx(1 / 3)
+    assert rare_max["caveat"] == checks.REACHABILITY_CAVEATS["max"]
+    excess = checks.reachability_records(["b"], reachable, np.array([0.61, 0.62, 0.63]),
+                                         bench, replicated)[0]
+    assert excess["passed"] is False
+    assert excess["caveat"] == checks.REACHABILITY_CAVEATS["above"]
+
+
 def test_loo_pit_band_is_simultaneous():
     lower, upper = checks.loo_pit_band(200)
     grid = checks.LOO_PIT_GRID

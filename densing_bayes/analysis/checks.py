@@ -369,9 +369,9 @@ def heldout_record(k: int, n: int, p: float, *, runs=(), bias: float | None = No
 
 @register("loo_pit",
           caveat="The LOO-PIT of the reported scores leaves its simultaneous band: the "
-                 "model's predictive distributions of the scores are miscalibrated (see the "
-                 "check's detail for the direction), so the per-model densities and the trend "
-                 "drawn through them inherit a misfit that their intervals do not include.")
+                 "model's predictive distributions of the scores are miscalibrated, so the "
+                 "per-model densities and the trend drawn through them rest on a score model "
+                 "the data reject.")
 def _loo_pit(ctx: CheckContext):
     label = f"LOO-PIT of reported scores inside a simultaneous {LOO_PIT_BAND_PROB:.0%} band"
     if not ctx.has_scores:
@@ -419,6 +419,26 @@ def _band(n: int, prob: float, grid: tuple) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(lower, float), np.asarray(upper, float)
 
 
+#: What a LOO-PIT outside its band means, by the shape of the misfit (the check's caveat).
+LOO_PIT_CAVEATS = {
+    "narrow": "The LOO-PIT of the reported scores leaves its simultaneous band with too many "
+              "values in the tails: the score model is over-confident, so the per-model "
+              "densities and the trend drawn through them inherit a misfit that their "
+              "intervals do not include.",
+    "wide": "The LOO-PIT of the reported scores leaves its simultaneous band with too few "
+            "values in the tails: the score model's predictive distributions are wider than "
+            "the scores' spread around them. That is conservative for the scores themselves, "
+            "but the noise model is wrong in shape, and the densities and the trend are "
+            "conditional on it.",
+    "high": "The LOO-PIT of the reported scores leaves its simultaneous band with values "
+            "piled up low: the model predicts reported scores too high on balance, so the "
+            "densities drawn through them may be biased.",
+    "low": "The LOO-PIT of the reported scores leaves its simultaneous band with values "
+           "piled up high: the model predicts reported scores too low on balance, so the "
+           "densities drawn through them may be biased.",
+}
+
+
 def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
     """Where the ECDF of the PIT values leaves the simultaneous band, and its shape."""
     pit = np.sort(np.asarray(pit, float)[np.isfinite(pit)])
@@ -431,16 +451,17 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
     i_hi, i_lo = int(np.argmax(diff)), int(np.argmin(diff))
     low_half, high_half = diff[grid < 0.5], diff[grid > 0.5]
     if low_half.mean() > 0 > high_half.mean():
-        shape = ("too many PIT values in both tails: over-confident (predictive intervals "
-                 "too narrow)")
+        shape, key = ("too many PIT values in both tails: over-confident (predictive "
+                      "intervals too narrow)"), "narrow"
     elif low_half.mean() < 0 < high_half.mean():
-        shape = "too few PIT values in the tails: under-confident (intervals too wide)"
+        shape, key = ("too few PIT values in the tails: under-confident (intervals too "
+                      "wide)"), "wide"
     elif diff.mean() > 0:
-        shape = "PIT values pile up low: the model predicts scores too high"
+        shape, key = "PIT values pile up low: the model predicts scores too high", "high"
     else:
-        shape = "PIT values pile up high: the model predicts scores too low"
+        shape, key = "PIT values pile up high: the model predicts scores too low", "low"
     return record("loo_pit", label, value=int(outside.sum()), nominal=0,
-                  passed=not outside.any(),
+                  passed=not outside.any(), caveat=LOO_PIT_CAVEATS[key],
                   detail=(f"the ECDF of {n} PIT values leaves the band at {int(outside.sum())} "
                           f"of {grid.size} grid points; largest deviation from uniform "
                           f"{diff[i_hi]:+.3f} at {grid[i_hi]:.2f} and {diff[i_lo]:+.3f} at "
@@ -499,11 +520,22 @@ def pareto_k_record(k: np.ndarray, good_k: float = 0.7) -> dict:
                           f"{PARETO_K_TOLERATED_SHARE:.0%}"))
 
 
-@register("reachability",
-          caveat="Some benchmarks have reported scores above the highest score the model can "
-                 "reach there (chance + span): a per-benchmark protocol offset on the logit "
-                 "scale cannot raise the ceiling, so those scores pull their models' densities "
-                 "up as far as the sigmoid allows, and the fit there is structurally wrong.")
+#: What a failed reachability record means: more reported scores above the ceiling than
+#: replicates put there, or (with no excess count) a largest score the replicates rarely reach.
+REACHABILITY_CAVEATS = {
+    "above": "Some benchmarks have reported scores above the highest score the model can reach "
+             "there (chance + span): a per-benchmark protocol offset on the logit scale cannot "
+             "raise the ceiling, so those scores pull their models' densities up as far as the "
+             "sigmoid allows, and the fit there is structurally wrong.",
+    "max": "On some benchmarks the best reported score sits where the model's replicated data "
+           "almost never reach (posterior predictive p of the maximum below 1%), although no "
+           "more scores lie above the ceiling than replicates put there: the fitted ceiling is "
+           "pressed against the best models' scores, so their densities are read where the "
+           "sigmoid is flat and are the least certain.",
+}
+
+
+@register("reachability", caveat=REACHABILITY_CAVEATS["above"])
 def _reachability(ctx: CheckContext):
     if not ctx.has_scores or "score_span" not in ctx.idata.posterior:
         return None
@@ -565,19 +597,20 @@ def reachability_records(benchmarks, reachable: np.ndarray | None, scores: np.nd
         above = s > ceilings
         k = int(above.sum())
         if replicated is None:
-            passed = k == 0
+            passed, reason = k == 0, "above"
             rep_text = "no replicated data: none allowed"
         else:
             counts = (replicated[:, rows] > ceilings).sum(axis=1)
             allowed = int(np.floor(np.quantile(counts, REACHABLE_REPLICATE_QUANTILE)))
             p_max = float(np.mean(replicated[:, rows].max(axis=1) >= s.max()))
             passed = k <= allowed and p_max >= 1.0 - REACHABLE_REPLICATE_QUANTILE
+            reason = "above" if k > allowed else "max"
             rep_text = (f"replicated data put at most {allowed} above it "
                         f"({REACHABLE_REPLICATE_QUANTILE:.0%}) and reach the largest reported "
                         f"score in {p_max:.1%} of draws")
         out.append(record(
             f"reachability:{name}", f"reported scores the model can reach: {name}",
-            value=k / s.size, nominal=0.0, passed=passed,
+            value=k / s.size, nominal=0.0, passed=passed, caveat=REACHABILITY_CAVEATS[reason],
             detail=(f"{k} of {s.size} reported scores (max {s.max():.3f}) above "
                     f"{'their format' + chr(39) + 's ceiling (highest ' if row_ceiling is not None else ''}"
                     f"{ceiling:.3f}{')' if row_ceiling is not None else ''}, "

@@ -121,6 +121,15 @@ def test_small_sbc_on_a_local_cluster(tmp_path):
     assert {"rank_slope_pre", "rank_doubling_time_days", "rank_alpha[mmlu]",
             "rank_log_likelihood"} <= set(ranks.columns)
     assert (ranks >= 0).all().all() and ranks.le(table["n_draws"], axis=0).all().all()
+    # Every task records where its divergences start (a list, empty without divergences)
+    # and its leapfrog steps per draw.
+    for path in sorted((tmp_path / "sbc" / "tasks").glob("*.json")):
+        diag = json.loads(path.read_text())["result"]["diagnostics"]
+        assert isinstance(diag["divergence_locations"], list)
+        assert len(diag["divergence_locations"]) <= 5
+        assert (diag["divergences"] == 0) == (diag["divergence_locations"] == [])
+        assert diag["mean_leapfrog_steps"] >= 1
+    assert "divergence_variables" in report["sampler_diagnostics"]
     # One worker compiled once; the other simulations swapped their data in.
     assert report["timing"]["n_compiles"] == 1 and report["timing"]["n_fits"] == 3
     assert (tmp_path / "sbc" / "sbc_ecdf.png").is_file()
@@ -191,6 +200,24 @@ def test_sampler_diagnostics_of_one_chain_fits_have_no_rhat():
     assert out["median_max_rhat"] == 1.02 and out["n_ess_bulk_below"] == 1
     none = sampler_diagnostics({"a": rec(None, 300.0)}, load_spec("default"))
     assert none["median_max_rhat"] is None and none["n_rhat_above"] == 0
+
+
+def test_divergent_fits_name_the_variables_where_their_divergences_start():
+    from densing_bayes.analysis.calibration import sampler_diagnostics
+
+    def rec(divergences, variables):
+        where = [{"coordinate": f"{v}_0", "variable": v, "mean_percentile": 0.01,
+                  "outer_share": 1.0} for v in variables]
+        return {"status": "ok", "result": {"diagnostics": {
+            "divergences": divergences, "max_rhat": None, "min_ess_bulk": 100.0,
+            "divergence_locations": where}}}
+
+    records = {"a": rec(3, ["drift_sd_log__", "slope_post"]), "b": rec(1, ["drift_sd_log__"]),
+               "c": rec(0, []), "d": {"status": "ok", "result": {"diagnostics": {
+                   "divergences": 0, "max_rhat": None, "min_ess_bulk": 90.0}}}}  # older record
+    out = sampler_diagnostics(records, load_spec("default"))
+    assert out["divergence_variables"] == {"drift_sd_log__": 2, "slope_post": 1}
+    assert list(out["divergence_variables"]) == ["drift_sd_log__", "slope_post"]
 
 
 def _ranks_table(ranks, n_draws, status=None):

@@ -269,8 +269,23 @@ def fit_simulated(structure: _Structure, observed: Mapping[str, np.ndarray], spe
     idata = nutpie.sample(structure.compiled.with_data(**observed), draws=s.draws, tune=s.tune,
                           chains=s.chains, cores=1, seed=seed, progress_bar=False,
                           target_accept=s.target_accept, save_warmup=False,
-                          low_rank_modified_mass_matrix=s.mass_matrix == "low_rank")
+                          low_rank_modified_mass_matrix=s.mass_matrix == "low_rank",
+                          # where divergences start (:func:`divergence_locations`)
+                          store_divergences=True, store_unconstrained=True)
     return idata, time.perf_counter() - start
+
+
+def fit_diagnostics(idata, min_ess_bulk: float, max_rhat: float | None) -> dict:
+    """A simulated fit's diagnostics for its task record: divergences and where they start,
+    leapfrog steps per draw (the geometry's cost), the ranked quantities' ESS and R-hat."""
+    from densing_bayes.inference.diagnostics import divergence_locations
+
+    stats = idata.sample_stats
+    return {"divergences": int(stats["diverging"].sum()),
+            "divergence_locations": divergence_locations(idata),
+            "mean_leapfrog_steps": float(stats["n_steps"].mean()) if "n_steps" in stats
+            else None,
+            "min_ess_bulk": min_ess_bulk, "max_rhat": max_rhat}
 
 
 def simulate_and_rank(spec: ModelSpec, design_seed: int, sim_id: int, seed: int,
@@ -297,10 +312,9 @@ def simulate_and_rank(spec: ModelSpec, design_seed: int, sim_id: int, seed: int,
         "ranks": {q: rank_of(float(true_values[q]), thinned[q], rng) for q in draws},
         "truth": {q: float(v) for q, v in true_values.items()},
         "prior_attempts": attempts,
-        "diagnostics": {"divergences": int(idata.sample_stats["diverging"].sum()),
-                        "min_ess_bulk": ess,
-                        "max_rhat": max(float(az.rhat(v)) for v in draws.values()
-                                        if np.isfinite(v).all())},
+        "diagnostics": fit_diagnostics(idata, ess, max(float(az.rhat(v))
+                                                       for v in draws.values()
+                                                       if np.isfinite(v).all())),
         "timing": {"build_seconds": build_seconds, "sample_seconds": sample_seconds,
                    "total_seconds": time.perf_counter() - start},
     }
@@ -459,8 +473,20 @@ def sampler_diagnostics(records: Mapping[str, dict], spec: ModelSpec) -> dict:
         "n_ess_bulk_below": sum(d["min_ess_bulk"] < t.min_ess for d in diags),
         "median_max_rhat": float(np.median(rhats)) if rhats else None,
         "median_min_ess_bulk": float(np.median([d["min_ess_bulk"] for d in diags])),
+        "divergence_variables": divergence_variables(diags),
         "thresholds": t.model_dump(),
     }
+
+
+def divergence_variables(diags: Sequence[Mapping]) -> dict[str, int]:
+    """Across the divergent fits that recorded where their divergences start, how many have
+    each variable among their most extreme coordinates (most frequent first): a variable in
+    most of them is where the geometry breaks."""
+    counts: dict[str, int] = {}
+    for d in diags:
+        for name in {row["variable"] for row in d.get("divergence_locations") or []}:
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def compile_reuse_timing(records: Mapping[str, dict], wall_seconds: float) -> dict:

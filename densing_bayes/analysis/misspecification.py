@@ -264,9 +264,8 @@ def simulate_and_fit(spec: ModelSpec, world_name: str, sim_id: int, seed: int,
             {q: interval_record(float(truths[q]), draws[q], rng) for q in draws}),
         "world_parameters": {n: _summarise(truth[n]) for n in world.record},
         "prior_attempts": attempts,
-        "diagnostics": {"divergences": int(idata.sample_stats["diverging"].sum()),
-                        "min_ess_bulk": min(float(az.ess(v)) for v in finite),
-                        "max_rhat": max(float(az.rhat(v)) for v in finite)},
+        "diagnostics": calibration.fit_diagnostics(
+            idata, min(float(az.ess(v)) for v in finite), max(float(az.rhat(v)) for v in finite)),
         "timing": {"build_seconds": fit_build + gen_build, "sample_seconds": sample_seconds,
                    "total_seconds": time.perf_counter() - start},
     }

@@ -10,6 +10,7 @@ R-hat compares chains, so with one chain it does not exist: it is reported as un
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import arviz as az
@@ -90,3 +91,40 @@ def diagnose(idata: az.InferenceData, var_names: list[str]) -> Diagnostics:
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     bfmi = float(np.min(az.bfmi(idata))) if "energy" in stats else float("nan")
     return Diagnostics(divergences, rhat, ess_bulk, ess_tail, bfmi, rhat_name, ess_name)
+
+
+#: How many coordinates :func:`divergence_locations` reports per fit.
+DIVERGENCE_TOP = 5
+
+
+def unconstrained_variable(coordinate: str) -> str:
+    """The variable an unconstrained coordinate belongs to: nutpie names element i of a
+    vector ``name_i`` (``name_i.j`` for a matrix), a scalar by its name alone."""
+    return re.sub(r"_\d+(\.\d+)*$", "", coordinate)
+
+
+def divergence_locations(idata: az.InferenceData, top: int = DIVERGENCE_TOP) -> list[dict]:
+    """Where the divergent trajectories of a fit start, as the coordinates whose starts sit
+    furthest into one tail of their own posterior: for each unconstrained coordinate, the
+    mean posterior percentile of the starts (0.5 when they sit anywhere) and the share of
+    starts in its outer 10%. A funnel shows as a scale's log at one end and its group's
+    coordinates at the other. Needs nutpie's ``store_divergences`` and
+    ``store_unconstrained``; returns [] without them or without divergences."""
+    stats = idata.sample_stats
+    if "divergence_start" not in stats or "unconstrained_draw" not in stats:
+        return []
+    diverging = np.asarray(stats["diverging"].values, bool).ravel()
+    if not diverging.any():
+        return []
+    names = [str(n) for n in stats["unconstrained_parameter"].values]
+    draws = np.sort(np.asarray(stats["unconstrained_draw"].values, float)
+                    .reshape(-1, len(names)), axis=0)
+    starts = np.asarray(stats["divergence_start"].values, float).reshape(-1, len(names))[diverging]
+    rows = []
+    for j, name in enumerate(names):
+        pct = np.searchsorted(draws[:, j], starts[:, j]) / draws.shape[0]
+        rows.append({"coordinate": name, "variable": unconstrained_variable(name),
+                     "mean_percentile": float(pct.mean()),
+                     "outer_share": float(np.mean((pct < 0.05) | (pct > 0.95)))})
+    rows.sort(key=lambda r: -abs(r["mean_percentile"] - 0.5))
+    return rows[:top]

@@ -287,6 +287,13 @@ def test_sbc_record_passes_only_without_rejections():
                                               "uniform": False}}}
     rec = checks.sbc_record(bad, "bundled")
     assert rec["passed"] is False and "rejected: slope_pre" in rec["detail"]
+    assert "divergences start" not in rec["detail"]  # an older batch: nothing recorded
+    placed = {**bad, "sampler_diagnostics": {
+        **ok["sampler_diagnostics"],
+        "divergence_variables": {"benchmark_drift_sd_log__": 9, "slope_post": 4, "a": 2, "b": 1}}}
+    rec = checks.sbc_record(placed, "bundled")
+    assert ("13 of 26 fits had divergences; their divergences start in the tails of "
+            "benchmark_drift_sd_log__ (9 fits), slope_post (4 fits), a (2 fits)") in rec["detail"]
 
 
 def test_misspecification_records_judge_each_world_by_its_wilson_interval():

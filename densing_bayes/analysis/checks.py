@@ -891,6 +891,17 @@ def longer_fits_detail(comparison: dict) -> str:
                else "the batch's short chains move its ranks"))
 
 
+def _divergence_places(diag: dict, top: int = 3) -> str:
+    """Where the batch's divergences start: the variables most often among a divergent fit's
+    most extreme coordinates (batches from before the records kept them say nothing)."""
+    counts = diag.get("divergence_variables") or {}
+    if not counts:
+        return ""
+    named = ", ".join(f"{name} ({k} fit{'' if k == 1 else 's'})"
+                      for name, k in list(counts.items())[:top])
+    return f"; their divergences start in the tails of {named}"
+
+
 def sbc_record(report: dict, design: str) -> dict:
     """Passes when no ranked quantity rejects uniformity (chi-square and KS at the batch's
     alpha); the detail says how many simulations back it, i.e. how much power it has."""
@@ -916,6 +927,7 @@ def sbc_record(report: dict, design: str) -> dict:
                 + f"smallest p {p_min[worst]:.2g} ({worst})"
                 + (f"; {diag['n_with_divergences']} of {diag['n_fits']} fits had divergences"
                    if diag.get("n_with_divergences") else "")
+                + _divergence_places(diag)
                 + ("; fewer than 100 simulations: little power against mild miscalibration"
                    if sizes[-1] < 100 else "")))
 

@@ -1,5 +1,6 @@
 """The recorded numerical stack: what reproduces a run's draws besides its spec and seed."""
 import platform
+import subprocess
 from importlib.metadata import version
 
 from densing_bayes.inference import environment
@@ -26,3 +27,27 @@ def test_describe_is_one_line_and_says_when_nothing_was_recorded():
     line = environment.describe({"python": "3.11.7", "numpy": "2.4.6", "machine": "Linux x86_64"})
     assert line == "Python 3.11.7, numpy 2.4.6 (Linux x86_64)"
     assert environment.describe(None) == "-"
+
+
+def _git(path, *args):
+    subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
+
+
+def test_the_stack_names_the_commit_of_the_packages_code(tmp_path):
+    """Same version, other commit: other draws. A commit (and whether the code differs from
+    it) is recorded; outside a checkout, or untracked inside one, it is unknown."""
+    repo = tmp_path / "repo"
+    pkg = repo / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("x = 1\n")
+    assert environment.source_commit(pkg) == "unknown"  # not a git checkout
+    _git(repo, "init", "-q")
+    assert environment.source_commit(pkg) == "unknown"  # a checkout, but the file is untracked
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    assert environment.source_commit(pkg) == head
+    (pkg / "__init__.py").write_text("x = 2\n")
+    assert environment.source_commit(pkg) == head + "-dirty"
+    assert "densing_bayes_commit" in environment.numerical_stack()

@@ -90,6 +90,9 @@ def test_outputs_from_records(tmp_path):
 
     table = pd.read_csv(tmp_path / sbc.RANKS_CSV)
     assert list(table.columns[:5]) == ["sim_id", "seed", "status", "n_draws", "thin"]
+    ok = table["status"] == "ok"
+    assert table.loc[ok, "divergences"].notna().all() and table.loc[ok, "min_ess_bulk"].gt(0).all()
+    assert table.loc[table["sim_id"] == 1, "divergences"].item() > 0  # sims 1, 11, 21, 31
     assert {"rank_slope_pre", "rank_log_likelihood"} <= set(table.columns)
     assert len(table) == 40 and (table["status"] == "failed").sum() == 1
     saved = json.loads((tmp_path / sbc.SBC_JSON).read_text())

@@ -405,18 +405,23 @@ def run_sbc(spec: ModelSpec, n_simulations: int, out: Path, *, resume: bool = Fa
 
 
 def ranks_table(records: Mapping[str, dict]) -> pd.DataFrame:
-    """One row per simulation: id, seed, status, thinned draw count, one rank per quantity."""
+    """One row per simulation: id, seed, status, thinned draw count, the fit's divergences and
+    minimum bulk ESS (to read the ranks of weak fits apart), one rank per quantity."""
     rows = []
     for task_id, record in records.items():
         result = record["result"] or {}
+        diagnostics = result.get("diagnostics") or {}
         row = {"sim_id": int(task_id.split("_")[1]), "seed": result.get("seed"),
                "status": record["status"], "n_draws": result.get("n_draws"),
-               "thin": result.get("thin"), "error": record["error"]}
+               "thin": result.get("thin"), "error": record["error"],
+               "divergences": diagnostics.get("divergences"),
+               "min_ess_bulk": diagnostics.get("min_ess_bulk")}
         row.update({f"rank_{q}": r for q, r in result.get("ranks", {}).items()})
         rows.append(row)
     table = pd.DataFrame(rows).sort_values("sim_id", kind="stable")
     return table.astype({c: "Int64" for c in table.columns
-                         if c.startswith("rank_") or c in ("n_draws", "thin", "seed")})
+                         if c.startswith("rank_") or c in ("n_draws", "thin", "seed",
+                                                          "divergences")})
 
 
 def write_sbc_outputs(out: Path, records: Mapping[str, dict], spec: ModelSpec, *,

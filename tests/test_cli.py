@@ -85,3 +85,21 @@ def test_every_subcommand_has_help(command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
+
+
+def test_target_accept_reaches_the_spec_and_out_of_range_is_one_line(capsys):
+    """Raising NUTS's target acceptance is the first remedy for divergences (the diagnostics'
+    advice says so); batch commands take it like the other sampler settings."""
+    from densing_bayes.presentation.cli import _spec_with_flags, build_parser
+
+    args = build_parser().parse_args(["sbc", "default", "--simulations", "3",
+                                      "--target-accept", "0.97"])
+    spec = _spec_with_flags(args)
+    assert spec.sampler.target_accept == 0.97 and spec.sampler.draws == 1500
+    default = _spec_with_flags(build_parser().parse_args(["sbc", "default", "--simulations", "3"]))
+    assert default.sampler.target_accept == 0.9
+    for bad in ("1.2", "0", "high"):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(["fit", "default", "--out", "x", "--target-accept", bad])
+        assert exc.value.code == 2
+        assert "strictly between 0 and 1" in capsys.readouterr().err

@@ -87,7 +87,8 @@ def _spec_with_flags(args):
     from densing_bayes.model.spec import load_spec
 
     spec = load_spec(args.spec)
-    sampler = {k: getattr(args, k) for k in ("seed", "draws", "tune", "chains", "backend")
+    sampler = {k: getattr(args, k) for k in ("seed", "draws", "tune", "chains", "target_accept",
+                                             "backend")
                if getattr(args, k, None) is not None}
     overrides = {"sampler": sampler} if sampler else {}
     if getattr(args, "data", None):
@@ -364,11 +365,24 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number strictly between 0 and 1")
+    return value
+
+
 def _sampler_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (default: the spec's)")
     p.add_argument("--draws", type=int, help="posterior draws per chain")
     p.add_argument("--tune", type=int, help="tuning steps per chain")
     p.add_argument("--chains", type=int, help="number of chains")
+    p.add_argument("--target-accept", type=_probability, metavar="P",
+                   help="NUTS target acceptance rate, 0 < P < 1 (default: the spec's; "
+                   "raising it shortens the steps where divergences occur)")
     p.add_argument("--backend", choices=["nutpie", "pymc", "numpyro"],
                    help="NUTS implementation (numpyro needs densing_bayes[numpyro])")
 

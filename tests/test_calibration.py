@@ -210,7 +210,9 @@ def test_divergent_fits_name_the_variables_where_their_divergences_start():
 
     def rec(divergences, variables):
         where = [{"coordinate": f"{v}_0", "variable": v, "mean_percentile": 0.01,
-                  "outer_share": 1.0} for v in variables]
+                  "outer_share": 1.0, "z": -4.0, "in_tail": True} for v in variables]
+        where.append({"coordinate": "chance_0", "variable": "chance", "mean_percentile": 0.2,
+                      "outer_share": 0.5, "z": -1.0, "in_tail": False})  # not counted
         return {"status": "ok", "result": {"diagnostics": {
             "divergences": divergences, "max_rhat": None, "min_ess_bulk": 100.0,
             "divergence_locations": where}}}
@@ -221,6 +223,7 @@ def test_divergent_fits_name_the_variables_where_their_divergences_start():
     out = sampler_diagnostics(records, load_spec("default"))
     assert out["divergence_variables"] == {"drift_sd_log__": 2, "slope_post": 1}
     assert list(out["divergence_variables"]) == ["drift_sd_log__", "slope_post"]
+    assert out["n_divergent_fits_placed"] == 2  # a and b; c has none, d is an older record
 
 
 def _ranks_table(ranks, n_draws, status=None):

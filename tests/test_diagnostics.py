@@ -31,6 +31,21 @@ def test_the_coordinate_whose_divergences_start_in_a_tail_comes_first():
     assert rows[0]["mean_percentile"] == 0.0 and rows[0]["outer_share"] == 1.0
     assert rows[0]["variable"] == "scale_log__" and rows[1]["variable"] == "group"
     assert len(rows) == 2
+    # 20 starts all below every draw: z = -0.5 / sqrt(1 / 240), beyond the bound for 3
+    # coordinates; a group coordinate's starts fall anywhere
+    assert rows[0]["z"] == pytest.approx(-0.5 * np.sqrt(240)) and rows[0]["in_tail"]
+    assert not rows[1]["in_tail"]
+
+
+def test_two_divergences_can_never_place_a_coordinate_in_a_tail():
+    n, names = 400, [f"c_{i}" for i in range(50)]
+    draws = np.random.default_rng(1).normal(size=(n, 50))
+    diverging = np.zeros(n, bool)
+    diverging[:2] = True
+    starts = np.full((n, 50), np.nan)
+    starts[:2] = -10.0  # as extreme as can be, in every coordinate
+    rows = divergence_locations(_idata(draws, diverging, starts, names))
+    assert rows[0]["mean_percentile"] == 0.0 and not any(r["in_tail"] for r in rows)
 
 
 def test_no_divergences_or_no_stored_starts_give_nothing():

@@ -479,17 +479,24 @@ def sampler_diagnostics(records: Mapping[str, dict], spec: ModelSpec) -> dict:
         "median_max_rhat": float(np.median(rhats)) if rhats else None,
         "median_min_ess_bulk": float(np.median([d["min_ess_bulk"] for d in diags])),
         "divergence_variables": divergence_variables(diags),
+        # the divergent fits whose records can place their divergences (older ones cannot)
+        "n_divergent_fits_placed": sum(
+            d["divergences"] > 0 and all("in_tail" in row
+                                         for row in d.get("divergence_locations") or [{}])
+            for d in diags),
         "thresholds": t.model_dump(),
     }
 
 
 def divergence_variables(diags: Sequence[Mapping]) -> dict[str, int]:
     """Across the divergent fits that recorded where their divergences start, how many have
-    each variable among their most extreme coordinates (most frequent first): a variable in
-    most of them is where the geometry breaks."""
+    each variable among their coordinates whose starts sit in a tail beyond chance
+    (``in_tail``; most frequent first): a variable in most of them is where the geometry
+    breaks. Fits with few divergences cannot place them and count for nothing."""
     counts: dict[str, int] = {}
     for d in diags:
-        for name in {row["variable"] for row in d.get("divergence_locations") or []}:
+        for name in {row["variable"] for row in d.get("divergence_locations") or []
+                     if row.get("in_tail")}:
             counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 

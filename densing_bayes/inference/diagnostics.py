@@ -103,13 +103,24 @@ def unconstrained_variable(coordinate: str) -> str:
     return re.sub(r"_\d+(\.\d+)*$", "", coordinate)
 
 
+#: Family-wise level at which a coordinate's divergence starts count as sitting in a tail.
+DIVERGENCE_ALPHA = 0.05
+
+
 def divergence_locations(idata: az.InferenceData, top: int = DIVERGENCE_TOP) -> list[dict]:
     """Where the divergent trajectories of a fit start, as the coordinates whose starts sit
     furthest into one tail of their own posterior: for each unconstrained coordinate, the
-    mean posterior percentile of the starts (0.5 when they sit anywhere) and the share of
-    starts in its outer 10%. A funnel shows as a scale's log at one end and its group's
-    coordinates at the other. Needs nutpie's ``store_divergences`` and
-    ``store_unconstrained``; returns [] without them or without divergences."""
+    mean posterior percentile of the starts (0.5 when they sit anywhere), the share of
+    starts in its outer 10%, and z, that mean's distance from 0.5 in units of its SD when k
+    starts fall anywhere (sqrt(1 / 12k)). ``in_tail``: |z| beyond the Bonferroni bound at
+    :data:`DIVERGENCE_ALPHA` over all coordinates, since with hundreds of coordinates some sit
+    at an extreme by chance (a fit with 2 divergences can never pass it: |z| <= 2.45). A
+    funnel shows as a scale's log at one end and its group's coordinates at the other. The
+    starts of one chain are not independent draws, so z is a guide, not a test. Needs
+    nutpie's ``store_divergences`` and ``store_unconstrained``; returns [] without them or
+    without divergences."""
+    from scipy import stats as sps
+
     stats = idata.sample_stats
     if "divergence_start" not in stats or "unconstrained_draw" not in stats:
         return []
@@ -120,11 +131,15 @@ def divergence_locations(idata: az.InferenceData, top: int = DIVERGENCE_TOP) -> 
     draws = np.sort(np.asarray(stats["unconstrained_draw"].values, float)
                     .reshape(-1, len(names)), axis=0)
     starts = np.asarray(stats["divergence_start"].values, float).reshape(-1, len(names))[diverging]
+    k = starts.shape[0]
+    bound = float(sps.norm.ppf(1.0 - DIVERGENCE_ALPHA / (2 * len(names))))
     rows = []
     for j, name in enumerate(names):
         pct = np.searchsorted(draws[:, j], starts[:, j]) / draws.shape[0]
+        z = (float(pct.mean()) - 0.5) / np.sqrt(1.0 / (12.0 * k))
         rows.append({"coordinate": name, "variable": unconstrained_variable(name),
                      "mean_percentile": float(pct.mean()),
-                     "outer_share": float(np.mean((pct < 0.05) | (pct > 0.95)))})
+                     "outer_share": float(np.mean((pct < 0.05) | (pct > 0.95))),
+                     "z": float(z), "in_tail": bool(abs(z) > bound)})
     rows.sort(key=lambda r: -abs(r["mean_percentile"] - 0.5))
     return rows[:top]

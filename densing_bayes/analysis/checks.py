@@ -893,7 +893,8 @@ def longer_fits_detail(comparison: dict) -> str:
 
 def _divergence_places(diag: dict, top: int = 3) -> str:
     """Where the batch's divergences start: the variables most often among a divergent fit's
-    most extreme coordinates (batches from before the records kept them say nothing)."""
+    coordinates whose starts sit in a tail beyond chance (``in_tail``; batches from before
+    the records kept them say nothing)."""
     counts = diag.get("divergence_variables") or {}
     if not counts:
         return ""

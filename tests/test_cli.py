@@ -103,3 +103,16 @@ def test_target_accept_reaches_the_spec_and_out_of_range_is_one_line(capsys):
             build_parser().parse_args(["fit", "default", "--out", "x", "--target-accept", bad])
         assert exc.value.code == 2
         assert "strictly between 0 and 1" in capsys.readouterr().err
+
+
+def test_set_overrides_any_setting_and_a_flag_wins_over_it(capsys):
+    """--set on fit, run and the batch commands (the review's CLI item; only bench had it)."""
+    from densing_bayes.presentation.cli import _spec_with_flags, build_parser
+
+    args = build_parser().parse_args(["run", "default", "--set", "trend.latent=centred",
+                                      "--set", "sampler.draws=200", "--draws", "300"])
+    spec = _spec_with_flags(args)
+    assert spec.trend.latent == "centred" and spec.sampler.draws == 300
+    assert main(["fit", "default", "--out", "unused", "--set", "trend.no_such_key=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set:") and "no_such_key" in err

@@ -84,9 +84,16 @@ def cmd_simulate(args) -> int:
 
 # ------------------------------------------------------------------------------ fitting
 def _spec_with_flags(args):
-    from densing_bayes.model.spec import load_spec
+    """The spec named on the command line, then its ``--set`` overrides, then the sampler and
+    data flags (the more specific flag wins over a ``--set`` of the same setting)."""
+    from densing_bayes.model.spec import SpecError, load_spec, merge_settings
 
     spec = load_spec(args.spec)
+    if getattr(args, "set", None):
+        try:
+            spec = spec.with_overrides(merge_settings(args.set))
+        except SpecError as exc:
+            raise UserError(f"--set: {exc}") from None
     sampler = {k: getattr(args, k) for k in ("seed", "draws", "tune", "chains", "target_accept",
                                              "backend")
                if getattr(args, k, None) is not None}
@@ -385,6 +392,9 @@ def _sampler_flags(p: argparse.ArgumentParser) -> None:
                    "raising it shortens the steps where divergences occur)")
     p.add_argument("--backend", choices=["nutpie", "pymc", "numpyro"],
                    help="NUTS implementation (numpyro needs densing_bayes[numpyro])")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a setting of the spec (repeatable), e.g. "
+                   "--set trend.latent=centred --set sampler.target_accept=0.95")
 
 
 def _batch_flags(p: argparse.ArgumentParser) -> None:

@@ -45,7 +45,9 @@ def numerical_stack() -> dict[str, str]:
 def source_commit(package_dir: Path | None = None) -> str:
     """The git commit the package's code comes from, with "-dirty" when its files differ from
     it; "unknown" when the package is not a tracked file of a git checkout (an installed
-    wheel, or a virtual environment that happens to sit inside someone's repository)."""
+    wheel, or a virtual environment that happens to sit inside someone's repository). Read
+    from the checkout when first asked in a process: a commit made while a long batch runs
+    is not the code its workers loaded, so commit between batches."""
     here = Path(package_dir) if package_dir else Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> subprocess.CompletedProcess:

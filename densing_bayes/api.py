@@ -26,7 +26,7 @@ from densing_bayes.analysis.predict import predict_loss, predict_scores
 from densing_bayes.analysis.summary import summary_table
 from densing_bayes.data import load as _load
 from densing_bayes.data.schema import DensingData
-from densing_bayes.inference.run_io import check_writable, load_run, save_run, stamp
+from densing_bayes.inference.run_io import FittedRun, check_writable, load_run, save_run, stamp
 from densing_bayes.inference.thin import thin_note
 from densing_bayes.model import spec as _spec
 from densing_bayes.model.inputs import ModelInputs
@@ -120,7 +120,9 @@ def fit(spec: str | Path | ModelSpec | Mapping = "default", data=None, *,
 def load(run_folder: str | Path) -> DensingFit:
     """A saved run folder as a :class:`DensingFit` (the thinned copy if posterior.nc is absent)."""
     run = load_run(Path(run_folder))
-    return DensingFit(run.idata, run.spec, summary=run.summary, folder=run.folder)
+    fit = DensingFit(run.idata, run.spec, summary=run.summary, folder=run.folder)
+    fit._loaded = run  # what report() may reuse instead of reading the folder again
+    return fit
 
 
 class DensingFit:
@@ -139,6 +141,7 @@ class DensingFit:
         self._summary = summary
         self._inputs = inputs
         self.folder = None if folder is None else Path(folder)
+        self._loaded: FittedRun | None = None
 
     def __repr__(self) -> str:
         dt = (self._summary or {}).get("doubling_time_days") or {}
@@ -161,7 +164,6 @@ class DensingFit:
     def inputs(self) -> ModelInputs:
         """The per-row covariates the model saw (rebuilt from the run for a loaded fit)."""
         if self._inputs is None:
-            from densing_bayes.inference.run_io import FittedRun
             from densing_bayes.presentation.report import plot_inputs
 
             self._inputs = plot_inputs(FittedRun(self.folder or Path("."), self.idata,
@@ -336,4 +338,9 @@ class DensingFit:
             self.save(folder, force=force)
         if self.folder is None:
             raise ValueError("this fit is not saved: call report(folder) or save(folder) first")
-        return write_report(self.folder, compare=[Path(c) for c in compare], svg=svg)
+        loaded = self._loaded
+        if loaded is not None and not (loaded.idata is self.idata and loaded.spec is self.spec
+                                       and Path(loaded.folder) == self.folder):
+            loaded = None  # changed since it was loaded: the report reads the folder
+        return write_report(self.folder, compare=[Path(c) for c in compare], svg=svg,
+                            run=loaded)

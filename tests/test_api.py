@@ -170,3 +170,34 @@ def test_the_loss_law_alone(paper_sim, tmp_path):
     assert ((small["lower"] < small["median"]) & (small["median"] < small["upper"])).all()
     html = fitted.report(tmp_path / "run").read_text()
     assert "could not be drawn" not in html  # no figure asks for the sigmoid it lacks
+
+
+@pytest.mark.integration
+def test_report_of_a_loaded_run_reads_the_folder_once(saved_run, tmp_path, monkeypatch):
+    import shutil
+
+    from densing_bayes import api
+    from densing_bayes.presentation import report
+
+    folder = shutil.copytree(saved_run[0], tmp_path / "run")
+    reads, rendered = [], []
+
+    def counting_load(path):
+        reads.append(Path(path))
+        return load_run(path)
+
+    def fake_render(run, **_):
+        rendered.append(run)
+        return "<html></html>"
+
+    from densing_bayes.inference.run_io import load_run
+    monkeypatch.setattr(api, "load_run", counting_load)
+    monkeypatch.setattr(report, "load_run", counting_load)
+    monkeypatch.setattr(report, "render_report", fake_render)
+    loaded = db.load(folder)
+    assert loaded.report().read_text() == "<html></html>"
+    assert len(reads) == 1 and rendered[0].idata is loaded.idata
+    # changed since it was loaded: the report reads what is on disk, not the changed draws
+    loaded.idata = loaded.idata.sel(draw=slice(0, 5))
+    loaded.report()
+    assert len(reads) == 2 and rendered[1].idata is not loaded.idata

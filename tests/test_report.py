@@ -654,3 +654,37 @@ def test_figures_are_drawn_serially_inside_a_daemonic_process(monkeypatch):
     import multiprocessing as mp
     monkeypatch.setattr(mp.current_process(), "daemon", True, raising=False)
     assert report.default_figure_workers() == 1
+
+
+def _layout_figure():
+    """A constrained-layout figure whose layout depends on text, a legend and a colorbar."""
+    fig = plots.new_figure(6.0, 3.0)
+    left, right = fig.subplots(1, 2)
+    left.plot([1, 2, 3], [1e-3, 2e3, 5e5], label="a long legend entry")
+    left.set_yscale("log")
+    left.set_ylabel("a label that takes room\n(two lines, units)")
+    left.legend(loc="upper left")
+    image = right.imshow(np.arange(12.0).reshape(3, 4))
+    fig.colorbar(image, ax=right, label="value")
+    fig.suptitle("title")
+    return fig
+
+
+def test_saved_png_has_savefigs_pixels_in_one_draw(tmp_path, monkeypatch):
+    expected = io.BytesIO()
+    _layout_figure().savefig(expected, format="png", dpi=report.PNG_DPI)
+    draws = []
+    original = Figure.draw
+
+    def counting(self, renderer):
+        draws.append(renderer)
+        return original(self, renderer)
+
+    monkeypatch.setattr(Figure, "draw", counting)
+    encoded = report._save_figure(_layout_figure(), "fig", tmp_path)
+    assert len(draws) == 1  # savefig draws twice with a layout engine (a dry run first)
+    png = base64.b64decode(encoded)
+    assert png == (tmp_path / "fig.png").read_bytes()
+    with Image.open(io.BytesIO(png)) as ours, Image.open(expected) as theirs:
+        assert ours.size == theirs.size
+        assert np.array_equal(np.asarray(ours), np.asarray(theirs))

@@ -582,8 +582,15 @@ class FigureOut:
 def _save_figure(fig, key: str, folder: Path, svg: bool = False) -> str:
     """Write ``key``.png (and ``key``.svg when ``svg``) into ``folder``; return the PNG as
     base64. SVG is opt-in: it draws every figure a second time (6 s of a 20 s report)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    # One draw on an Agg canvas instead of ``savefig``: with a layout engine, savefig first
+    # draws the whole figure with rendering disabled to settle the layout, then draws it again,
+    # solving the constrained layout twice. The pixels are the same (tested); the reference
+    # report's figures took 0.80 of savefig's time.
+    fig.set_dpi(PNG_DPI)
+    FigureCanvasAgg(fig).print_png(buf, metadata={"Software": None})
     png = buf.getvalue()
     (folder / f"{key}.png").write_bytes(png)
     if not svg:
@@ -1045,20 +1052,25 @@ def _use_agg() -> None:
 
 # ============================================================================== the report
 def write_report(run_folder: Path, *, force: bool = True,
-                 compare: Sequence[Path] = (), svg: bool = False) -> Path:
+                 compare: Sequence[Path] = (), svg: bool = False,
+                 run: FittedRun | None = None) -> Path:
     """Write ``run_folder/report.html`` and ``run_folder/figures/*.png`` (and ``*.svg`` with
     ``svg``); return the HTML path.
 
     ``compare``: other run folders (changepoint variants fitted to the same data) for the LOO
-    comparison. With ``force=False`` an existing report is not replaced.
+    comparison. With ``force=False`` an existing report is not replaced. ``run``: the run
+    already loaded from ``run_folder`` (:func:`load_run`), so that it is not read twice.
     """
     _use_agg()
     run_folder = Path(run_folder)
     out = run_folder / REPORT_FILE
     if out.exists() and not force:
         raise RunFolderError(f"{out} exists; pass --force to replace it")
-    log.info("report: loading %s", run_folder)
-    run = load_run(run_folder)
+    if run is None:
+        log.info("report: loading %s", run_folder)
+        run = load_run(run_folder)
+    elif Path(run.folder).resolve() != run_folder.resolve():
+        raise ValueError(f"the run given was loaded from {run.folder}, not {run_folder}")
     others = []
     compare_notes = []
     for folder in compare:

@@ -103,6 +103,7 @@ def test_outputs_from_records(tmp_path):
     assert diag["n_fits"] == 39
     assert diag["n_with_divergences"] == 4  # sims 1, 11, 21, 31
     assert diag["n_rhat_above"] == 10 and diag["n_ess_bulk_below"] == 8
+    assert saved["divergent_vs_clean"] == {}  # 4 divergent fits: too few to compare
     timing = saved["timing"]
     assert timing["n_compiles"] == 1
     paid = 65.0 + 38 * 5.5  # one compile, 39 samplings
@@ -279,3 +280,21 @@ def test_a_batch_of_some_ids_keeps_their_seeds_in_the_full_batch():
     assert all(t.kwargs["seed"] == by_id[t.task_id] for t in some)
     with pytest.raises(ValueError, match="0..39"):
         sbc.sbc_tasks(spec, 40, only=[40])
+
+
+def test_divergent_fits_ranked_apart_from_clean_ones():
+    # 8 divergent fits that all put the truth high, 12 clean ones spread evenly
+    ranks = [90, 92, 94, 95, 96, 97, 98, 99] + list(range(4, 100, 8))
+    table = _ranks_table(ranks, [99] * 20)
+    table["divergences"] = [3] * 8 + [0] * 12
+    out = sbc.divergent_vs_clean(table)["q"]
+    assert (out["n_divergent"], out["n_clean"]) == (8, 12)
+    assert out["mean_rank_divergent"] == pytest.approx((sum(ranks[:8]) / 8 + 0.5) / 100)
+    assert out["p_mannwhitney"] < 0.001
+    # the same ranks in both groups: nothing sets the divergent fits apart
+    table["rank_q"] = list(range(4, 100, 12)) + list(range(4, 100, 8))
+    assert sbc.divergent_vs_clean(table)["q"]["p_mannwhitney"] > 0.5
+    # too few divergent fits to compare, or records without divergence counts
+    table["divergences"] = [3] * 4 + [0] * 16
+    assert sbc.divergent_vs_clean(table) == {}
+    assert sbc.divergent_vs_clean(table.drop(columns="divergences")) == {}

@@ -452,6 +452,7 @@ def write_sbc_outputs(out: Path, records: Mapping[str, dict], spec: ModelSpec, *
         "uniformity_alpha": UNIFORMITY_ALPHA,
         "uniformity": {q: uniformity_test(u) for q, u in fractional.items() if u.size},
         "sampler_diagnostics": sampler_diagnostics(records, spec),
+        "divergent_vs_clean": divergent_vs_clean(table),
         "timing": compile_reuse_timing(records, wall_seconds),
     }
     batch.write_json_atomic(out / SBC_JSON, report)
@@ -522,6 +523,39 @@ def compile_reuse_timing(records: Mapping[str, dict], wall_seconds: float) -> di
 
 
 # ------------------------------------------------------------------- sampler error in the ranks
+#: Fewest fits in each group for the divergent-vs-clean comparison of a quantity.
+MIN_FITS_PER_GROUP = 5
+
+
+def divergent_vs_clean(table: pd.DataFrame) -> dict:
+    """Do the fits with divergences rank the truth differently from the clean ones?
+
+    Per quantity: the two groups' sizes and mean midpoint ranks, and the two-sided
+    Mann-Whitney p-value of their difference. Whether a fit diverges depends on its data (and
+    the sampler's seed), not on the truth given the data, so under a correct computation both
+    groups' ranks are uniform; a small p says the divergent fits' posteriors are where the
+    ranks go wrong, a large one with a failing quantity says the failure is not theirs.
+    Empty when either group has fewer than ``MIN_FITS_PER_GROUP`` fits (or no record says).
+    """
+    if "divergences" not in table.columns:
+        return {}
+    ok = table[(table["status"] == "ok") & table["divergences"].notna()]
+    divergent = set(ok.loc[ok["divergences"].astype(int) > 0, "sim_id"])
+    ranks = midpoint_ranks(ok)
+    out = {}
+    for q in ranks.columns:
+        u = ranks[q].dropna()
+        bad = u[u.index.isin(divergent)]
+        good = u[~u.index.isin(divergent)]
+        if min(len(bad), len(good)) < MIN_FITS_PER_GROUP:
+            continue
+        out[q] = {"n_divergent": len(bad), "n_clean": len(good),
+                  "mean_rank_divergent": float(bad.mean()),
+                  "mean_rank_clean": float(good.mean()),
+                  "p_mannwhitney": float(stats.mannwhitneyu(bad, good).pvalue)}
+    return out
+
+
 def midpoint_ranks(table: pd.DataFrame) -> pd.DataFrame:
     """(rank + 1/2) / (L + 1) per simulation (rows, by sim_id) and quantity (columns): the
     fractional rank without its random tie-breaking, so that two batches compare exactly."""

@@ -124,11 +124,7 @@ def design_data(design_seed: int = DESIGN_SEED, design: str = PAPER_DESIGN,
 
 def _build_structure(spec: ModelSpec, design_seed: int,
                      design: str = PAPER_DESIGN) -> _Structure:
-    import nutpie
-    import pytensor
-    from pymc.model.transform.conditioning import remove_value_transforms
     from pymc.pytensorf import compile as compile_pymc
-    from pytensor.graph.replace import graph_replace
     from pytensor.tensor.random.type import RandomGeneratorType
 
     from densing_bayes.model.build import build_model
@@ -139,9 +135,25 @@ def _build_structure(spec: ModelSpec, design_seed: int,
 
     params = [*model.free_RVs, *(model[name] for name in RANKED_DETERMINISTICS)]
     prior_fn = compile_pymc(inputs=[], outputs=[*params, *model.observed_RVs], random_seed=0)
+    return _Structure(
+        prior_fn=prior_fn,
+        prior_rngs=[v for v in prior_fn.get_shared() if isinstance(v.type, RandomGeneratorType)],
+        params=[v.name for v in params],
+        benchmarks=list(inputs.benchmarks),
+        **_fit_parts(model),
+    )
 
-    # Log-likelihood with the observed data as inputs (they change with every simulation), on
-    # the untransformed parameters (what priors and posteriors report).
+
+def _fit_parts(model) -> dict:
+    """What fits a model to swapped-in data and scores it: the nutpie model (compiled with its
+    data as inputs), the observed data's names, and the log-likelihood with the observed data
+    as inputs (they change with every simulation), on the untransformed parameters (what
+    priors and posteriors report)."""
+    import nutpie
+    import pytensor
+    from pymc.model.transform.conditioning import remove_value_transforms
+    from pytensor.graph.replace import graph_replace
+
     umodel = remove_value_transforms(model)
     shared = [umodel.rvs_to_values[rv] for rv in umodel.observed_RVs]
     placeholders = [s.type(s.name) for s in shared]
@@ -149,17 +161,11 @@ def _build_structure(spec: ModelSpec, design_seed: int,
                           dict(zip(shared, placeholders, strict=True)), strict=False)
     loglik_fn = pytensor.function([*umodel.value_vars, *placeholders], total,
                                   on_unused_input="ignore")
-    return _Structure(
-        compiled=nutpie.compile_pymc_model(model),
-        prior_fn=prior_fn,
-        prior_rngs=[v for v in prior_fn.get_shared() if isinstance(v.type, RandomGeneratorType)],
-        params=[v.name for v in params],
-        data=[model.rvs_to_values[rv].name for rv in model.observed_RVs],
-        loglik_fn=loglik_fn,
-        loglik_params=[v.name for v in umodel.value_vars],
-        loglik_data=[s.name for s in shared],
-        benchmarks=list(inputs.benchmarks),
-    )
+    return {"compiled": nutpie.compile_pymc_model(model),
+            "data": [model.rvs_to_values[rv].name for rv in model.observed_RVs],
+            "loglik_fn": loglik_fn,
+            "loglik_params": [v.name for v in umodel.value_vars],
+            "loglik_data": [s.name for s in shared]}
 
 
 def structure_key(spec: ModelSpec, design_seed: int, design: str = PAPER_DESIGN) -> str:
@@ -298,7 +304,17 @@ def simulate_and_rank(spec: ModelSpec, design_seed: int, sim_id: int, seed: int,
     prior_seed, sampler_seed, tie_seed = task_seeds(seed)
     truth, observed, attempts = _prior_draw(structure, prior_seed)
     idata, sample_seconds = fit_simulated(structure, observed, spec, sampler_seed)
+    return _ranked_record(structure, truth, observed, idata, sim_id=sim_id, seed=seed,
+                          tie_seed=tie_seed, attempts=attempts, build_seconds=build_seconds,
+                          sample_seconds=sample_seconds, start=start)
 
+
+def _ranked_record(structure: _Structure, truth: Mapping[str, Any],
+                   observed: Mapping[str, np.ndarray], idata, *, sim_id: int, seed: int,
+                   tie_seed: int, attempts: int, build_seconds: float, sample_seconds: float,
+                   start: float) -> dict:
+    """A simulation's task record: the truth's ranks among the thinned posterior draws of
+    every test quantity, the truths, the fit's diagnostics and the timings."""
     draws = _posterior_quantities(structure, idata, observed)
     thinned, factor, ess = thin_to_ess(draws)
     true_values = {**rank_quantities(truth, structure.benchmarks),
@@ -332,6 +348,141 @@ def _posterior_quantities(structure: _Structure, idata, observed) -> dict[str, n
         for d in range(n_draws):
             loglik[c, d] = _loglik(structure, {k: v[c, d] for k, v in values.items()}, observed)
     return {**draws, "log_likelihood": loglik}
+
+
+# ------------------------------------------------------------------- posterior SBC
+@dataclass(frozen=True)
+class _PosteriorStructure:
+    """What one worker compiles once for posterior SBC of a run: the joint model of the real
+    data and one replicate (fitted), and the single model's forward draw of a replicate."""
+
+    fit: _Structure  # the joint model; its prior fields are unused
+    forward_fn: Any  # pytensor function: free variables -> one replicate of the observed data
+    forward_rngs: list  # its random generators, reseeded per simulation
+    free: list[str]  # forward_fn's inputs, by name
+    real: dict  # the real observed data, by pm.Data name
+    truths: dict  # the run's thinned posterior draws (draw, ...) of the free and ranked variables
+
+
+#: The ``design`` recorded for posterior SBC batches (the design is the run's own data).
+POSTERIOR_DESIGN = "posterior"
+
+
+def _build_posterior_structure(spec: ModelSpec, run_folder: Path) -> _PosteriorStructure:
+    from pymc.pytensorf import compile as compile_pymc
+    from pytensor.graph.basic import ancestors
+    from pytensor.graph.replace import clone_replace
+    from pytensor.tensor.random.type import RandomGeneratorType
+
+    from densing_bayes.model.build import build_model
+    from densing_bayes.model.inputs import prepare_inputs, replicate_rows
+
+    post = posterior_sbc_draws(spec, run_folder)
+    inputs = prepare_inputs(design_data(design="bundled", spec=spec), spec)
+    single = build_model(inputs, spec)
+    # the free variables the data depend on, each replaced by an input, all at once (a
+    # hyper-parameter drops out once its children are given, so some inputs go unused)
+    upstream = set(ancestors(single.observed_RVs))
+    stand_ins = {rv: rv.type(name=rv.name) for rv in single.free_RVs if rv in upstream}
+    replicate = clone_replace(single.observed_RVs, replace=stand_ins)
+    forward_fn = compile_pymc(inputs=list(stand_ins.values()), outputs=replicate,
+                              random_seed=0, on_unused_input="ignore")
+    data = [single.rvs_to_values[rv].name for rv in single.observed_RVs]
+    names = [*(rv.name for rv in single.free_RVs), *RANKED_DETERMINISTICS]
+    stacked = post.stack(sample=("chain", "draw"))
+    truths = {n: np.moveaxis(stacked[n].values, -1, 0) for n in names}
+    joint = build_model(replicate_rows(inputs, 2), spec)
+    return _PosteriorStructure(
+        fit=_Structure(prior_fn=None, prior_rngs=[], params=names,
+                       benchmarks=list(inputs.benchmarks), **_fit_parts(joint)),
+        forward_fn=forward_fn,
+        forward_rngs=[v for v in forward_fn.get_shared()
+                      if isinstance(v.type, RandomGeneratorType)],
+        free=[v.name for v in stand_ins.values()],
+        real={n: np.asarray(single[n].get_value()) for n in data},
+        truths=truths)
+
+
+def posterior_sbc_draws(spec: ModelSpec, run_folder: Path):
+    """The posterior draws posterior SBC takes its truths from: the run's thinned copy (it is
+    what a clone of the repository has, so a batch is reproducible anywhere), or its full
+    draws when it has no thinned copy. Refuses a run of another model than ``spec``'s."""
+    from densing_bayes.inference.run_io import load_run
+    from densing_bayes.inference.thin import THIN_FILE
+
+    run = load_run(Path(run_folder))
+    if run.spec.model_hash() != spec.model_hash():
+        raise SpecError(f"posterior SBC refits the model of {run_folder}; the spec given is "
+                        "another model (use the run's spec.toml, with sampler settings only)")
+    thin = Path(run_folder) / THIN_FILE
+    return (az.from_netcdf(thin) if thin.is_file() else run.idata).posterior
+
+
+def _posterior_draw(structure: _PosteriorStructure, seed: int) -> tuple[dict, dict, int]:
+    """(truth, observed, attempts): a draw of the run's posterior and the real data followed by
+    one replicate given it (a replicate whose likelihood is not finite is drawn again)."""
+    from pymc.pytensorf import reseed_rngs
+
+    rng = np.random.default_rng(seed)
+    index = int(rng.integers(next(iter(structure.truths.values())).shape[0]))
+    truth = {n: v[index] for n, v in structure.truths.items()}
+    reseed_rngs(structure.forward_rngs, seed)
+    for attempt in range(1, MAX_PRIOR_ATTEMPTS + 1):
+        replicate = structure.forward_fn(*[truth[n] for n in structure.free])
+        observed = {n: np.concatenate([real, np.asarray(r)])
+                    for (n, real), r in zip(structure.real.items(), replicate, strict=True)}
+        if math.isfinite(_loglik(structure.fit, truth, observed)):
+            return truth, observed, attempt
+    raise RuntimeError(f"no replicate in {MAX_PRIOR_ATTEMPTS} gave data with a finite "
+                       "likelihood (scores at exactly 0 or 1)")
+
+
+def posterior_simulate_and_rank(spec: ModelSpec, run_folder: str, sim_id: int,
+                                seed: int) -> dict:
+    """One posterior SBC simulation: posterior draw -> replicate -> joint fit -> ranks."""
+    start = time.perf_counter()
+    key = json.dumps({"posterior_sbc": str(Path(run_folder).resolve()),
+                      "spec": json.loads(structure_key(spec, 0, POSTERIOR_DESIGN))})
+    structure, build_seconds = batch.worker_cached(
+        key, lambda: _build_posterior_structure(spec, Path(run_folder)))
+    draw_seed, sampler_seed, tie_seed = task_seeds(seed)
+    truth, observed, attempts = _posterior_draw(structure, draw_seed)
+    idata, sample_seconds = fit_simulated(structure.fit, observed, spec, sampler_seed)
+    return _ranked_record(structure.fit, truth, observed, idata, sim_id=sim_id, seed=seed,
+                          tie_seed=tie_seed, attempts=attempts, build_seconds=build_seconds,
+                          sample_seconds=sample_seconds, start=start)
+
+
+def run_posterior_sbc(spec: ModelSpec, run_folder: Path, n_simulations: int, out: Path, *,
+                      resume: bool = False, force: bool = False, scheduler: str | None = None,
+                      n_workers: int | None = None, progress: bool = True,
+                      only: Sequence[int] | None = None) -> dict:
+    """Posterior SBC of a fitted run (Sailynoja et al. 2025, arXiv:2502.03279): truths are
+    draws of the run's posterior, each simulation's data are the run's real data plus one
+    replicate drawn given the truth, and the model is fitted to both. The truth is then a
+    draw of the joint posterior, so its ranks are uniform when the computation is right for
+    data like the real ones, where the answer is read; prior SBC checks it over the whole
+    prior, in worlds far from them."""
+    check_simulation_batch(spec, n_simulations, "posterior SBC")
+    posterior_sbc_draws(spec, run_folder)  # refuse another model before a folder is touched
+    ids = list(range(n_simulations)) if only is None else sorted(set(only))
+    if any(not 0 <= i < n_simulations for i in ids):
+        raise ValueError(f"simulation ids must lie in 0..{n_simulations - 1}, got {ids}")
+    seeds = simulation_seeds(spec.sampler.seed, n_simulations)
+    tasks = [batch.Task(f"sim_{i:05d}", posterior_simulate_and_rank,
+                        {"spec": spec, "run_folder": str(run_folder), "sim_id": i,
+                         "seed": seeds[i]})
+             for i in ids]
+    manifest = {"job": "sbc", "spec": spec.name, "config_hash": spec.config_hash(),
+                "design": POSTERIOR_DESIGN, "posterior_of": str(run_folder)}
+    start = time.perf_counter()
+    records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,
+                              scheduler=scheduler, n_workers=n_workers, progress=progress,
+                              desc="posterior sbc")
+    report = write_sbc_outputs(out, records, spec, wall_seconds=time.perf_counter() - start)
+    report["posterior_of"] = str(run_folder)
+    batch.write_json_atomic(out / SBC_JSON, report)
+    return report
 
 
 # ------------------------------------------------------------------- uniformity

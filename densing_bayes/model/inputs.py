@@ -16,7 +16,7 @@ reference design's centre) and ``loss_scale`` (median loss-law loss per benchmar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -125,6 +125,30 @@ class ModelInputs:
                 coords["pair"] = list(self.pairs)
         coords["format"] = list(self.formats)
         return coords
+
+
+#: Fields of :class:`ModelInputs` with one entry per observation row (loss-law, curve and
+#: score rows); everything else describes benchmarks, formats, models, groups or pairs.
+ROW_FIELDS = ("law_benchmark", "law_x_params", "law_x_tokens", "law_loss", "law_run",
+              "curve_benchmark", "curve_loss", "curve_score", "curve_format", "curve_group",
+              "score_model", "score_benchmark", "score_source", "score_value", "score_raw",
+              "score_format", "score_best", "score_format_log_weight", "score_pair",
+              "score_copies", "score_sources")
+
+
+def replicate_rows(inputs: ModelInputs, copies: int) -> ModelInputs:
+    """The same design with every observation row repeated ``copies`` times (copy k's rows
+    follow copy k - 1's), sharing the benchmarks, models, groups and pairs: a model of these
+    inputs has the same parameters and latents, and ``copies`` data sets of the same shape.
+    Posterior SBC fits the real data and one simulated replicate jointly this way."""
+    if copies < 1:
+        raise ValueError(f"copies must be at least 1, got {copies}")
+    updates = {}
+    for name in ROW_FIELDS:
+        value = getattr(inputs, name)
+        updates[name] = (list(value) * copies if isinstance(value, list)
+                         else np.concatenate([np.asarray(value)] * copies, axis=0))
+    return replace(inputs, **updates)
 
 
 def squeeze_scores(score: np.ndarray, n_items: np.ndarray | None = None) -> np.ndarray:

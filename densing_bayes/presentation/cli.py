@@ -293,18 +293,34 @@ def cmd_robustness(args) -> int:
 
 
 def cmd_sbc(args) -> int:
-    from densing_bayes.analysis.calibration import SBC_JSON, run_sbc
+    from densing_bayes.analysis.calibration import SBC_JSON, run_posterior_sbc, run_sbc
     from densing_bayes.inference.batch import BatchFolderError
+    from densing_bayes.inference.run_io import RunFolderError
+    from densing_bayes.model.spec import SpecError
 
+    if args.posterior:
+        if args.design != "paper":
+            raise UserError("--posterior: the design is the run's own data; leave out --design")
+        run_spec = Path(args.posterior) / "spec.toml"
+        if args.spec is None and not run_spec.is_file():
+            raise UserError(f"--posterior: {args.posterior} is not a run folder (no spec.toml)")
+        args.spec = args.spec or str(run_spec)
+    else:
+        args.spec = args.spec or "paper_design"
     spec = _spec_with_flags(args)
-    out = Path(args.out) if args.out else Path("reports") / spec.name / "sbc"
+    default_out = "sbc_posterior" if args.posterior else "sbc"
+    out = Path(args.out) if args.out else Path("reports") / spec.name / default_out
     if args.only and max(args.only) >= args.simulations:
         raise UserError(f"--only: simulation ids must lie in 0..{args.simulations - 1}, got "
                         f"{max(args.only)}")
     try:
-        report = run_sbc(spec, args.simulations, out, design=args.design, only=args.only,
-                         **_batch_options(args))
-    except BatchFolderError as exc:
+        if args.posterior:
+            report = run_posterior_sbc(spec, Path(args.posterior), args.simulations, out,
+                                       only=args.only, **_batch_options(args))
+        else:
+            report = run_sbc(spec, args.simulations, out, design=args.design, only=args.only,
+                             **_batch_options(args))
+    except (BatchFolderError, RunFolderError, SpecError) as exc:
         raise UserError(str(exc)) from None
     for quantity, test in report["uniformity"].items():
         verdict = "uniform" if test["uniform"] else "NOT uniform"
@@ -537,11 +553,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sbc", help="simulation-based calibration on the paper's design or "
                        "the bundled data's (Dask batch)")
-    p.add_argument("spec", nargs="?", default="paper_design",
-                   help="bundled spec name or TOML path")
+    p.add_argument("spec", nargs="?", default=None,
+                   help="bundled spec name or TOML path (default paper_design; with "
+                   "--posterior, the run's spec.toml)")
     p.add_argument("--simulations", type=_positive_int, required=True,
                    help="number of simulations")
-    p.add_argument("--out", help="batch folder (default reports/<spec name>/sbc)")
+    p.add_argument("--out", help="batch folder (default reports/<spec name>/sbc, or "
+                   "sbc_posterior with --posterior)")
+    p.add_argument("--posterior", metavar="RUN",
+                   help="posterior SBC of a fitted run: truths are draws of RUN's posterior "
+                   "(its thinned copy), each simulation fits RUN's data plus one replicate "
+                   "drawn given the truth (Sailynoja et al. 2025)")
     p.add_argument("--design", default="paper",
                    help="'paper' (the simulated paper design), 'bundled' (the spec's own data "
                    "folder: its models, dates, sizes, benchmarks and formats) or a data folder")

@@ -1,0 +1,109 @@
+"""Posterior SBC (Sailynoja et al. 2025): the replicated design, the joint model of the real
+data and a replicate, and a small batch of the real job."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from densing_bayes.analysis import calibration as cal
+from densing_bayes.model.build import build_model
+from densing_bayes.model.inputs import ROW_FIELDS, ModelInputs, prepare_inputs, replicate_rows
+from densing_bayes.model.spec import load_spec
+
+
+@pytest.fixture(scope="module")
+def bundled_inputs():
+    spec = load_spec("default")
+    return spec, prepare_inputs(cal.design_data(design="bundled", spec=spec), spec)
+
+
+def test_row_fields_are_exactly_the_per_row_fields(bundled_inputs):
+    """A per-row field left out of ROW_FIELDS would pair a replicate's rows with the wrong
+    covariates; this fails when ModelInputs gains one."""
+    _, inputs = bundled_inputs
+    rows = {len(inputs.law_loss), len(inputs.curve_loss), len(inputs.score_value)}
+    per_row = set()
+    for f in dataclasses.fields(ModelInputs):
+        value = getattr(inputs, f.name)
+        if isinstance(value, (list, np.ndarray)) and len(value) in rows:
+            per_row.add(f.name)
+    assert per_row <= set(ROW_FIELDS)
+    for name in ROW_FIELDS:  # the listed ones have a row's length (or are unused: empty)
+        assert len(getattr(inputs, name)) in rows | {0}, name
+
+
+def test_replicated_rows_repeat_the_design(bundled_inputs):
+    _, inputs = bundled_inputs
+    twice = replicate_rows(inputs, 2)
+    n = len(inputs.score_value)
+    assert len(twice.score_value) == 2 * n and twice.models == inputs.models
+    np.testing.assert_array_equal(twice.score_model[n:], inputs.score_model)
+    np.testing.assert_array_equal(twice.score_format_log_weight[n:],
+                                  inputs.score_format_log_weight)
+    assert twice.law_run[len(inputs.law_run):] == inputs.law_run
+    with pytest.raises(ValueError, match="at least 1"):
+        replicate_rows(inputs, 0)
+
+
+@pytest.mark.integration
+def test_the_doubled_model_adds_the_replicates_likelihood_exactly(bundled_inputs):
+    """With the replicate equal to the data, the joint log density is the single model's plus
+    its log-likelihood once more (same parameters, same latents, rows counted twice)."""
+    spec, inputs = bundled_inputs
+    single = build_model(inputs, spec)
+    double = build_model(replicate_rows(inputs, 2), spec)
+    assert [v.name for v in single.free_RVs] == [v.name for v in double.free_RVs]
+    point = single.initial_point()
+    logp = single.compile_logp()(point)
+    loglik = single.compile_logp(vars=single.observed_RVs)(point)
+    assert double.compile_logp()(point) == pytest.approx(logp + loglik, rel=1e-9)
+
+
+@pytest.fixture(scope="module")
+def paper_run(paper_folder, tmp_path_factory):
+    """A small fit of the paper design, saved as a run folder."""
+    import densing_bayes as db
+
+    folder = tmp_path_factory.mktemp("psbc") / "run"
+    db.fit("paper_design", paper_folder, progress=False, save_to=folder,
+           draws=100, tune=100, chains=2, seed=3)
+    return folder
+
+
+def test_another_model_than_the_runs_is_refused(paper_run, tmp_path):
+    from densing_bayes.inference.run_io import load_run
+    from densing_bayes.model.spec import SpecError
+
+    spec = load_run(paper_run).spec.with_overrides(
+        {"priors": {"slope_post": {"dist": "Normal", "kwargs": {"mu": 0.0, "sigma": 1.0}}}})
+    with pytest.raises(SpecError, match="another model"):
+        cal.run_posterior_sbc(spec, paper_run, 2, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.integration
+def test_small_posterior_sbc_batch(paper_run, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from densing_bayes.inference.run_io import load_run
+
+    spec = load_run(paper_run).spec.with_overrides(
+        {"sampler": {"draws": 60, "tune": 60, "chains": 1, "seed": 4}})
+    report = cal.run_posterior_sbc(spec, paper_run, 2, tmp_path / "psbc", n_workers=1,
+                                   progress=False)
+    table = pd.read_csv(tmp_path / "psbc" / cal.RANKS_CSV)
+    assert len(table) == 2 and (table["status"] == "ok").all(), table.get("error")
+    ranks = table.filter(like="rank_")
+    assert {"rank_slope_post", "rank_alpha[mmlu]", "rank_log_likelihood"} <= set(ranks.columns)
+    assert (ranks >= 0).all().all() and ranks.le(table["n_draws"], axis=0).all().all()
+    assert report["posterior_of"] == str(paper_run)
+    assert json.loads((tmp_path / "psbc" / cal.SBC_JSON).read_text())["posterior_of"]
+    # every truth is one of the run's thinned posterior draws
+    draws = cal.posterior_sbc_draws(spec, paper_run)["slope_post"].values.ravel()
+    for path in sorted((tmp_path / "psbc" / "tasks").glob("*.json")):
+        truth = json.loads(path.read_text())["result"]["truth"]["slope_post"]
+        assert np.min(np.abs(draws - truth)) < 1e-12
+    assert report["timing"]["n_compiles"] == 1

@@ -370,7 +370,7 @@ POSTERIOR_DESIGN = "posterior"
 
 def _build_posterior_structure(spec: ModelSpec, run_folder: Path) -> _PosteriorStructure:
     from pymc.pytensorf import compile as compile_pymc
-    from pytensor.graph.basic import ancestors
+    from pytensor.graph.traversal import ancestors
     from pytensor.graph.replace import clone_replace
     from pytensor.tensor.random.type import RandomGeneratorType
 

@@ -1,4 +1,6 @@
-"""Simulation-based calibration (SBC) of the joint model on the paper's design or a data folder's.
+"""Simulation-based calibration (SBC) of the joint model on the paper's design or a data folder's,
+and posterior SBC of a fitted run (``run_posterior_sbc``: truths from the run's posterior, the
+real data plus one replicate fitted jointly; Sailynoja et al. 2025, arXiv:2502.03279).
 
 Prior SBC (Talts et al. 2018, arXiv:1804.06788; Modrak et al. 2023, arXiv:2211.02383): draw a
 truth from the model's own prior, data from the model given that truth, fit, and record the rank

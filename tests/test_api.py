@@ -177,6 +177,7 @@ def test_report_of_a_loaded_run_reads_the_folder_once(saved_run, tmp_path, monke
     import shutil
 
     from densing_bayes import api
+    from densing_bayes.inference.run_io import load_run
     from densing_bayes.presentation import report
 
     folder = shutil.copytree(saved_run[0], tmp_path / "run")
@@ -190,7 +191,6 @@ def test_report_of_a_loaded_run_reads_the_folder_once(saved_run, tmp_path, monke
         rendered.append(run)
         return "<html></html>"
 
-    from densing_bayes.inference.run_io import load_run
     monkeypatch.setattr(api, "load_run", counting_load)
     monkeypatch.setattr(report, "load_run", counting_load)
     monkeypatch.setattr(report, "render_report", fake_render)

@@ -107,3 +107,17 @@ def test_small_posterior_sbc_batch(paper_run, tmp_path):
         truth = json.loads(path.read_text())["result"]["truth"]["slope_post"]
         assert np.min(np.abs(draws - truth)) < 1e-12
     assert report["timing"]["n_compiles"] == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "is not a run folder"),
+    (["--design", "bundled"], "leave out --design"),
+])
+def test_posterior_flag_errors_are_one_line(tmp_path, capsys, extra, message):
+    from densing_bayes.presentation.cli import main
+
+    code = main(["sbc", "--posterior", str(tmp_path / "no_run"), "--simulations", "2",
+                 "--out", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

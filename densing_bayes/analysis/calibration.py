@@ -467,24 +467,16 @@ def run_posterior_sbc(spec: ModelSpec, run_folder: Path, n_simulations: int, out
     prior, in worlds far from them."""
     check_simulation_batch(spec, n_simulations, "posterior SBC")
     posterior_sbc_draws(spec, run_folder)  # refuse another model before a folder is touched
-    ids = list(range(n_simulations)) if only is None else sorted(set(only))
-    if any(not 0 <= i < n_simulations for i in ids):
-        raise ValueError(f"simulation ids must lie in 0..{n_simulations - 1}, got {ids}")
-    seeds = simulation_seeds(spec.sampler.seed, n_simulations)
-    tasks = [batch.Task(f"sim_{i:05d}", posterior_simulate_and_rank,
-                        {"spec": spec, "run_folder": str(run_folder), "sim_id": i,
-                         "seed": seeds[i]})
-             for i in ids]
+    tasks = _simulation_tasks(spec, n_simulations, only, posterior_simulate_and_rank,
+                              {"run_folder": str(run_folder)})
     manifest = {"job": "sbc", "spec": spec.name, "config_hash": spec.config_hash(),
                 "design": POSTERIOR_DESIGN, "posterior_of": str(run_folder)}
     start = time.perf_counter()
     records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,
                               scheduler=scheduler, n_workers=n_workers, progress=progress,
                               desc="posterior sbc")
-    report = write_sbc_outputs(out, records, spec, wall_seconds=time.perf_counter() - start)
-    report["posterior_of"] = str(run_folder)
-    batch.write_json_atomic(out / SBC_JSON, report)
-    return report
+    return write_sbc_outputs(out, records, spec, wall_seconds=time.perf_counter() - start,
+                             extra={"posterior_of": str(run_folder)})
 
 
 # ------------------------------------------------------------------- uniformity
@@ -529,13 +521,20 @@ def sbc_tasks(spec: ModelSpec, n_simulations: int, *, only: Sequence[int] | None
               design_seed: int = DESIGN_SEED, design: str = PAPER_DESIGN) -> list[batch.Task]:
     """The batch's tasks: simulations 0..n-1, or only the ids in ``only``, each with the seed
     it has in the full batch (so a batch of some ids with longer chains refits the same data)."""
+    return _simulation_tasks(spec, n_simulations, only, simulate_and_rank,
+                             {"design_seed": design_seed, "design": design})
+
+
+def _simulation_tasks(spec: ModelSpec, n_simulations: int, only: Sequence[int] | None,
+                      function, kwargs: Mapping[str, Any]) -> list[batch.Task]:
+    """Tasks ``function(spec=, sim_id=, seed=, **kwargs)`` for simulations 0..n-1 or the ids in
+    ``only``, each with the seed it has in the full batch."""
     ids = list(range(n_simulations)) if only is None else sorted(set(only))
     if any(not 0 <= i < n_simulations for i in ids):
         raise ValueError(f"simulation ids must lie in 0..{n_simulations - 1}, got {ids}")
     seeds = simulation_seeds(spec.sampler.seed, n_simulations)
-    return [batch.Task(f"sim_{i:05d}", simulate_and_rank,
-                       {"spec": spec, "design_seed": design_seed, "sim_id": i, "seed": seeds[i],
-                        "design": design})
+    return [batch.Task(f"sim_{i:05d}", function,
+                       {"spec": spec, "sim_id": i, "seed": seeds[i], **kwargs})
             for i in ids]
 
 
@@ -578,8 +577,9 @@ def ranks_table(records: Mapping[str, dict]) -> pd.DataFrame:
 
 
 def write_sbc_outputs(out: Path, records: Mapping[str, dict], spec: ModelSpec, *,
-                      wall_seconds: float) -> dict:
-    """ranks.csv, sbc.json (uniformity per quantity, timings) and the ECDF-difference plots."""
+                      wall_seconds: float, extra: Mapping[str, Any] | None = None) -> dict:
+    """ranks.csv, sbc.json (uniformity per quantity, timings, and ``extra``'s fields) and the
+    ECDF-difference plots."""
     out = Path(out)
     table = ranks_table(records)
     table.to_csv(out / RANKS_CSV, index=False)
@@ -607,6 +607,7 @@ def write_sbc_outputs(out: Path, records: Mapping[str, dict], spec: ModelSpec, *
         "sampler_diagnostics": sampler_diagnostics(records, spec),
         "divergent_vs_clean": divergent_vs_clean(table),
         "timing": compile_reuse_timing(records, wall_seconds),
+        **(extra or {}),
     }
     batch.write_json_atomic(out / SBC_JSON, report)
     if len(ok):

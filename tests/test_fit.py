@@ -207,7 +207,8 @@ def test_every_batch_the_checks_read_beside_a_run_survives_its_replacement():
     """`run --force` deleted reports/default/sbc_bundled and misspecification (an hour each):
     every folder the calibration checks read beside a run is another job's output."""
     from densing_bayes.analysis import checks
-    from densing_bayes.inference.run_io import OTHER_JOBS_OUTPUT
+    from densing_bayes.inference.run_io import RUN_OWN_FOLDERS
 
-    read_beside = {*checks.SBC_FOLDERS, checks.MISSPECIFICATION_FOLDER, "sensitivity"}
-    assert read_beside <= set(OTHER_JOBS_OUTPUT)
+    read_beside = {*checks.SBC_FOLDERS, checks.POSTERIOR_SBC_FOLDER,
+                   checks.MISSPECIFICATION_FOLDER, "sensitivity"}
+    assert not read_beside & set(RUN_OWN_FOLDERS)  # every other subfolder is kept

@@ -180,6 +180,25 @@ def small_run(tmp_path, paper_folder):
     return out
 
 
+def test_replacing_a_run_keeps_every_folder_another_job_stored_in_it(small_run):
+    """`run --force` deleted RUN/sbc_posterior (hours of posterior-SBC fits): the run kept only
+    a list of known folder names, and nobody had added the new job's."""
+    idata = az.from_dict(posterior={"slope_post": np.zeros((2, 10))})
+    spec = parse_spec({"name": "small", "sampler": {"draws": 10, "chains": 2}})
+    for name in ("sbc_posterior", "a_folder_of_my_own"):
+        (small_run / name / "tasks").mkdir(parents=True)
+        (small_run / name / "tasks" / "sim_00000.json").write_text('{"status": "ok"}')
+    (small_run / "figures").mkdir()
+    (small_run / "figures" / "old_figure.png").write_text("stale")
+    run_io.save_run(small_run, idata, spec, {"doubling_time_days": {"median": 1.0}},
+                    pd.DataFrame({"quantity": ["doubling"], "median": [1.0]}), force=True)
+    assert json.loads((small_run / "summary.json").read_text())["doubling_time_days"] == {
+        "median": 1.0}
+    for name in ("sbc_posterior", "a_folder_of_my_own"):
+        assert (small_run / name / "tasks" / "sim_00000.json").read_text() == '{"status": "ok"}'
+    assert not (small_run / "figures").exists()  # the run's own report figures are replaced
+
+
 def test_an_untouched_run_loads(small_run):
     assert run_io.load_run(small_run).summary["doubling_time_days"]["median"] == 97.5
 

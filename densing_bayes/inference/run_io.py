@@ -16,8 +16,9 @@ Layout of RUN/:
 The folder is assembled in a temporary sibling and renamed into place, so a crash never leaves a
 half-written run. ``force=True`` replaces only a folder that holds a run (``run.json``, or the
 files of a run written before the marker existed); any other non-empty folder is refused, since
-it holds someone's files. Replacing a run keeps what other jobs stored in it (``sensitivity/``,
-:data:`OTHER_JOBS_OUTPUT`): a refit must not delete an hour of refits it did not make (the report
+it holds someone's files. Replacing a run keeps every folder other jobs stored in it
+(``sensitivity/``, ``sbc_posterior/``, anything but the report's ``figures/``:
+:func:`kept_on_replace`): a refit must not delete hours of refits it did not make (the report
 flags them when they were computed for another model: ``ModelSpec.model_hash``).
 
 The swap is recoverable: the old run is renamed to ``.NAME.old`` and deleted only once the new
@@ -53,8 +54,11 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 SPEC_FILE = "spec.toml"
 MARKER_FILE = "run.json"
-#: Entries of a run folder written by other commands, carried over when the run is replaced.
+#: Entries of a run folder written by other commands, carried over when the run is replaced
+#: (with every other subfolder but :data:`RUN_OWN_FOLDERS`: :func:`kept_on_replace`).
 OTHER_JOBS_OUTPUT = ("sensitivity", "sbc", "sbc_bundled", "misspecification", "robustness")
+#: Subfolders a run writes itself (the report's figures), replaced with the run.
+RUN_OWN_FOLDERS = ("figures",)
 #: What a run folder written before the marker existed may hold (legacy runs stay replaceable).
 _LEGACY_RUN_ENTRIES = {POSTERIOR_FILE, SUMMARY_JSON, SUMMARY_CSV, SPEC_FILE, "report.html",
                        "figures", *OTHER_JOBS_OUTPUT}
@@ -115,6 +119,15 @@ def holds_run(folder: Path) -> bool:
     entries = {p.name for p in folder.iterdir()}
     return (SPEC_FILE in entries and bool({POSTERIOR_FILE, SUMMARY_JSON} & entries)
             and entries <= _LEGACY_RUN_ENTRIES)
+
+
+def kept_on_replace(out: Path) -> tuple[str, ...]:
+    """What replacing the run in ``out`` carries over: :data:`OTHER_JOBS_OUTPUT` and every other
+    subfolder the run did not write. A list of known names let `run --force` delete
+    ``sbc_posterior/`` (hours of fits) because nobody had added its name."""
+    out = Path(out)
+    found = ({p.name for p in out.iterdir() if p.is_dir()} if out.is_dir() else set())
+    return tuple(sorted((found | set(OTHER_JOBS_OUTPUT)) - set(RUN_OWN_FOLDERS)))
 
 
 def _backup_of(out: Path) -> Path:
@@ -209,15 +222,19 @@ def disk_full_message(exc: BaseException, where: Path) -> str | None:
 
 
 def write_folder_atomically(out: Path, writers: dict[str, Callable[[Path], None]],
-                            force: bool, keep: tuple[str, ...] = (),
+                            force: bool,
+                            keep: tuple[str, ...] | Callable[[Path], tuple[str, ...]] = (),
                             marker: dict | None = None) -> None:
     """Write every file into a temporary sibling, then swap it in for ``out``.
 
-    Entries of an existing ``out`` named in ``keep`` move into the new folder unchanged. The
+    Entries of an existing ``out`` named in ``keep`` move into the new folder unchanged
+    (``keep`` may be a function of ``out``, called once a killed swap's backup is restored). The
     marker (``run.json``, with ``marker``'s entries and each file's SHA-256) is written last.
     """
     out = Path(out)
     check_writable(out, force)
+    if callable(keep):
+        keep = keep(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(out)}{os.getpid()}-",
@@ -361,7 +378,7 @@ def save_run(out: Path, idata: az.InferenceData, spec: ModelSpec, summary: dict,
         SUMMARY_CSV: lambda p: summary_rows.to_csv(p, index=False),
         SPEC_FILE: lambda p: _write_synced(p, spec.to_toml()),
         THIN_FILE: lambda p: write_thinned(idata, p),  # small enough to commit (inference/thin.py)
-    }, force, keep=OTHER_JOBS_OUTPUT, marker={"kind": "run", "config_hash": spec.config_hash()})
+    }, force, keep=kept_on_replace, marker={"kind": "run", "config_hash": spec.config_hash()})
     return Path(out)
 
 

@@ -81,6 +81,17 @@ def _fake_record(i, rng, status="ok"):
                         "min_ess_bulk": 300.0 if i % 5 == 0 else 800.0}}}
 
 
+def test_family_wise_verdict_is_holm_over_each_quantitys_two_tests():
+    tests = {"a": {"p_chi2": 0.01, "p_ks": 0.5}, "b": {"p_chi2": 0.3, "p_ks": 0.02},
+             "c": {"p_chi2": 0.9, "p_ks": 0.3}}
+    result = sbc.family_wise_uniformity(tests)
+    # p = 2 min: 0.02, 0.04, 0.6; Holm: 3 x 0.02, max(0.06, 2 x 0.04), max(0.08, 0.6)
+    assert result["adjusted_p"] == pytest.approx({"a": 0.06, "b": 0.08, "c": 0.6})
+    assert result["rejected"] == []  # each rejects alone at 0.05, not as a family of 3
+    tests["a"]["p_ks"] = 0.001
+    assert sbc.family_wise_uniformity(tests)["rejected"] == ["a"]  # 3 x 0.002 = 0.006
+
+
 def test_outputs_from_records(tmp_path):
     rng = np.random.default_rng(4)
     records = {f"sim_{i:05d}": _fake_record(i, rng, "failed" if i == 2 else "ok")
@@ -99,6 +110,7 @@ def test_outputs_from_records(tmp_path):
     assert saved == json.loads(json.dumps(report))
     assert saved["n_ok"] == 39 and saved["failures"] == {"sim_00002": "RuntimeError: boom"}
     assert set(saved["uniformity"]) == {"slope_pre", "slope_post", "log_likelihood"}
+    assert set(saved["family_wise"]["adjusted_p"]) == set(saved["uniformity"])
     diag = saved["sampler_diagnostics"]  # 39 fits: sims 0..39 except 2
     assert diag["n_fits"] == 39
     assert diag["n_with_divergences"] == 4  # sims 1, 11, 21, 31

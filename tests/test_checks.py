@@ -272,7 +272,7 @@ def test_anchor_and_offset_checks_read_the_identification_summary():
     assert "b1, b2, b3" in far["detail"]
 
 
-def test_sbc_record_passes_only_without_rejections():
+def test_sbc_record_judges_the_quantities_as_a_family():
     ok = {"uniformity": {"slope_post": {"n": 26, "p_chi2": 0.4, "p_ks": 0.5, "uniform": True},
                          "trend_intercept": {"n": 10, "p_chi2": 0.2, "p_ks": 0.3,
                                              "uniform": True}},
@@ -282,11 +282,22 @@ def test_sbc_record_passes_only_without_rejections():
     assert rec["passed"] is True and rec["value"] == 0
     assert "10-26 simulations" in rec["detail"] and "little power" in rec["detail"]
     assert "13 of 26 fits had divergences" in rec["detail"]
+    assert "no quantity's chi-square or KS rejects" in rec["detail"]
+    # alone at 0.05 slope_pre rejects, but 3 x 2 x 0.01 = 0.06: not as one of a family of 3
+    chance = {**ok, "uniformity": {**ok["uniformity"],
+                                   "slope_pre": {"n": 26, "p_chi2": 0.01, "p_ks": 0.2,
+                                                 "uniform": False}}}
+    rec = checks.sbc_record(chance, "bundled")
+    assert rec["passed"] is True
+    assert "chi-square or KS rejects slope_pre (about 0.3 such rejections expected" in rec[
+        "detail"]
+    assert "smallest adjusted p 0.06 (slope_pre)" in rec["detail"]
     bad = {**ok, "uniformity": {**ok["uniformity"],
-                                "slope_pre": {"n": 26, "p_chi2": 0.01, "p_ks": 0.2,
+                                "slope_pre": {"n": 26, "p_chi2": 0.001, "p_ks": 0.2,
                                               "uniform": False}}}
     rec = checks.sbc_record(bad, "bundled")
-    assert rec["passed"] is False and "rejected: slope_pre" in rec["detail"]
+    assert rec["passed"] is False and "(Holm): rejected: slope_pre" in rec["detail"]
+    assert rec["value"] == 1
     assert "divergences start" not in rec["detail"]  # an older batch: nothing recorded
     placed = {**bad, "sampler_diagnostics": {
         **ok["sampler_diagnostics"],
@@ -294,6 +305,38 @@ def test_sbc_record_passes_only_without_rejections():
     rec = checks.sbc_record(placed, "bundled")
     assert ("13 of 26 fits had divergences; their divergences start in the tails of "
             "benchmark_drift_sd_log__ (9 fits), slope_post (4 fits), a (2 fits)") in rec["detail"]
+
+
+def test_posterior_sbc_vouches_only_for_the_posterior_it_drew_its_truths_from(tmp_path):
+    import json as _json
+
+    from densing_bayes.inference.run_io import write_folder_atomically
+    from densing_bayes.model.spec import load_spec
+
+    spec = load_spec("default")
+    run = tmp_path / "run"
+    write_folder_atomically(run, {"posterior_thin.nc": lambda p: p.write_text("draws")}, False)
+    sha = _json.loads((run / "run.json").read_text())["sha256"]["posterior_thin.nc"]
+    ctx = checks.CheckContext(idata=None, spec=spec, run_folder=run)
+    (rec,) = checks.run_checks(ctx, names=["posterior_sbc_uniformity"])
+    assert rec["passed"] is None and "--posterior RUN" in rec["detail"]
+    (run / "sbc_posterior").mkdir()
+    report = {"uniformity": {"slope_post": {"n": 40, "p_chi2": 0.001, "p_ks": 0.5,
+                                            "uniform": False}},
+              "sampler": {"chains": 1, "draws": 300}, "model_hash": spec.model_hash()}
+
+    def stored(truths):
+        (run / "sbc_posterior" / "sbc.json").write_text(
+            _json.dumps({**report, **({"truths_from": truths} if truths else {})}))
+        (rec,) = checks.run_checks(ctx, names=["posterior_sbc_uniformity"])
+        return rec
+
+    assert stored(None)["passed"] is None  # an older batch names no posterior
+    rec = stored({"file": "posterior_thin.nc", "sha256": "0" * 64})
+    assert rec["passed"] is None and "another fit's" in rec["detail"]
+    rec = stored({"file": "posterior_thin.nc", "sha256": sha})
+    assert rec["passed"] is False and "Posterior SBC" in rec["label"]
+    assert "rejected: slope_post" in rec["detail"] and rec["caveat"]
 
 
 def test_misspecification_records_judge_each_world_by_its_wilson_interval():

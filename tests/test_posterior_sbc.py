@@ -82,6 +82,23 @@ def test_another_model_than_the_runs_is_refused(paper_run, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_replicate_the_model_cannot_score_redraws_the_truth_with_it():
+    """Redrawing only the replicate weights each truth by 1 / P(accept | truth), so its ranks
+    are not uniform; here truths 0-8 can never give a finite likelihood, and the old rule
+    tried the same truth 50 times and gave up."""
+    from types import SimpleNamespace
+
+    truths = {"mu": np.array([0.0] * 9 + [1.0])}
+    fit = SimpleNamespace(loglik_params=["mu"], loglik_data=["y"],
+                          loglik_fn=lambda mu, y: 0.0 if mu == 1.0 else -np.inf)
+    structure = SimpleNamespace(fit=fit, truths=truths, free=["mu"], forward_rngs=[],
+                                forward_fn=lambda mu: [np.array([mu])],
+                                real={"y": np.array([5.0])})
+    truth, observed, attempts = cal._posterior_draw(structure, seed=3)
+    assert truth["mu"] == 1.0 and attempts > 1
+    assert observed["y"].tolist() == [5.0, 1.0]  # the real data, then the replicate
+
+
 @pytest.mark.integration
 def test_small_posterior_sbc_batch(paper_run, tmp_path):
     import json
@@ -101,6 +118,11 @@ def test_small_posterior_sbc_batch(paper_run, tmp_path):
     assert (ranks >= 0).all().all() and ranks.le(table["n_draws"], axis=0).all().all()
     assert report["posterior_of"] == str(paper_run)
     assert json.loads((tmp_path / "psbc" / cal.SBC_JSON).read_text())["posterior_of"]
+    from densing_bayes.inference.run_io import file_sha256
+    from densing_bayes.inference.thin import THIN_FILE
+
+    assert report["truths_from"] == {"file": THIN_FILE,
+                                     "sha256": file_sha256(paper_run / THIN_FILE)}
     # every truth is one of the run's thinned posterior draws
     draws = cal.posterior_sbc_draws(spec, paper_run)["slope_post"].values.ravel()
     for path in sorted((tmp_path / "psbc" / "tasks").glob("*.json")):

@@ -409,6 +409,7 @@ ROBUSTNESS_FILE = Path("robustness") / "robustness.json"
 ROBUSTNESS_CHECKS = ("leave_future_out", "leave_one_family_out", "leave_each_pre_out",
                      "trend_structures",
                      "model_loo_pareto_k", "sensitivity_spread", "sbc_uniformity",
+                     "posterior_sbc_uniformity",
                      "misspecification_coverage")
 
 

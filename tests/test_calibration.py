@@ -310,3 +310,19 @@ def test_divergent_fits_ranked_apart_from_clean_ones():
     table["divergences"] = [3] * 4 + [0] * 16
     assert sbc.divergent_vs_clean(table) == {}
     assert sbc.divergent_vs_clean(table.drop(columns="divergences")) == {}
+
+
+def test_the_sbc_command_prints_the_family_wise_verdict_under_the_quantities():
+    from densing_bayes.presentation.cli import uniformity_table
+
+    tests = {"slope_pre": {"p_chi2": 0.01, "p_ks": 0.3, "uniform": False},
+             "slope_post": {"p_chi2": 0.5, "p_ks": 0.6, "uniform": True}}
+    text = uniformity_table({"uniformity": tests,
+                             "family_wise": sbc.family_wise_uniformity(tests)})
+    lines = text.splitlines()
+    assert lines[0].endswith("Holm p=0.040  (p < 0.05 alone)")  # 2 x 2 x 0.01
+    assert lines[-1] == "family-wise at 0.05 over 2 quantities: NOT uniform: slope_pre"
+    tests["slope_pre"]["p_chi2"] = 0.02
+    text = uniformity_table({"uniformity": tests,
+                             "family_wise": sbc.family_wise_uniformity(tests)})
+    assert text.splitlines()[-1].endswith("no quantity rejected")

@@ -322,10 +322,27 @@ def cmd_sbc(args) -> int:
                              **_batch_options(args))
     except (BatchFolderError, RunFolderError, SpecError) as exc:
         raise UserError(str(exc)) from None
-    for quantity, test in report["uniformity"].items():
-        verdict = "uniform" if test["uniform"] else "NOT uniform"
-        print(f"{quantity:<32} chi2 p={test['p_chi2']:.3f}  KS p={test['p_ks']:.3f}  {verdict}")
+    print(uniformity_table(report))
     return _batch_exit(out / SBC_JSON, list(report["failures"]))
+
+
+def uniformity_table(report: dict) -> str:
+    """Each quantity's tests and Holm-adjusted p, then the family-wise verdict: over 19
+    quantities a test below 0.05 alone is expected about twice by chance."""
+    family = report.get("family_wise") or {}
+    adjusted = family.get("adjusted_p") or {}
+    lines = []
+    for quantity, test in report["uniformity"].items():
+        alone = "" if test["uniform"] else "  (p < 0.05 alone)"
+        holm = adjusted.get(quantity)
+        lines.append(f"{quantity:<32} chi2 p={test['p_chi2']:.3f}  KS p={test['p_ks']:.3f}"
+                     + (f"  Holm p={holm:.3f}" if holm is not None else "") + alone)
+    if family:
+        rejected = family["rejected"]
+        lines.append(f"family-wise at {family['alpha']:g} over {len(adjusted)} quantities: "
+                     + (f"NOT uniform: {', '.join(rejected)}" if rejected
+                        else "no quantity rejected"))
+    return "\n".join(lines)
 
 
 def cmd_misspec(args) -> int:

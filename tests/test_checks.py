@@ -597,3 +597,46 @@ def test_sbc_check_reads_longer_fits_of_the_same_simulations(tmp_path, spearman,
         _json.dumps({**sbc_report, "model_hash": "another"}))
     (rec,) = checks.run_checks(ctx, names=["sbc_uniformity"])
     assert "refitted" not in rec["detail"]
+
+
+def test_the_report_draws_the_sbc_batches_that_vouch_for_the_run(tmp_path):
+    """Only batches whose check counts are drawn: a posterior SBC of another fit is not."""
+    import json as _json
+
+    import pandas as pd
+
+    from densing_bayes.inference.run_io import write_folder_atomically
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.presentation import plots, report
+
+    spec = load_spec("default")
+    run = tmp_path / "run"
+    write_folder_atomically(run, {"posterior_thin.nc": lambda p: p.write_text("draws")}, False)
+    sha = _json.loads((run / "run.json").read_text())["sha256"]["posterior_thin.nc"]
+    rng = np.random.default_rng(0)
+    tests = {q: {"n": 60, "p_chi2": 0.5, "p_ks": 0.5, "uniform": True}
+             for q in plots.SBC_HEADLINE_QUANTITIES}
+    for folder, truths, ranks in (("sbc_bundled", None, rng.integers(0, 100, 60)),
+                                  ("sbc_posterior", {"file": "posterior_thin.nc",
+                                                     "sha256": sha}, np.zeros(60, int))):
+        (run / folder).mkdir()
+        (run / folder / "batch.json").write_text(_json.dumps({"design": "bundled"}))
+        (run / folder / "sbc.json").write_text(_json.dumps(
+            {"uniformity": tests, "model_hash": spec.model_hash(),
+             **({"truths_from": truths} if truths else {})}))
+        pd.DataFrame({"status": "ok", "n_draws": 99,
+                      **{f"rank_{q}": ranks for q in plots.SBC_HEADLINE_QUANTITIES}}
+                     ).to_csv(run / folder / "ranks.csv", index=False)
+    ctx = checks.CheckContext(idata=None, spec=spec, run_folder=run)
+    batches = report.sbc_rank_batches(ctx)
+    assert list(batches) == ["prior SBC", "posterior SBC"]
+    assert batches["prior SBC"][1]["family_wise"]["rejected"] == []  # computed when not stored
+    fig = plots.plot_sbc_ranks(batches=batches)
+    axes = fig.get_axes()
+    assert len(axes) == 8 and "slope after the changepoint" in axes[1].get_title()
+    # every truth ranked lowest: the ECDF leaves its band, and the panel shows where
+    assert len(axes[4].collections) == 2 and not len(axes[0].collections) == 2
+    (run / "sbc_posterior" / "sbc.json").write_text(_json.dumps(
+        {"uniformity": tests, "model_hash": spec.model_hash(),
+         "truths_from": {"file": "posterior_thin.nc", "sha256": "0" * 64}}))
+    assert list(report.sbc_rank_batches(ctx)) == ["prior SBC"]

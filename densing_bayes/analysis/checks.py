@@ -947,6 +947,25 @@ def sbc_record(report: dict, design: str, *, name: str = "sbc_uniformity",
 POSTERIOR_SBC_FOLDER = "sbc_posterior"
 
 
+def calibration_batch_folders(ctx: CheckContext) -> dict[str, Path]:
+    """The SBC folders whose checks vouch for this run, by check name (``sbc_uniformity``,
+    ``posterior_sbc_uniformity``): the folders the checks read, left out when stale."""
+    out = {}
+    if ctx.run_folder is None:
+        return out
+    for folder in SBC_FOLDERS:
+        stored = _stored_batch(ctx, folder, "sbc.json")
+        if stored is not None:
+            if not _stale_calibration(ctx, stored[0]):
+                out["sbc_uniformity"] = Path(ctx.run_folder) / folder
+            break
+    stored = _stored_batch(ctx, POSTERIOR_SBC_FOLDER, "sbc.json")
+    if stored is not None and not (_stale_calibration(ctx, stored[0])
+                                   or _other_posterior(ctx, stored[0])):
+        out["posterior_sbc_uniformity"] = Path(ctx.run_folder) / POSTERIOR_SBC_FOLDER
+    return out
+
+
 @register("posterior_sbc_uniformity", kind="calibration",
           caveat="Posterior SBC rejects uniform ranks for some quantity: on data like the real "
                  "ones, where the headline is read, its posterior is biased or mis-scaled as "

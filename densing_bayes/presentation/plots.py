@@ -1414,6 +1414,66 @@ def plot_loo_pit(*, idata=None, var_name: str = "score_obs", ci_prob: float = CI
     return fig
 
 
+#: The SBC quantities the report draws: what the headline and its check are read from.
+SBC_HEADLINE_QUANTITIES = ("slope_pre", "slope_post", "trend_intercept", "log_likelihood")
+SBC_QUANTITY_LABELS = {"slope_pre": "slope before the changepoint",
+                       "slope_post": "slope after the changepoint",
+                       "trend_intercept": "level at the changepoint",
+                       "log_likelihood": "log-likelihood of the data"}
+
+
+def sbc_fractional_ranks(table: pd.DataFrame, quantity: str) -> np.ndarray:
+    """Midpoint fractional ranks (rank + 1/2) / (L + 1) of a quantity over a batch's
+    successful simulations that ranked it."""
+    ok = table[(table["status"] == "ok") & table[f"rank_{quantity}"].notna()]
+    return np.sort((ok[f"rank_{quantity}"].to_numpy(float) + 0.5)
+                   / (ok["n_draws"].to_numpy(float) + 1.0))
+
+
+def plot_sbc_ranks(*, batches: dict[str, tuple[pd.DataFrame, dict]],
+                   quantities: Sequence[str] = SBC_HEADLINE_QUANTITIES,
+                   band_prob: float = 0.95) -> Figure:
+    """Rank ECDFs of the truth minus the uniform CDF, one row per SBC batch (name -> (its
+    ranks.csv, its sbc.json)) and one column per headline quantity, inside each panel's
+    simultaneous ``band_prob`` band, with each quantity's KS p and family-wise (Holm) p."""
+    from densing_bayes.analysis import checks
+
+    quantities = [q for q in quantities
+                  if any(f"rank_{q}" in table for table, _ in batches.values())]
+    fig = new_figure(2.6 * max(len(quantities), 1), 2.3 * len(batches) + 0.5)
+    axes = fig.subplots(len(batches), len(quantities), squeeze=False, sharex=True)
+    grid = checks.LOO_PIT_GRID
+    for row, (name, (table, report)) in zip(axes, batches.items(), strict=True):
+        adjusted = (report.get("family_wise") or {}).get("adjusted_p") or {}
+        for ax, q in zip(row, quantities, strict=True):
+            u = sbc_fractional_ranks(table, q) if f"rank_{q}" in table else np.array([])
+            if u.size < 2:
+                ax.text(0.5, 0.5, "not ranked", ha="center", transform=ax.transAxes)
+                continue
+            lower, upper = checks.loo_pit_band(u.size, prob=band_prob, grid=grid)
+            ecdf = np.searchsorted(u, grid, side="right") / u.size
+            outside = (ecdf < lower) | (ecdf > upper)
+            ax.fill_between(grid, lower - grid, upper - grid, color=OKABE_ITO["sky"],
+                            alpha=0.35, lw=0, step="mid")
+            ax.plot(grid, ecdf - grid, color=OKABE_ITO["blue"], lw=1.3)
+            if outside.any():
+                ax.scatter(grid[outside], (ecdf - grid)[outside], s=7, zorder=3,
+                           color=OKABE_ITO["vermillion"])
+            ax.axhline(0, color=OKABE_ITO["black"], lw=0.6)
+            test = (report.get("uniformity") or {}).get(q) or {}
+            stats_text = (f"KS p {test['p_ks']:.2f}" if "p_ks" in test else "")
+            if q in adjusted:
+                stats_text += f", Holm p {adjusted[q]:.2f}"
+            ax.set_title(f"{SBC_QUANTITY_LABELS.get(q, q)}\n{name}, n = {u.size}"
+                         + (f"\n{stats_text}" if stats_text else ""), fontsize=7.5)
+            ax.set_xlim(0, 1)
+            ax.tick_params(labelsize=7)
+        row[0].set_ylabel("ECDF - uniform CDF", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("fractional rank of the truth", fontsize=8)
+    return fig
+
+
 def benchmark_ppc_data(*, idata, var_name: str = "score_obs", ci_prob: float = CI_PROB,
                        bins: np.ndarray | None = None, max_draws: int = 400
                        ) -> dict[str, object]:

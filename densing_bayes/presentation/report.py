@@ -35,9 +35,11 @@ from pathlib import Path
 import arviz as az
 import matplotlib
 import numpy as np
+import pandas as pd
 
 from densing_bayes import __version__
 from densing_bayes.analysis import checks as model_checks
+from densing_bayes.analysis.calibration import family_wise_uniformity
 from densing_bayes.analysis.derived import PAPER_REPORTED
 from densing_bayes.analysis.envelope import envelope_check
 from densing_bayes.inference.environment import describe as describe_stack
@@ -411,6 +413,24 @@ ROBUSTNESS_CHECKS = ("leave_future_out", "leave_one_family_out", "leave_each_pre
                      "model_loo_pareto_k", "sensitivity_spread", "sbc_uniformity",
                      "posterior_sbc_uniformity",
                      "misspecification_coverage")
+
+
+#: Row names of the SBC figure, by the check that reads the batch.
+SBC_BATCH_NAMES = {"sbc_uniformity": "prior SBC", "posterior_sbc_uniformity": "posterior SBC"}
+
+
+def sbc_rank_batches(ctx) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """(ranks.csv, sbc.json) of each SBC batch whose check vouches for this run, by row name
+    of the figure; a stale batch is not drawn, as its check is not counted."""
+    out = {}
+    for check, folder in model_checks.calibration_batch_folders(ctx).items():
+        ranks = folder / "ranks.csv"
+        if ranks.is_file():
+            report = json.loads((folder / "sbc.json").read_text())
+            if "family_wise" not in report:  # a batch written before the verdict was
+                report["family_wise"] = family_wise_uniformity(report.get("uniformity") or {})
+            out[SBC_BATCH_NAMES[check]] = (pd.read_csv(ranks), report)
+    return out
 
 
 def robustness_tables(run: FittedRun, records: Sequence[dict]) -> dict:
@@ -840,6 +860,18 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             "between successive draws (centred). If the transition distribution is much narrower "
             "than the marginal one the sampler explores heavy tails poorly; E-BFMI per chain "
             "(legend) below 0.3 is a warning."),
+        "sbc_ranks": (
+            "Simulation-based calibration of the quantities the headline is read from: for "
+            "each simulation, the rank of the true value among the fit's (thinned) posterior "
+            "draws, as a fraction (rank + 1/2) / (draws + 1); the curve is the ECDF of these fractions minus the uniform "
+            "CDF, and the band the simultaneous 95% band of a uniform sample's ECDF, for each "
+            "panel alone (red dots: where the ECDF leaves it). Prior SBC draws the truths from the prior, on the bundled data's "
+            "design; posterior SBC draws them from this run's posterior and fits the real "
+            "data with one replicate drawn given them. A curve above zero: the truth ranks "
+            "low (the posterior sits above it); below: ranks high; rising then falling: "
+            "ranks crowd both ends (intervals too narrow). KS p is the quantity's own test; "
+            "Holm p is adjusted over all ranked quantities, each Bonferroni over its two "
+            "tests, the basis of the SBC checks' verdicts."),
         "robustness": (
             f"Left: the doubling time after the changepoint (median, printed, and {p}% "
             f"interval; log scale) refitted without the models released after a cut-off "
@@ -1171,6 +1203,10 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
     if robust["raw"] is not None and has_models:
         draw("robustness", "Out-of-sample refits: doubling time and held-out coverage",
              lambda: plots.plot_robustness(report=robust["raw"], summary=summary))
+    sbc_batches = sbc_rank_batches(ctx)
+    if sbc_batches:
+        draw("sbc_ranks", "Simulation-based calibration of the headline quantities",
+             lambda: plots.plot_sbc_ranks(batches=sbc_batches))
     log.info("report: drawing %d figures", len(jobs))
     figs = draw_figures(jobs, captions, figures_folder, svg=svg, workers=figure_workers)
     diag = summary.get("diagnostics") or {}

@@ -90,6 +90,13 @@ def test_family_wise_verdict_is_holm_over_each_quantitys_two_tests():
     assert result["rejected"] == []  # each rejects alone at 0.05, not as a family of 3
     tests["a"]["p_ks"] = 0.001
     assert sbc.family_wise_uniformity(tests)["rejected"] == ["a"]  # 3 x 0.002 = 0.006
+    # a doubling time mirrors its slope's ranks: one member of the family, not two
+    mirrored = {"slope_post": {"p_chi2": 0.01, "p_ks": 0.5},
+                "doubling_time_days": {"p_chi2": 0.01, "p_ks": 0.5}}
+    assert sbc.family_wise_uniformity(mirrored)["adjusted_p"] == pytest.approx(
+        {"slope_post": 0.02})
+    alone = {"doubling_time_days": {"p_chi2": 0.01, "p_ks": 0.5}}
+    assert sbc.family_wise_uniformity(alone)["rejected"] == ["doubling_time_days"]
 
 
 def test_outputs_from_records(tmp_path):

@@ -199,6 +199,14 @@ def test_replacing_a_run_keeps_every_folder_another_job_stored_in_it(small_run):
     assert not (small_run / "figures").exists()  # the run's own report figures are replaced
 
 
+def test_atomically_written_files_are_readable_by_others_like_the_rest_of_a_run(tmp_path):
+    """summary.json, run.json, sbc.json and every task record came out 0600 (mkstemp's mode)
+    beside a 0644 report.html: on a shared machine a colleague could open the report but not
+    the numbers behind it."""
+    path = run_io.atomic_write_text(tmp_path / "summary.json", "{}")
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_an_untouched_run_loads(small_run):
     assert run_io.load_run(small_run).summary["doubling_time_days"]["median"] == 97.5
 

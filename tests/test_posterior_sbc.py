@@ -126,8 +126,13 @@ def test_small_posterior_sbc_batch(paper_run, tmp_path):
     # every truth is one of the run's thinned posterior draws
     draws = cal.posterior_sbc_draws(spec, paper_run)["slope_post"].values.ravel()
     for path in sorted((tmp_path / "psbc" / "tasks").glob("*.json")):
-        truth = json.loads(path.read_text())["result"]["truth"]["slope_post"]
-        assert np.min(np.abs(draws - truth)) < 1e-12
+        result = json.loads(path.read_text())["result"]
+        truth = result["truth"]
+        assert np.min(np.abs(draws - truth["slope_post"])) < 1e-12
+        # the joint log-likelihood is exactly its real half plus its replicate half
+        assert truth["log_likelihood"] == pytest.approx(
+            truth["log_likelihood_real"] + truth["log_likelihood_replicate"], rel=1e-9)
+        assert {"log_likelihood_real", "log_likelihood_replicate"} <= set(result["ranks"])
     assert report["timing"]["n_compiles"] == 1
 
 

@@ -51,9 +51,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import arviz as az
@@ -152,6 +153,15 @@ def _fit_parts(model) -> dict:
     as inputs (they change with every simulation), on the untransformed parameters (what
     priors and posteriors report)."""
     import nutpie
+
+    return {"compiled": nutpie.compile_pymc_model(model),
+            "data": [model.rvs_to_values[rv].name for rv in model.observed_RVs],
+            **_loglik_parts(model)}
+
+
+def _loglik_parts(model) -> dict:
+    """The total log-likelihood as a function of the untransformed parameters and the observed
+    data (inputs, so that every simulation's data can be scored), with its inputs' names."""
     import pytensor
     from pymc.model.transform.conditioning import remove_value_transforms
     from pytensor.graph.replace import graph_replace
@@ -163,9 +173,7 @@ def _fit_parts(model) -> dict:
                           dict(zip(shared, placeholders, strict=True)), strict=False)
     loglik_fn = pytensor.function([*umodel.value_vars, *placeholders], total,
                                   on_unused_input="ignore")
-    return {"compiled": nutpie.compile_pymc_model(model),
-            "data": [model.rvs_to_values[rv].name for rv in model.observed_RVs],
-            "loglik_fn": loglik_fn,
+    return {"loglik_fn": loglik_fn,
             "loglik_params": [v.name for v in umodel.value_vars],
             "loglik_data": [s.name for s in shared]}
 
@@ -319,13 +327,15 @@ def simulate_and_rank(spec: ModelSpec, design_seed: int, sim_id: int, seed: int,
 def _ranked_record(structure: _Structure, truth: Mapping[str, Any],
                    observed: Mapping[str, np.ndarray], idata, *, sim_id: int, seed: int,
                    tie_seed: int, attempts: int, build_seconds: float, sample_seconds: float,
-                   start: float) -> dict:
+                   start: float, extra: Callable[[Mapping], dict] | None = None) -> dict:
     """A simulation's task record: the truth's ranks among the thinned posterior draws of
-    every test quantity, the truths, the fit's diagnostics and the timings."""
-    draws = _posterior_quantities(structure, idata, observed)
+    every test quantity, the truths, the fit's diagnostics and the timings. ``extra``: more
+    scalar quantities of a parameter set (the truth, each draw), ranked like the others."""
+    draws = _posterior_quantities(structure, idata, observed, extra)
     thinned, factor, ess = thin_to_ess(draws)
     true_values = {**rank_quantities(truth, structure.benchmarks),
-                   "log_likelihood": _loglik(structure, truth, observed)}
+                   "log_likelihood": _loglik(structure, truth, observed),
+                   **(extra(truth) if extra else {})}
     rng = np.random.default_rng(tie_seed)
     return {
         "sim_id": sim_id,
@@ -343,18 +353,25 @@ def _ranked_record(structure: _Structure, truth: Mapping[str, Any],
     }
 
 
-def _posterior_quantities(structure: _Structure, idata, observed) -> dict[str, np.ndarray]:
-    """(chain, draw) arrays of every test quantity, the log-likelihood included."""
+def _posterior_quantities(structure: _Structure, idata, observed,
+                          extra: Callable[[Mapping], dict] | None = None
+                          ) -> dict[str, np.ndarray]:
+    """(chain, draw) arrays of every test quantity, the log-likelihood and ``extra``'s
+    quantities included."""
     post = idata.posterior
     values = {name: post[name].values
               for name in [*structure.loglik_params, *RANKED_DETERMINISTICS]}
     draws = rank_quantities(values, structure.benchmarks)
     n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
-    loglik = np.empty((n_chains, n_draws))
+    scalars: dict[str, np.ndarray] = {}
     for c in range(n_chains):
         for d in range(n_draws):
-            loglik[c, d] = _loglik(structure, {k: v[c, d] for k, v in values.items()}, observed)
-    return {**draws, "log_likelihood": loglik}
+            point = {k: v[c, d] for k, v in values.items()}
+            found = {"log_likelihood": _loglik(structure, point, observed),
+                     **(extra(point) if extra else {})}
+            for name, value in found.items():
+                scalars.setdefault(name, np.empty((n_chains, n_draws)))[c, d] = value
+    return {**draws, **scalars}
 
 
 # ------------------------------------------------------------------- posterior SBC
@@ -369,6 +386,7 @@ class _PosteriorStructure:
     free: list[str]  # forward_fn's inputs, by name
     real: dict  # the real observed data, by pm.Data name
     truths: dict  # the run's thinned posterior draws (draw, ...) of the free and ranked variables
+    single_loglik: Any  # the log-likelihood of one copy of the data (real or replicate)
 
 
 #: The ``design`` recorded for posterior SBC batches (the design is the run's own data).
@@ -407,7 +425,8 @@ def _build_posterior_structure(spec: ModelSpec, run_folder: Path) -> _PosteriorS
                       if isinstance(v.type, RandomGeneratorType)],
         free=[v.name for v in stand_ins.values()],
         real={n: np.asarray(single[n].get_value()) for n in data},
-        truths=truths)
+        truths=truths,
+        single_loglik=SimpleNamespace(**_loglik_parts(single)))
 
 
 def posterior_sbc_draws(spec: ModelSpec, run_folder: Path):
@@ -480,7 +499,20 @@ def posterior_simulate_and_rank(spec: ModelSpec, run_folder: str, sim_id: int,
     idata, sample_seconds = fit_simulated(structure.fit, observed, spec, sampler_seed)
     return _ranked_record(structure.fit, truth, observed, idata, sim_id=sim_id, seed=seed,
                           tie_seed=tie_seed, attempts=attempts, build_seconds=build_seconds,
-                          sample_seconds=sample_seconds, start=start)
+                          sample_seconds=sample_seconds, start=start,
+                          extra=lambda point: split_log_likelihood(structure, point, observed))
+
+
+def split_log_likelihood(structure: _PosteriorStructure, params: Mapping[str, Any],
+                         observed: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The joint log-likelihood's two halves: of the real data and of the replicate. Ranked
+    apart, they say which side a low joint rank comes from: truths that fit the real data
+    worse than the fit's draws (the run's posterior is wider than the exact one) or draws
+    that fit the replicate better than its truth (the fit is too concentrated)."""
+    real = {n: v[:len(structure.real[n])] for n, v in observed.items()}
+    replicate = {n: v[len(structure.real[n]):] for n, v in observed.items()}
+    return {"log_likelihood_real": _loglik(structure.single_loglik, params, real),
+            "log_likelihood_replicate": _loglik(structure.single_loglik, params, replicate)}
 
 
 def run_posterior_sbc(spec: ModelSpec, run_folder: Path, n_simulations: int, out: Path, *,

@@ -221,6 +221,7 @@ OPTIONAL_RANKED = ("benchmark_drift_sd", "score_precision_unstated")
 #: family-wise verdict, where they would count the slope's evidence twice.
 MIRRORED_RANKED = {"doubling_time_days_pre": "slope_pre", "doubling_time_days": "slope_post"}
 
+
 def rank_quantities(values: Mapping[str, Any], benchmarks: list[str]) -> dict[str, np.ndarray]:
     """The ranked quantities from parameter values (a truth, or arrays of draws).
 
@@ -434,13 +435,12 @@ def posterior_sbc_draws(spec: ModelSpec, run_folder: Path):
     what a clone of the repository has, so a batch is reproducible anywhere), or its full
     draws when it has no thinned copy. Refuses a run of another model than ``spec``'s."""
     from densing_bayes.inference.run_io import load_run
+    from densing_bayes.inference.thin import THIN_FILE
 
     run = load_run(Path(run_folder))
     if run.spec.model_hash() != spec.model_hash():
         raise SpecError(f"posterior SBC refits the model of {run_folder}; the spec given is "
                         "another model (use the run's spec.toml, with sampler settings only)")
-    from densing_bayes.inference.thin import THIN_FILE
-
     source = posterior_sbc_source(run_folder)
     return (az.from_netcdf(source) if source.name == THIN_FILE else run.idata).posterior
 

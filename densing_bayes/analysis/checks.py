@@ -839,11 +839,9 @@ def _stale_calibration(ctx: CheckContext, stored: dict) -> str | None:
                  "by the sampler as run, so its interval does not mean what it says.")
 def _sbc_uniformity(ctx: CheckContext):
     label = "SBC: ranks of the truth uniform"
-    for folder in SBC_FOLDERS:
-        stored = _stored_batch(ctx, folder, "sbc.json")
-        if stored is not None:
-            break
-    else:
+    folder = _prior_sbc_folder(ctx)
+    stored = _stored_batch(ctx, folder, "sbc.json") if folder else None
+    if stored is None:
         return record("sbc_uniformity", label, passed=None, kind="calibration",
                       detail="no SBC batch stored beside this run (densing-bayes sbc "
                              "--design bundled --out RUN/sbc_bundled)")
@@ -950,20 +948,17 @@ POSTERIOR_SBC_FOLDER = "sbc_posterior"
 def calibration_batch_folders(ctx: CheckContext) -> dict[str, Path]:
     """The SBC folders whose checks vouch for this run, by check name (``sbc_uniformity``,
     ``posterior_sbc_uniformity``): the folders the checks read, left out when stale."""
-    out = {}
-    if ctx.run_folder is None:
-        return out
-    for folder in SBC_FOLDERS:
-        stored = _stored_batch(ctx, folder, "sbc.json")
-        if stored is not None:
-            if not _stale_calibration(ctx, stored[0]):
-                out["sbc_uniformity"] = Path(ctx.run_folder) / folder
-            break
-    stored = _stored_batch(ctx, POSTERIOR_SBC_FOLDER, "sbc.json")
-    if stored is not None and not (_stale_calibration(ctx, stored[0])
-                                   or _other_posterior(ctx, stored[0])):
-        out["posterior_sbc_uniformity"] = Path(ctx.run_folder) / POSTERIOR_SBC_FOLDER
-    return out
+    candidates = {"sbc_uniformity": (_prior_sbc_folder(ctx), None),
+                  "posterior_sbc_uniformity": (POSTERIOR_SBC_FOLDER, _other_posterior)}
+    return {check: Path(ctx.run_folder) / folder
+            for check, (folder, also) in candidates.items()
+            if folder and _vouching_batch(ctx, check, "", folder, "sbc.json", missing="",
+                                          also=also)[0] is not None}
+
+
+def _prior_sbc_folder(ctx: CheckContext) -> str | None:
+    """The first of :data:`SBC_FOLDERS` beside the run that holds a batch's ``sbc.json``."""
+    return next((f for f in SBC_FOLDERS if _stored_batch(ctx, f, "sbc.json") is not None), None)
 
 
 @register("posterior_sbc_uniformity", kind="calibration",
@@ -971,18 +966,27 @@ def calibration_batch_folders(ctx: CheckContext) -> dict[str, Path]:
                  "ones, where the headline is read, its posterior is biased or mis-scaled as "
                  "computed, so its interval does not mean what it says.")
 def _posterior_sbc_uniformity(ctx: CheckContext):
+    name = "posterior_sbc_uniformity"
     label = "Posterior SBC (the real data and one replicate): ranks of the truth uniform"
-    stored = _stored_batch(ctx, POSTERIOR_SBC_FOLDER, "sbc.json")
+    report, why_not = _vouching_batch(
+        ctx, name, label, POSTERIOR_SBC_FOLDER, "sbc.json",
+        missing="no posterior SBC stored beside this run (densing-bayes sbc --posterior RUN)",
+        also=_other_posterior)
+    return why_not or sbc_record(report, "posterior", name=name, label=label)
+
+
+def _vouching_batch(ctx: CheckContext, name: str, label: str, folder: str, report_name: str,
+                    *, missing: str, also: Callable | None = None) -> tuple[dict | None,
+                                                                           dict | None]:
+    """(the stored report, None) when the batch in ``RUN/folder`` vouches for this run, else
+    (None, a not-computed record saying why: missing, another model, or ``also``'s reason)."""
+    stored = _stored_batch(ctx, folder, report_name)
     if stored is None:
-        return record("posterior_sbc_uniformity", label, passed=None, kind="calibration",
-                      detail="no posterior SBC stored beside this run (densing-bayes sbc "
-                             "--posterior RUN)")
-    report, _ = stored
-    stale = _stale_calibration(ctx, report) or _other_posterior(ctx, report)
+        return None, record(name, label, passed=None, kind="calibration", detail=missing)
+    stale = _stale_calibration(ctx, stored[0]) or (also(ctx, stored[0]) if also else None)
     if stale:
-        return record("posterior_sbc_uniformity", label, passed=None, kind="calibration",
-                      detail=stale)
-    return sbc_record(report, "posterior", name="posterior_sbc_uniformity", label=label)
+        return None, record(name, label, passed=None, kind="calibration", detail=stale)
+    return stored[0], None
 
 
 def _other_posterior(ctx: CheckContext, report: dict) -> str | None:
@@ -1006,17 +1010,11 @@ def _other_posterior(ctx: CheckContext, report: dict) -> str | None:
                  "stated: if the real data break that assumption, that interval is too narrow.")
 def _misspecification(ctx: CheckContext):
     label = "doubling time's 90% interval covers the truth in misspecified worlds"
-    stored = _stored_batch(ctx, MISSPECIFICATION_FOLDER, "misspecification.json")
-    if stored is None:
-        return record("misspecification_coverage", label, passed=None, kind="calibration",
-                      detail="no misspecification study stored beside this run "
-                             "(densing-bayes misspec --out RUN/misspecification)")
-    report, _ = stored
-    stale = _stale_calibration(ctx, report)
-    if stale:
-        return record("misspecification_coverage", label, passed=None, kind="calibration",
-                      detail=stale)
-    return misspecification_records(report)
+    report, why_not = _vouching_batch(
+        ctx, "misspecification_coverage", label, MISSPECIFICATION_FOLDER,
+        "misspecification.json", missing="no misspecification study stored beside this run "
+                                         "(densing-bayes misspec --out RUN/misspecification)")
+    return why_not or misspecification_records(report)
 
 
 #: Quantities of the headline whose coverage the report judges per misspecified world.

@@ -191,6 +191,17 @@ def test_a_quantity_added_mid_batch_is_tested_on_the_simulations_that_rank_it(tm
     assert table["rank_trend_intercept"].isna().sum() == 10
 
 
+def test_the_weakly_identified_parameters_are_ranked_when_present():
+    values = {"slope_pre": np.zeros((1, 2)), "slope_post": np.ones((1, 2)),
+              "alpha": np.ones((1, 2, 2)), "frontier_inefficiency": np.full((1, 2), 0.3),
+              "loss_log_alpha_mu": np.full((1, 2), -1.0),
+              "protocol_offset": np.array([[[0.1, 0.3], [0.2, -0.2]]])}
+    q = sbc.rank_quantities(values, ["a", "b"])
+    assert q["protocol_offset_mean"] == pytest.approx(np.array([[0.2, 0.0]]))
+    assert q["frontier_inefficiency"].shape == (1, 2) and "frontier_noise" not in q
+    assert q["loss_log_alpha_mu"] == pytest.approx(np.full((1, 2), -1.0))
+
+
 def test_the_level_is_ranked():
     values = {"slope_pre": 0.1, "slope_post": 0.5, "trend_intercept": -0.4,
               "alpha": np.array([0.3, 0.2])}

@@ -216,6 +216,12 @@ def _prior_draw(structure: _Structure, seed: int) -> tuple[dict, dict, int]:
 #: transcribed scores weigh).
 OPTIONAL_RANKED = ("benchmark_drift_sd", "score_precision_unstated")
 
+#: Ranked when the model has them: the weakly identified parameters the reviews asked SBC to
+#: check (the frontier's inefficiency and noise scales; the hyper-mean of the loss-law
+#: exponents, which 8 of 10 exponents' high mean ranks point at), and the mean protocol offset
+#: over the benchmarks (the direction that trades against the level).
+WEAKLY_IDENTIFIED_RANKED = ("frontier_inefficiency", "frontier_noise", "loss_log_alpha_mu")
+
 #: Ranked quantities that mirror another's ranks (a doubling time is ln 2 / slope, a decreasing
 #: map, except that every slope <= 0 ties at +inf): tested and drawn, but left out of the
 #: family-wise verdict, where they would count the slope's evidence twice.
@@ -243,9 +249,11 @@ def rank_quantities(values: Mapping[str, Any], benchmarks: list[str]) -> dict[st
                    doubling_time_days=doubling_days(post), acceleration_ratio=post / pre)
     if "trend_intercept" in values:  # the level: what the protocol offsets trade against
         out["trend_intercept"] = np.asarray(values["trend_intercept"], dtype=float)
-    for name in OPTIONAL_RANKED:  # scale parameters of the opt-in terms the default uses
+    for name in (*OPTIONAL_RANKED, *WEAKLY_IDENTIFIED_RANKED):
         if name in values:
             out[name] = np.asarray(values[name], dtype=float)
+    if "protocol_offset" in values:
+        out["protocol_offset_mean"] = np.asarray(values["protocol_offset"], float).mean(-1)
     alpha = np.asarray(values["alpha"], dtype=float)
     for i, name in enumerate(benchmarks):
         out[f"alpha[{name}]"] = alpha[..., i]

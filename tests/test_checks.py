@@ -623,6 +623,7 @@ def test_the_report_draws_the_sbc_batches_that_vouch_for_the_run(tmp_path):
         (run / folder / "batch.json").write_text(_json.dumps({"design": "bundled"}))
         (run / folder / "sbc.json").write_text(_json.dumps(
             {"uniformity": tests, "model_hash": spec.model_hash(),
+             "sampler_diagnostics": {"n_fits": 60, "n_with_divergences": 7},
              **({"truths_from": truths} if truths else {})}))
         pd.DataFrame({"status": "ok", "n_draws": 99,
                       **{f"rank_{q}": ranks for q in plots.SBC_HEADLINE_QUANTITIES}}
@@ -634,6 +635,7 @@ def test_the_report_draws_the_sbc_batches_that_vouch_for_the_run(tmp_path):
     fig = plots.plot_sbc_ranks(batches=batches)
     axes = fig.get_axes()
     assert len(axes) == 8 and "slope after the changepoint" in axes[1].get_title()
+    assert "prior SBC (7 of 60 divergent), n = 60" in axes[0].get_title()
     # every truth ranked lowest: the ECDF leaves its band, and the panel shows where
     assert len(axes[4].collections) == 2 and not len(axes[0].collections) == 2
     (run / "sbc_posterior" / "sbc.json").write_text(_json.dumps(

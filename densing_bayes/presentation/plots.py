@@ -1445,6 +1445,9 @@ def plot_sbc_ranks(*, batches: dict[str, tuple[pd.DataFrame, dict]],
     grid = checks.LOO_PIT_GRID
     for row, (name, (table, report)) in zip(axes, batches.items(), strict=True):
         adjusted = (report.get("family_wise") or {}).get("adjusted_p") or {}
+        diag = report.get("sampler_diagnostics") or {}
+        if diag.get("n_fits"):  # a reader must see when the ranks come from divergent fits
+            name = f"{name} ({diag.get('n_with_divergences', 0)} of {diag['n_fits']} divergent)"
         for ax, q in zip(row, quantities, strict=True):
             u = sbc_fractional_ranks(table, q) if f"rank_{q}" in table else np.array([])
             if u.size < 2:

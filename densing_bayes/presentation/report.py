@@ -870,8 +870,9 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             "data with one replicate drawn given them. A curve above zero: the truth ranks "
             "low (the posterior sits above it); below: ranks high; rising then falling: "
             "ranks crowd both ends (intervals too narrow). KS p is the quantity's own test; "
-            "Holm p is adjusted over all ranked quantities, each Bonferroni over its two "
-            "tests, the basis of the SBC checks' verdicts."),
+            "Holm p is adjusted over the ranked quantities (the doubling times, mirrors of "
+            "the slopes, left out), each Bonferroni over its two tests: the basis of the SBC "
+            "checks' verdicts."),
         "robustness": (
             f"Left: the doubling time after the changepoint (median, printed, and {p}% "
             f"interval; log scale) refitted without the models released after a cut-off "

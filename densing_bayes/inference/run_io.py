@@ -54,8 +54,8 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 SPEC_FILE = "spec.toml"
 MARKER_FILE = "run.json"
-#: Entries of a run folder written by other commands, carried over when the run is replaced
-#: (with every other subfolder but :data:`RUN_OWN_FOLDERS`: :func:`kept_on_replace`).
+#: Entries of a run folder written by other commands (a run written before the marker existed
+#: may hold them); replacing a run keeps every subfolder but :data:`RUN_OWN_FOLDERS`.
 OTHER_JOBS_OUTPUT = ("sensitivity", "sbc", "sbc_bundled", "misspecification", "robustness")
 #: Subfolders a run writes itself (the report's figures), replaced with the run.
 RUN_OWN_FOLDERS = ("figures",)
@@ -122,12 +122,12 @@ def holds_run(folder: Path) -> bool:
 
 
 def kept_on_replace(out: Path) -> tuple[str, ...]:
-    """What replacing the run in ``out`` carries over: :data:`OTHER_JOBS_OUTPUT` and every other
-    subfolder the run did not write. A list of known names let `run --force` delete
+    """What replacing the run in ``out`` carries over: every subfolder the run did not write
+    (:data:`OTHER_JOBS_OUTPUT` among them). A list of known names let `run --force` delete
     ``sbc_posterior/`` (hours of fits) because nobody had added its name."""
     out = Path(out)
-    found = ({p.name for p in out.iterdir() if p.is_dir()} if out.is_dir() else set())
-    return tuple(sorted((found | set(OTHER_JOBS_OUTPUT)) - set(RUN_OWN_FOLDERS)))
+    found = {p.name for p in out.iterdir() if p.is_dir()} if out.is_dir() else set()
+    return tuple(sorted(found - set(RUN_OWN_FOLDERS)))
 
 
 def _backup_of(out: Path) -> Path:

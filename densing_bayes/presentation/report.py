@@ -421,14 +421,15 @@ SBC_BATCH_NAMES = {"sbc_uniformity": "prior SBC", "posterior_sbc_uniformity": "p
 
 def sbc_rank_batches(ctx) -> dict[str, tuple[pd.DataFrame, dict]]:
     """(ranks.csv, sbc.json) of each SBC batch whose check vouches for this run, by row name
-    of the figure; a stale batch is not drawn, as its check is not counted."""
+    of the figure; a stale batch is not drawn, as its check is not counted. The family-wise
+    p-values are recomputed from the stored tests, as the check does, so the figure and the
+    check agree whatever rule wrote the batch."""
     out = {}
     for check, folder in model_checks.calibration_batch_folders(ctx).items():
         ranks = folder / "ranks.csv"
         if ranks.is_file():
             report = json.loads((folder / "sbc.json").read_text())
-            if "family_wise" not in report:  # a batch written before the verdict was
-                report["family_wise"] = family_wise_uniformity(report.get("uniformity") or {})
+            report["family_wise"] = family_wise_uniformity(report.get("uniformity") or {})
             out[SBC_BATCH_NAMES[check]] = (pd.read_csv(ranks), report)
     return out
 
@@ -863,9 +864,10 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
         "sbc_ranks": (
             "Simulation-based calibration of the quantities the headline is read from: for "
             "each simulation, the rank of the true value among the fit's (thinned) posterior "
-            "draws, as a fraction (rank + 1/2) / (draws + 1); the curve is the ECDF of these fractions minus the uniform "
-            "CDF, and the band the simultaneous 95% band of a uniform sample's ECDF, for each "
-            "panel alone (red dots: where the ECDF leaves it). Prior SBC draws the truths from the prior, on the bundled data's "
+            "draws, as a fraction (rank + 1/2) / (draws + 1); the curve is the ECDF of these "
+            "fractions minus the uniform CDF, and the band the simultaneous 95% band of a "
+            "uniform sample's ECDF, for each panel alone (red dots: where the ECDF leaves "
+            "it). Prior SBC draws the truths from the prior, on the bundled data's "
             "design; posterior SBC draws them from this run's posterior and fits the real "
             "data with one replicate drawn given them. A curve above zero: the truth ranks "
             "low (the posterior sits above it); below: ranks high; rising then falling: "

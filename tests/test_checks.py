@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from densing_bayes.analysis import checks, misspecification
 
@@ -642,3 +643,49 @@ def test_the_report_draws_the_sbc_batches_that_vouch_for_the_run(tmp_path):
         {"uniformity": tests, "model_hash": spec.model_hash(),
          "truths_from": {"file": "posterior_thin.nc", "sha256": "0" * 64}}))
     assert list(report.sbc_rank_batches(ctx)) == ["prior SBC"]
+
+
+def test_loo_pit_p_value_agrees_with_the_band_and_is_calibrated():
+    """The LOO-PIT p-value is the band's own test on a continuous scale: below 0.05 exactly
+    when the ECDF leaves the simultaneous 95% band (up to Monte Carlo error), and uniform
+    PIT values reject about 5% of the time."""
+    n, n_sim = 200, 2000
+    lower, upper = checks.loo_pit_band(n)
+    grid = checks.LOO_PIT_GRID
+    rng = np.random.default_rng(7)
+    p_values, outside = [], []
+    for _ in range(300):
+        pit = np.sort(rng.random(n))
+        ecdf = np.searchsorted(pit, grid, side="right") / n
+        outside.append(bool(((ecdf < lower) | (ecdf > upper)).any()))
+        p_values.append(checks.ecdf_uniformity_p(pit, n_sim=n_sim, seed=1))
+    p_values, outside = np.array(p_values), np.array(outside)
+    assert np.mean((p_values < 0.05) == outside) >= 0.98
+    assert 0.015 <= np.mean(p_values < 0.05) <= 0.095  # binomial(300, 0.05): 99.5% range
+    assert np.mean(p_values < 0.5) == pytest.approx(0.5, abs=0.1)
+    u_shaped = np.concatenate([np.full(n // 2, 0.02), np.full(n // 2, 0.98)])
+    assert checks.ecdf_uniformity_p(u_shaped, n_sim=n_sim, seed=1) == pytest.approx(1 / 2001)
+
+
+def test_loo_pit_record_states_the_test_p_value():
+    n = 400
+    uniform = (np.arange(n) + 0.5) / n
+    assert "simultaneous test p 1.000" in checks.loo_pit_record(uniform)["detail"]
+    u_shaped = np.concatenate([np.full(n // 2, 0.02), np.full(n // 2, 0.98)])
+    assert "simultaneous test p < 0.001" in checks.loo_pit_record(u_shaped)["detail"]
+
+
+def test_loo_pit_names_where_it_leaves_the_band_and_reads_heavy_tails():
+    """Bug (2026-12-02): the reference run's PIT leaves its band only at 0.99 (19 scores above
+    their 99% predictive quantile where 7 are expected), but the record quoted the largest
+    deviation (inside the band, at 0.34) and read the shape as "intervals too wide". A bulk
+    that is too concentrated plus an excess of extreme values is a heavy-tailed misfit; the
+    record must say where the ECDF leaves the band and read it so."""
+    n = 700
+    bulk = stats.beta(1.15, 1.15).ppf((np.arange(681) + 0.5) / 681) * 0.99
+    pit = np.concatenate([bulk, np.full(19, 0.995)])
+    rec = checks.loo_pit_record(pit)
+    assert rec["passed"] is False
+    assert "leaves it at 0.99: 19 values above 0.99 where 7 are expected" in rec["detail"]
+    assert "heavier-tailed" in rec["detail"] and "heavier-tailed" in rec["caveat"]
+    assert "too few values in the tails" not in rec["caveat"]

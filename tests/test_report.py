@@ -688,3 +688,30 @@ def test_saved_png_has_savefigs_pixels_in_one_draw(tmp_path, monkeypatch):
     with Image.open(io.BytesIO(png)) as ours, Image.open(expected) as theirs:
         assert ours.size == theirs.size
         assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_score_format_labels_follow_the_row_flags():
+    import xarray as xr
+
+    weights = np.log(np.array([[1.0, 1e-300], [1e-300, 1.0], [0.5, 0.5], [0.5, 0.5]]))
+    const = xr.Dataset({
+        "score_format_log_weight": (("score_row", "format"), weights),
+        "score_best": ("score_row", [0, 0, 1, 0]),
+        "score_unstated": ("score_row", [0, 0, 0, 1])},
+        coords={"format": ["rc", "mc"]})
+    assert report.score_format_labels(const) == [
+        "cloze (RC)", "multiple choice (MC)", "best of RC/MC", "unstated"]
+
+
+def test_pit_extremes_list_every_score_outside_its_interval(report_run):
+    from densing_bayes.analysis.checks import CheckContext
+    from densing_bayes.inference.run_io import load_run
+
+    run = load_run(report_run[0])
+    ctx = CheckContext.from_run(run)
+    pit = np.asarray(ctx.loo_pit)
+    table = report.loo_pit_extremes(run, ctx, tail=0.1)
+    assert len(table["rows"]) == int(np.sum((pit < 0.1) | (pit > 0.9))) > 0
+    assert table["n_high"] == int(np.sum(pit > 0.9))
+    assert table["expected"] == f"{pit.size * 0.1:.0f}"
+    assert all(float(r["pit"]) > 0.9 for r in table["rows"][:table["n_high"]])

@@ -569,10 +569,10 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
                           f"{diff[i_hi]:+.3f} at {grid[i_hi]:.2f} and {diff[i_lo]:+.3f} at "
                           f"{grid[i_lo]:.2f} (band half-width about "
                           f"{np.median((upper - lower) / 2):.3f}); simultaneous test p "
-                          f"{_p_text(ecdf_uniformity_p(pit))}; {shape}"))
+                          f"{p_text(ecdf_uniformity_p(pit))}; {shape}"))
 
 
-def _p_text(p: float) -> str:
+def p_text(p: float) -> str:
     """A Monte Carlo p-value: three decimals, or "< 0.001" below what 10,000 samples resolve."""
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 

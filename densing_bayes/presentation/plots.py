@@ -1400,8 +1400,10 @@ def plot_loo_pit(*, idata=None, var_name: str = "score_obs", ci_prob: float = CI
         ax.scatter(grid[outside], (ecdf - grid)[outside], s=9, color=OKABE_ITO["vermillion"],
                    zorder=3, label="outside the band")
     ax.axhline(0, color=OKABE_ITO["black"], lw=0.6)
-    verdict = (f"outside the band at {int(outside.sum())} of {grid.size} points: miscalibrated"
-               if outside.any() else "inside the band everywhere")
+    test_p = checks.p_text(checks.ecdf_uniformity_p(pit, grid))
+    verdict = (f"outside the band at {int(outside.sum())} of {grid.size} points "
+               f"(simultaneous test p {test_p}): miscalibrated" if outside.any()
+               else f"inside the band everywhere (simultaneous test p {test_p})")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3,
                fontsize=7.5)
     ax.set_xlim(0, 1)

@@ -590,6 +590,59 @@ def loo_pit_table(run: FittedRun, ctx: model_checks.CheckContext) -> dict | None
                      for r in sorted(rows, key=lambda r: -r["central"])]}
 
 
+#: PIT values below it or above 1 minus it are listed one by one (the LOO-PIT check's band
+#: is left at 0.99 on the reference run: those scores are the misfit).
+PIT_EXTREME_TAIL = 0.01
+
+
+def score_format_labels(const) -> list[str]:
+    """The format each score row was read in: 'best of RC/MC' (best-of-two rows), 'unstated'
+    (marginalised over the formats), else the one stated format (weight 1)."""
+    formats = [str(f) for f in const["score_format_log_weight"]["format"].values]
+    weights = np.exp(np.asarray(const["score_format_log_weight"].values, float))
+    best = np.asarray(const["score_best"].values, bool) if "score_best" in const else \
+        np.zeros(len(weights), bool)
+    unstated = np.asarray(const["score_unstated"].values, bool) if "score_unstated" in const \
+        else np.zeros(len(weights), bool)
+    names = {"rc": "cloze (RC)", "mc": "multiple choice (MC)"}
+    return ["best of RC/MC" if b else "unstated" if u else names.get(formats[int(np.argmax(w))],
+                                                                     formats[int(np.argmax(w))])
+            for w, b, u in zip(weights, best, unstated, strict=True)]
+
+
+def loo_pit_extremes(run: FittedRun, ctx: model_checks.CheckContext,
+                     tail: float = PIT_EXTREME_TAIL) -> dict | None:
+    """The scores whose LOO-PIT is below ``tail`` or above 1 - ``tail`` (outside their central
+    1 - 2 tail LOO predictive interval), one row each, with how many a calibrated model gives."""
+    const = run.idata.constant_data if "constant_data" in run.idata.groups() else {}
+    if "score_benchmark" not in const or "score_model" not in const:
+        return None
+    try:
+        pit = np.asarray(ctx.loo_pit, float)
+    except LookupError:
+        return None
+    post = run.idata.posterior
+    models = [str(m) for m in post["model"].values]
+    benchmarks = [str(b) for b in post["benchmark"].values]
+    score = np.asarray(run.idata.observed_data[ctx.var_name].values, float)
+    median = None
+    if "posterior_predictive" in run.idata.groups() and \
+            ctx.var_name in run.idata.posterior_predictive:
+        median = run.idata.posterior_predictive[ctx.var_name].median(("chain", "draw")).values
+    formats = score_format_labels(const)
+    rows = []
+    for i in np.flatnonzero((pit < tail) | (pit > 1.0 - tail)):
+        rows.append({"model": models[int(const["score_model"].values[i])],
+                     "benchmark": benchmarks[int(const["score_benchmark"].values[i])],
+                     "format": formats[i], "score": f"{score[i]:.3f}",
+                     "median": "" if median is None else f"{float(median[i]):.3f}",
+                     "pit": f"{pit[i]:.4f}", "high": bool(pit[i] > 0.5)})
+    rows.sort(key=lambda r: (not r["high"], r["benchmark"], r["model"]))
+    n_high = sum(r["high"] for r in rows)
+    return {"tail": f"{tail:g}", "upper": f"{1 - tail:g}", "n": pit.size, "rows": rows,
+            "n_high": n_high, "n_low": len(rows) - n_high, "expected": f"{pit.size * tail:.0f}"}
+
+
 # ============================================================================== figures
 @dataclass
 class FigureOut:
@@ -1243,6 +1296,7 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
         "robustness": robust,
         "holdout": holdout_table(run, ctx),
         "pit_table": loo_pit_table(run, ctx) if has_models else None,
+        "pit_extremes": loo_pit_extremes(run, ctx) if has_models else None,
         "notes": summary.get("notes") or [],
         "repro": _reproducibility(run),
         "baseline_trend": (summary.get("paper_baseline") or {}).get("trend") or {},

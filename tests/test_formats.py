@@ -172,3 +172,74 @@ def test_broad_tails_are_a_scale_mixture_of_betas():
 
     expected = np.log((1 - share) * mix(phi) + share * mix(phi * factor))
     np.testing.assert_allclose(got, expected, rtol=1e-8)
+
+
+def test_precision_mixing_is_an_equal_weight_scale_mixture_of_betas():
+    """[observation] score_precision_mixing_df: the likelihood is the mean over the K Gamma
+    mid-quantile multipliers of the format mixture at precision phi * w_k (closed form)."""
+    from densing_bayes.model.build import mixed_precision_logp, precision_mixing_nodes
+
+    y = np.array([0.3, 0.8, 0.6])
+    mean = np.array([[0.4, 0.7], [0.5, 0.9], [0.55, 0.65]])
+    log_w = np.maximum(np.log(np.array([[1.0, 1e-300], [1e-300, 1.0], [0.25, 0.75]])), -700.0)
+    phi = np.array([80.0, 120.0, 40.0])
+    nodes = precision_mixing_nodes(4.0)
+    assert len(nodes) == 12 and np.mean(nodes) == pytest.approx(1.0, abs=0.03)
+    np.testing.assert_allclose(nodes, stats.gamma.ppf((np.arange(12) + 0.5) / 12, 2.0,
+                                                      scale=0.5))
+    got = mixed_precision_logp(y, mean, log_w, phi, nodes).eval()
+
+    def mix(p):
+        dens = stats.beta.pdf(y[:, None], mean * p[:, None], (1 - mean) * p[:, None])
+        return np.array([dens[0, 0], dens[1, 1], 0.25 * dens[2, 0] + 0.75 * dens[2, 1]])
+
+    expected = np.log(np.mean([mix(phi * w) for w in nodes], axis=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)  # 1e-300 weights vs exp(-700)
+    # one node at 1 is the plain format mixture
+    from scipy.special import gammaln
+    one = mixed_precision_logp(y, mean, log_w, phi, np.array([1.0])).eval()
+    plain = np.array([format_mixture_logp(y[i:i + 1], mean[i:i + 1], log_w[i:i + 1],
+                                          np.float64(phi[i]), np.float64(gammaln(phi[i]))
+                                          ).eval()[0] for i in range(3)])
+    np.testing.assert_allclose(one, plain, rtol=1e-10)
+
+
+def test_precision_mixing_replicates_have_heavier_tails_than_the_beta():
+    """Its random draws are the same mixture: at one mean and precision, the replicates'
+    variance is the mixture's, E_w[m(1 - m) / (1 + phi w)], above the Beta's."""
+    from densing_bayes.model.build import _mixed_precision_random, precision_mixing_nodes
+
+    rng = np.random.default_rng(0)
+    n, m, phi = 200_000, 0.7, 60.0
+    nodes = precision_mixing_nodes(4.0)
+    draws = _mixed_precision_random(np.full((n, 1), m), np.zeros((n, 1)), np.full(n, phi),
+                                    nodes, rng=rng)
+    expected = np.mean(m * (1 - m) / (1 + phi * nodes))
+    assert np.var(draws) == pytest.approx(expected, rel=0.02)
+    assert expected > 1.2 * m * (1 - m) / (1 + phi)
+    # PyMC hands the nodes over with a batch axis of 1 (a fit's prior predictive crashed on
+    # "Output size (700,) is not compatible with broadcast dimensions of inputs (1, 700)")
+    rows = 700
+    draws = _mixed_precision_random(np.full((rows, 2), m), np.zeros((rows, 2)),
+                                    np.full(rows, phi), nodes[None, :], rng=rng, size=(rows,))
+    assert draws.shape == (rows,)
+
+
+def test_one_tail_model_at_a_time_and_the_switch_off_keeps_the_hash():
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.build import build_model
+    from densing_bayes.model.inputs import prepare_inputs
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import bundled_data_folder
+
+    spec = load_spec("default")
+    off = spec.with_overrides({"observation": {"score_precision_mixing_df": None}})
+    assert off.model_hash() == spec.model_hash()  # saved runs keep their hash
+    on = spec.with_overrides({"observation": {"score_precision_mixing_df": 4.0}})
+    assert on.model_hash() != spec.model_hash()
+    both = on.with_overrides({"observation": {"score_outliers": True}})
+    inputs = prepare_inputs(load_data(bundled_data_folder("default")), both)
+    with pytest.raises(ValueError, match="tail models"):
+        build_model(inputs, both)
+    model = build_model(prepare_inputs(load_data(bundled_data_folder("default")), on), on)
+    assert np.isfinite(model.compile_logp()(model.initial_point()))

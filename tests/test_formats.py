@@ -243,3 +243,31 @@ def test_one_tail_model_at_a_time_and_the_switch_off_keeps_the_hash():
         build_model(inputs, both)
     model = build_model(prepare_inputs(load_data(bundled_data_folder("default")), on), on)
     assert np.isfinite(model.compile_logp()(model.initial_point()))
+
+
+def test_precision_mixing_in_the_model_is_pointwise_and_one_node_is_the_beta(monkeypatch):
+    """Bug (2026-12-02): inside the model PyMC hands the nodes over as (1, K), and the logp
+    broadcast them into a (2,)-shaped log-likelihood: a 35-minute fit sampled a wrong model.
+    In the model the log-likelihood must be one value per score row, and with a single node
+    at 1 the same values as the plain Beta model's at the same point."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model import build
+    from densing_bayes.model.inputs import prepare_inputs
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import bundled_data_folder
+
+    data = load_data(bundled_data_folder("default"))
+    plain_spec = load_spec("default")
+    mixed_spec = plain_spec.with_overrides({"observation": {"score_precision_mixing_df": 4.0}})
+
+    def pointwise(spec):
+        model = build.build_model(prepare_inputs(data, spec), spec)
+        fn = model.compile_logp(vars=[model["score_obs"]], sum=False)
+        return np.asarray(fn(model.initial_point())[0])
+
+    plain = pointwise(plain_spec)
+    mixed = pointwise(mixed_spec)
+    assert mixed.shape == plain.shape == (700,)
+    assert not np.allclose(mixed, plain)
+    monkeypatch.setattr(build, "precision_mixing_nodes", lambda df, k=1: np.array([1.0]))
+    np.testing.assert_allclose(pointwise(mixed_spec), plain, rtol=1e-9)

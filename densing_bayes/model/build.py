@@ -341,10 +341,12 @@ def mixed_precision_logp(value, mean, log_weight, precision, nodes):
     """log (1/K) sum_k sum_f w_rf Beta(value_r | mean_rf, precision_r * nodes_k): the format
     mixture with the precision multiplied by one of K equally likely ``nodes``."""
     mean = pt.clip(mean, BETA_MEAN_EPS, 1.0 - BETA_MEAN_EPS)
-    phi = precision[:, None, None] * nodes[None, None, :]      # (row, 1, K)
+    # PyMC pads the constant nodes with batch axes ((1, K) in a model): every row shares them
+    w = pt.as_tensor(nodes).reshape((-1, nodes.shape[-1]))[0]
+    phi = precision[:, None, None] * w[None, None, :]      # (row, 1, K)
     per = beta_mean_precision_logp(value[:, None, None], mean[:, :, None], phi, pt.gammaln(phi))
     per_node = pt.logsumexp(per + log_weight[:, :, None], axis=1)  # (row, K)
-    return pt.logsumexp(per_node, axis=-1) - pt.log(nodes.shape[0])
+    return pt.logsumexp(per_node, axis=-1) - pt.log(w.shape[0])
 
 
 def _mixed_precision_random(mean, log_weight, precision, nodes, rng=None, size=None):

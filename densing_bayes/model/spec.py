@@ -110,7 +110,6 @@ OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "unstated_precision"): ("score_precision_unstated",),
                 ("observation", "mc_precision"): ("score_precision_mc",),
                 ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
-                ("observation", "score_precision_mixing_df"): (),
                 ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std"),
                 ("observation", "mc_drift"): ("mc_drift",),
                 ("trend", "size_covariate"): ("size_slope", "size_slope_post"),
@@ -328,6 +327,8 @@ class ModelSpec(_Section):
         content = self.resolved().to_dict()
         if content["loss_law"].get("extrapolation_sd_params_above") is None:
             content["loss_law"].pop("extrapolation_sd_params_above", None)  # as before it existed
+        if content["observation"].get("score_precision_mixing_df") is None:
+            content["observation"].pop("score_precision_mixing_df", None)  # off: as before
         if content["trend"].get("drift_coordinates") == "non_centred":
             content["trend"].pop("drift_coordinates")  # as before the choice existed
         if not content["sampler"].get("pilot_draws"):

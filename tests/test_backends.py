@@ -61,3 +61,30 @@ def test_numpyro_fit_is_reproducible_from_its_seed(paper_data, paper_spec):
     np.testing.assert_array_equal(first.posterior["slope_post"].values,
                                   second.posterior["slope_post"].values)
     assert times.compile_seconds > 0 and times.sample_seconds > 0
+
+
+def test_a_failing_predictive_step_keeps_the_posterior_draws(monkeypatch, private_cache):
+    """Bug (2026-12-01): a shape error in the predictive step threw away a 33-minute sampling.
+    The draws must survive in the cache, and the error must say where."""
+    import arviz as az
+    import pymc as pm
+
+    from densing_bayes.inference import sample as S
+    from densing_bayes.model.spec import SamplerSettings
+
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 1.0)
+        pm.Normal("log_loss_obs", mu, 1.0, observed=np.array([0.2, -0.1, 0.4]))
+
+    def broken(*args, **kwargs):
+        raise ValueError("shapes (1, 12) and (700,) do not broadcast")
+
+    monkeypatch.setattr(S, "_add_predictive", broken)
+    settings = SamplerSettings(backend="pymc", draws=30, tune=30, chains=1, seed=11)
+    with pytest.raises(S.PredictiveStepError, match="do not broadcast") as caught:
+        sample_model(model, settings, progress=False, predictive=True)
+    kept = list((private_cache / "kept_posteriors").glob("posterior_seed11_*.nc"))
+    assert len(kept) == 1 and str(kept[0]) in str(caught.value)
+    saved = az.from_netcdf(str(kept[0]))
+    assert saved.posterior["mu"].shape == (1, 30)
+    assert np.isfinite(saved.posterior["mu"].values).all() and "sample_stats" in saved.groups()

@@ -15,12 +15,14 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import arviz as az
 import numpy as np
 import pymc as pm
 
 from densing_bayes.inference import metric as dense_metric
+from densing_bayes.inference.compile_cache import cache_dir
 from densing_bayes.model.spec import BackendUnavailableError, SamplerSettings
 
 log = logging.getLogger("densing_bayes")
@@ -302,12 +304,38 @@ def sample_model(model: pm.Model, sampler: SamplerSettings, *, progress: bool = 
             model, sampler, seeds["posterior"], progress)
     start = time.perf_counter()
     if predictive:
-        with model:
-            idata.extend(pm.sample_prior_predictive(draws=PRIOR_DRAWS,
-                                                    random_seed=seeds["prior"]))
-            pm.sample_posterior_predictive(idata, random_seed=seeds["posterior_predictive"],
-                                           extend_inferencedata=True, progressbar=False)
-            pm.compute_log_likelihood(idata, var_names=[loo_variable(model)], progressbar=False)
-        # Predictive draws are for plots and checks: float32 halves the run folder's size.
-        idata.posterior_predictive = idata.posterior_predictive.astype("float32")
+        try:
+            _add_predictive(model, idata, seeds)
+        except Exception as exc:
+            kept = keep_posterior(idata, sampler.seed)
+            raise PredictiveStepError(
+                f"the predictive step failed after sampling ({type(exc).__name__}: {exc}); the "
+                f"posterior draws are kept in {kept} (arviz.from_netcdf reads them)") from exc
     return idata, SamplingTimes(compile_s, sample_s, time.perf_counter() - start)
+
+
+class PredictiveStepError(RuntimeError):
+    """The prior/posterior predictive or log-likelihood step failed after a finished sampling."""
+
+
+def _add_predictive(model: pm.Model, idata: az.InferenceData, seeds: dict[str, int]) -> None:
+    with model:
+        idata.extend(pm.sample_prior_predictive(draws=PRIOR_DRAWS, random_seed=seeds["prior"]))
+        pm.sample_posterior_predictive(idata, random_seed=seeds["posterior_predictive"],
+                                       extend_inferencedata=True, progressbar=False)
+        pm.compute_log_likelihood(idata, var_names=[loo_variable(model)], progressbar=False)
+    # Predictive draws are for plots and checks: float32 halves the run folder's size.
+    idata.posterior_predictive = idata.posterior_predictive.astype("float32")
+
+
+def keep_posterior(idata: az.InferenceData, seed: int) -> Path:
+    """Write the posterior and sampler statistics to the user's cache, so that a crash after a
+    long sampling (the predictive step runs model code the sampler never touched) does not
+    lose the draws. Returns the file written."""
+    folder = cache_dir() / "kept_posteriors"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"posterior_seed{seed}_{time.strftime('%Y%m%dT%H%M%S')}_{os.getpid()}.nc"
+    groups = [g for g in ("posterior", "sample_stats") if g in idata.groups()]
+    az.InferenceData(**{g: idata[g] for g in groups}).to_netcdf(str(path))
+    log.error("posterior draws kept in %s", path)
+    return path

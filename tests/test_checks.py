@@ -3,6 +3,8 @@ the verdict, and the report header that must never be green while a check fails.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -687,5 +689,38 @@ def test_loo_pit_names_where_it_leaves_the_band_and_reads_heavy_tails():
     rec = checks.loo_pit_record(pit)
     assert rec["passed"] is False
     assert "leaves it at 0.99: 19 values above 0.99 where 7 are expected" in rec["detail"]
-    assert "heavier-tailed" in rec["detail"] and "heavier-tailed" in rec["caveat"]
+    assert "heavier-tailed" in rec["detail"]
     assert "too few values in the tails" not in rec["caveat"]
+
+
+def test_loo_pit_tells_a_one_sided_excess_from_heavy_tails_on_both_sides():
+    """The reference run's extreme PIT values are one-sided (19 above 0.99, 10 below 0.01,
+    7 expected each): the record must say the excess is above the predictions only, not read
+    it as a symmetric heavy tail (which is what the precision mixing fitted and failed on)."""
+    n = 700
+    bulk = stats.beta(1.15, 1.15).ppf((np.arange(674) + 0.5) / 674) * 0.98 + 0.01
+    one_sided = np.concatenate([np.full(7, 0.005), bulk, np.full(19, 0.995)])
+    rec = checks.loo_pit_record(one_sided)
+    assert rec["passed"] is False
+    assert "7 values below 0.01 and 19 above 0.99 where 7 each are expected" in rec["detail"]
+    assert "far above the predictions only" in rec["detail"]
+    assert "far above their predictions" in rec["caveat"] and "one-sided" in rec["caveat"]
+    mirrored = checks.loo_pit_record(1.0 - one_sided)
+    assert "far below their predictions" in mirrored["caveat"]
+    symmetric = stats.beta(1.15, 1.15).ppf((np.arange(662) + 0.5) / 662) * 0.98 + 0.01
+    both = np.concatenate([np.full(19, 0.005), symmetric, np.full(19, 0.995)])
+    rec = checks.loo_pit_record(both)
+    assert rec["passed"] is False and "19 values below 0.01 and 19 above 0.99" in rec["detail"]
+    assert "one-sided" not in rec["caveat"] and "one side" not in rec["detail"]
+    # a bias (every value shifted up) is read as a bias, not as an extreme one-sided excess
+    shifted = checks.loo_pit_record(np.clip((np.arange(n) + 0.5) / n + 0.15, 0, 0.9999))
+    assert "too low" in shifted["caveat"] and "one-sided" not in shifted["caveat"]
+
+
+def test_extreme_tail_counts_and_their_binomial_p_values():
+    pit = np.concatenate([np.full(3, 0.001), np.full(95, 0.5), np.full(2, 0.999)])
+    tails = checks.extreme_tails(pit)
+    assert (tails["below"], tails["above"], tails["expected"]) == (3, 2, 1.0)
+    # P(X >= 3) for X ~ Binomial(100, 0.01), in closed form
+    p3 = 1 - sum(math.comb(100, k) * 0.01**k * 0.99**(100 - k) for k in range(3))
+    assert tails["p_below"] == pytest.approx(p3, rel=1e-9)

@@ -50,6 +50,11 @@ log = logging.getLogger("densing_bayes")
 LOO_PIT_BAND_PROB = 0.95
 #: Evaluation grid of the LOO-PIT ECDF (fixed, so the band is a proper simultaneous band).
 LOO_PIT_GRID = np.linspace(0.0, 1.0, 101)[1:-1]
+#: The LOO-PIT's extreme tails: values below this or above 1 minus it are counted per side, and
+#: a side holds an excess when its one-sided binomial p is below EXTREME_TAIL_ALPHA (0.05 split
+#: over the two sides).
+EXTREME_TAIL = 0.01
+EXTREME_TAIL_ALPHA = 0.025
 #: Mass of the binomial range a calibrated held-out coverage count falls in.
 HOLDOUT_BINOMIAL_PROB = 0.95
 #: A held-out mean error (score units) within this of 0 is reported as no systematic error,
@@ -508,7 +513,32 @@ LOO_PIT_CAVEATS = {
              "heavier-tailed than the Beta. Most intervals are wider than needed, a few "
              "scores fall far outside theirs, and the densities of those models rest on a "
              "score model that does not describe them.",
+    "heavy_above": "The LOO-PIT of the reported scores leaves its simultaneous band because "
+                   "too many scores lie far above their predictions, while no more lie far "
+                   "below than a calibrated model gives: the misfit is one-sided (skewed), not a heavy tail on "
+                   "both sides. Some models score far higher on some benchmarks than their "
+                   "other benchmarks predict; a symmetric heavier tail would widen every "
+                   "interval to absorb them, and the densities of those models rest on a score "
+                   "model that does not describe them.",
+    "heavy_below": "The LOO-PIT of the reported scores leaves its simultaneous band because "
+                   "too many scores lie far below their predictions, while no more lie far "
+                   "above than a calibrated model gives: the misfit is one-sided (skewed), not a heavy tail on "
+                   "both sides. Some models score far lower on some benchmarks than their "
+                   "other benchmarks predict; a symmetric heavier tail would widen every "
+                   "interval to absorb them, and the densities of those models rest on a score "
+                   "model that does not describe them.",
 }
+
+
+def extreme_tails(pit: np.ndarray, tail: float = EXTREME_TAIL) -> dict:
+    """Counts of PIT values below ``tail`` and above 1 - ``tail``, the count a calibrated model
+    gives each (n tail), and each side's one-sided binomial p of at least that many."""
+    pit = np.asarray(pit, float)
+    n = pit.size
+    below, above = int((pit < tail).sum()), int((pit > 1.0 - tail).sum())
+    return {"below": below, "above": above, "expected": n * tail,
+            "p_below": float(stats.binom.sf(below - 1, n, tail)),
+            "p_above": float(stats.binom.sf(above - 1, n, tail))}
 
 
 def band_exits(ecdf: np.ndarray, lower: np.ndarray, upper: np.ndarray, grid: np.ndarray,
@@ -529,6 +559,25 @@ def band_exits(ecdf: np.ndarray, lower: np.ndarray, upper: np.ndarray, grid: np.
         exits.append((float(x), f"{count} values {side} {x:.2f} where {expected:.0f} are "
                                 f"expected", excess))
     return exits
+
+
+#: Band exits beyond this distance from 0.5 (in either tail) count as extreme.
+EXTREME_EXIT = 0.95
+
+
+def one_sided_excess(tails: dict, exits: list[tuple[float, str, bool]]) -> str | None:
+    """"above" or "below" when the PIT's misfit is an excess of extreme values on that side
+    only: one tail's binomial excess is significant and the other's is not, and every band
+    exit with an excess lies beyond ``EXTREME_EXIT`` on that side (a shifted bulk, a bias,
+    exits with an excess nearer the middle and is read as such); otherwise None."""
+    significant = {side: tails[f"p_{side}"] < EXTREME_TAIL_ALPHA for side in ("above", "below")}
+    if significant["above"] == significant["below"]:
+        return None
+    side = "above" if significant["above"] else "below"
+    excess_at = [x for x, _, excess in exits if excess]
+    beyond = [x >= EXTREME_EXIT if side == "above" else x <= 1.0 - EXTREME_EXIT
+              for x in excess_at]
+    return side if excess_at and all(beyond) else None
 
 
 def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
@@ -557,6 +606,16 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
         # the bulk too concentrated, yet an excess beyond an extreme point: heavy tails
         shape, key = ("the bulk closer to the medians than uniform and too many values in the "
                       "extreme tail: the errors are heavier-tailed than the Beta"), "heavy"
+    tails = extreme_tails(pit)
+    one_sided = one_sided_excess(tails, exits)
+    if one_sided is not None:
+        shape, key = (f"too many values far {one_sided} the predictions only (the ECDF leaves "
+                      f"its band with an excess beyond {EXTREME_EXIT:.2f} on that side and "
+                      f"nowhere else): the errors are heavier-tailed than the Beta on one side "
+                      f"(a skewed misfit)"), f"heavy_{one_sided}"
+    extreme = (f"{tails['below']} values below {EXTREME_TAIL:g} and {tails['above']} above "
+               f"{1 - EXTREME_TAIL:g} where {tails['expected']:.0f} each are expected "
+               f"(one-sided binomial p {p_text(tails['p_below'])}, {p_text(tails['p_above'])})")
     shown = sorted(exits, key=lambda e: abs(float(np.interp(e[0], grid, diff))))[::-1][:3]
     where = "; ".join(f"leaves it at {x:.2f}: {text}" for x, text, _ in sorted(shown))
     if len(exits) > len(shown):
@@ -568,8 +627,8 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
                           f"largest deviation from uniform "
                           f"{diff[i_hi]:+.3f} at {grid[i_hi]:.2f} and {diff[i_lo]:+.3f} at "
                           f"{grid[i_lo]:.2f} (band half-width about "
-                          f"{np.median((upper - lower) / 2):.3f}); simultaneous test p "
-                          f"{p_text(ecdf_uniformity_p(pit))}; {shape}"))
+                          f"{np.median((upper - lower) / 2):.3f}); {extreme}; simultaneous "
+                          f"test p {p_text(ecdf_uniformity_p(pit))}; {shape}"))
 
 
 def p_text(p: float) -> str:

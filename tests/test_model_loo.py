@@ -42,7 +42,7 @@ def test_the_score_chain_is_the_models_likelihood(prior_fit):
 
 @pytest.fixture(scope="module")
 def bundled_prior_fit():
-    """Prior draws on the bundled data, with benchmark drift, MC drift, a tilt above the
+    """Prior draws on the bundled data, with benchmark drift and loadings, MC drift, a tilt above the
     ladder only, precisions of their own for unstated and for stated multiple-choice rows and
     broad tails: best-of-two-protocol rows, unknown formats, both drifts, the one-sided tilt,
     those precisions and the tails' scale mixture all enter the chain."""
@@ -50,7 +50,8 @@ def bundled_prior_fit():
     from densing_bayes.model.spec import load_spec
     from densing_bayes.resources import bundled_data_folder
 
-    spec = load_spec("default").with_overrides({"trend": {"benchmark_drift": True},
+    spec = load_spec("default").with_overrides({"trend": {"benchmark_drift": True,
+                                                           "benchmark_loading": True},
                                                  "loss_law": {"extrapolation_sd_params_above":
                                                               0.035},
                                                  "observation": {"unstated_precision": True,
@@ -67,6 +68,10 @@ def test_the_score_chain_has_drift_and_best_of_two_rows(bundled_prior_fit):
     idata, spec = bundled_prior_fit
     chain = score_chain(idata, spec.data.d0_tokens)
     assert chain.x_shift is not None and chain.best.sum() > 0 and chain.broad is not None
+    # loadings differ across benchmarks and their logs sum to zero (they move no common level)
+    assert chain.loading is not None and np.ptp(chain.loading) > 0
+    loading = idata.posterior["benchmark_loading"].values
+    np.testing.assert_allclose(np.log(loading).sum(axis=-1), 0.0, atol=1e-9)
     assert chain.format_shift is not None and np.ptp(chain.format_shift) > 0
     assert [chain.columns] == [[1, 3]]  # params_above and tokens_above
     # stated cloze, stated multiple-choice and unstated rows: three precisions, in the ratios
@@ -193,3 +198,4 @@ def test_pair_effects_are_refused(prior_fit):
     fake.posterior["score_pair_effect"] = fake.posterior["slope_post"]
     with pytest.raises(NotImplementedError, match="pair effects"):
         ml.model_loo(fake, spec)
+

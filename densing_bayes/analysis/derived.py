@@ -117,6 +117,10 @@ def trend_summary(idata: az.InferenceData, spec: ModelSpec, model_time=None) -> 
     if "benchmark_drift" in idata.posterior:
         out["benchmark_drift_per_year"], out["doubling_time_days_by_benchmark"] = \
             benchmark_trends(idata, s["post"], ci)
+    if "benchmark_loading" in idata.posterior:
+        loading = idata.posterior["benchmark_loading"]
+        out["benchmark_loading"] = {str(b): interval(loading.sel(benchmark=b), ci)
+                                    for b in loading["benchmark"].values}
     if "inefficiency_trend" in idata.posterior:
         out.update(inefficiency_trend_summary(idata, s["post"], ci, model_time))
     if "changepoint_shift" in idata.posterior:

@@ -41,6 +41,8 @@ class ScoreChain:
 
     model: np.ndarray  # (N,) model index of each row
     x_shift: np.ndarray | None  # (S, N) benchmark drift kappa_b t_m added to log N, or None
+    loading: np.ndarray | None  # (S, N) benchmark loading lambda_b, or None without the term
+    pivot_x: float  # centred log N about which the loadings turn
     law: dict  # E, A, B, alpha, beta: (S, N)
     x_d: float  # centred log D0
     tilt: np.ndarray | None  # (S, N, K) extrapolation tilts, None without the term
@@ -71,6 +73,8 @@ class ScoreChain:
             return a.reshape(a.shape[:1] + (1,) * grid + a.shape[1:])
 
         law = {k: per_row(v) for k, v in self.law.items()}
+        if self.loading is not None:
+            x_n = self.pivot_x + per_row(self.loading) * (x_n - self.pivot_x)
         if self.x_shift is not None:
             x_n = x_n + per_row(self.x_shift)
         loss = (law["E"] + law["A"] * np.exp(-law["alpha"] * x_n)
@@ -140,6 +144,12 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
     if "benchmark_drift" in post:
         time = np.asarray(const["model_time"].values, float)[model]
         x_shift = stack(post["benchmark_drift"], index)[:, b] * time
+    loading, pivot_x = None, 0.0
+    if "benchmark_loading" in post:
+        from densing_bayes.model.build import loading_pivot
+
+        loading = stack(post["benchmark_loading"], index)[:, b]
+        pivot_x = loading_pivot(const["model_log_params"].values) - post.attrs["centre_log_params"]
     format_shift = None
     if "mc_drift" in post:
         formats = [str(f) for f in post["gamma"]["format"].values] if "format" in \
@@ -148,7 +158,7 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
         time = np.asarray(const["model_time"].values, float)[model]
         format_shift = (stack(post["mc_drift"], index)[:, None] * time)[..., None] * is_mc
     return ScoreChain(
-        model=model, x_shift=x_shift, law=law,
+        model=model, x_shift=x_shift, loading=loading, pivot_x=pivot_x, law=law,
         x_d=float(np.log(d0_tokens) - post.attrs["centre_log_tokens"]),
         tilt=tilt, box=box, columns=columns, gamma=gamma, midpoint=mid, span=span,
         scale=(stack(post["protocol_scale"], index)[:, b] if "protocol_scale" in post

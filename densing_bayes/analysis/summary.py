@@ -118,6 +118,8 @@ def summary_table(summary: dict) -> pd.DataFrame:
         add("doubling_time_days", entry, benchmark=bench)
     for bench, entry in (summary.get("benchmark_drift_per_year") or {}).items():
         add("benchmark_drift_per_year", entry, benchmark=bench)
+    for bench, entry in (summary.get("benchmark_loading") or {}).items():
+        add("benchmark_loading", entry, benchmark=bench)
     for name, entry in summary.get("models", {}).items():
         add("effective_params", entry["effective_params"], model=name)
         add("density", entry["density"], model=name)

@@ -13,7 +13,9 @@ Reference family, per benchmark b (x_N = log N - centre, x_D = log D - centre):
                  score_obs ~ Beta(mean S_f(L_obs), precision phi_ref_fb)         (curve rows)
 Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e^{r_m} at D0):
     L_mb = loss law at (N_hat_m e^{kappa_b t_m}, D0); kappa_b = 0 unless [trend] benchmark_drift
-           (each benchmark's drift rate per year, summing to zero over benchmarks)
+           (each benchmark's drift rate per year, summing to zero over benchmarks); with
+           [trend] benchmark_loading log N_hat_m is first read as p + lambda_b (log N_hat_m - p),
+           p the models' mean log N, log lambda_b summing to zero
     s_mb ~ Normal(delta_b, tau_b): the (model, benchmark) pair's logit shift, shared by every
            distinct report of the pair (delta_b: the benchmark's residual harness offset within a
            format; [observation] score_pair_effect; without it s_mb = delta_b)
@@ -476,6 +478,20 @@ def _benchmark_drift(spec: ModelSpec):
     return pm.Deterministic("benchmark_drift", sd * z, dims="benchmark")
 
 
+def loading_pivot(model_log_params) -> float:
+    """The log N about which benchmark loadings turn: the evaluated models' mean log size, so a
+    loading changes how benchmarks spread the models, not where their middle reads."""
+    return float(np.mean(model_log_params))
+
+
+def _benchmark_loading(spec: ModelSpec):
+    """lambda_b = exp(sd * z), z zero-sum (non-centred, as the drift): benchmark b reads model
+    m's centred log effective size x as pivot + lambda_b (x - pivot)."""
+    sd = spec.prior("benchmark_loading_sd").create_variable("benchmark_loading_sd")
+    z = spec.prior("benchmark_loading_std").create_variable("benchmark_loading_std")
+    return pm.Deterministic("benchmark_loading", pt.exp(sd * z), dims="benchmark")
+
+
 def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
     """The PyMC model for ``inputs`` under ``spec`` (no sampling happens here)."""
     with pm.Model(coords=inputs.coords()) as model:
@@ -494,6 +510,9 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
         b = pm.Data("score_benchmark", inputs.score_benchmark, dims="score_row")
         k = pm.Data("score_source", inputs.score_source, dims="score_row")
         x_n = log_eff[m] - inputs.centre_log_params
+        if spec.trend.benchmark_loading:
+            pivot = loading_pivot(inputs.model_log_params) - inputs.centre_log_params
+            x_n = pivot + _benchmark_loading(spec)[b] * (x_n - pivot)
         if spec.trend.benchmark_drift:
             x_n = x_n + _benchmark_drift(spec)[b] * model["model_time"][m]
         loss = loss_law_centred(x_n, inputs.log_d0_centred, E[b], A[b], B[b], alpha[b], beta[b])

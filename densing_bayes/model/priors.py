@@ -251,6 +251,21 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "over benchmarks so that the drifts cannot move the common trend (non-centred: "
         "kappa = sd * z).",
     ),
+    "benchmark_loading_sd": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=10.0),
+        "with [trend] benchmark_loading: SD across benchmarks of log lambda_b, the log of "
+        "their loadings on log effective size; mean 0.2, 90% in [0.04, 0.47]. A loading of "
+        "1.2 moves a model 3 e-folds from the pivot (a 70B or a 0.5B model) by 0.6 e-folds "
+        "on that benchmark, about the spread the high ARC / CSQA reports of the largest "
+        "models show; boundary-avoiding, like the other scales.",
+        "log loading",
+    ),
+    "benchmark_loading_std": PriorDoc(
+        Prior("ZeroSumNormal", sigma=1.0, dims="benchmark"),
+        "with [trend] benchmark_loading: standardised log loadings log lambda_b / sd, summing "
+        "to zero over benchmarks so that the loadings cannot rescale every effective size at "
+        "once (which the latent densities would absorb) (non-centred: log lambda = sd * z).",
+    ),
     "mc_drift": PriorDoc(
         Prior("Normal", mu=0.0, sigma=0.5),
         "with [observation] mc_drift: change per year of the logit of multiple-choice scores "

@@ -111,6 +111,7 @@ OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "mc_precision"): ("score_precision_mc",),
                 ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
                 ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std"),
+                ("trend", "benchmark_loading"): ("benchmark_loading_sd", "benchmark_loading_std"),
                 ("observation", "mc_drift"): ("mc_drift",),
                 ("trend", "size_covariate"): ("size_slope", "size_slope_post"),
                 ("trend", "inefficiency_trend"): ("inefficiency_trend",)}
@@ -199,6 +200,14 @@ class TrendSettings(_Section):
         "benchmarks (MMLU, ARC) than the reference family's loss predicts and less on others. "
         "The trend's slopes are then the growth of the benchmarks' mean log effective size "
         "(docs/model.md, 'Observation model')")
+    benchmark_loading: bool = Field(
+        False, description="each benchmark reads the models' log effective sizes with its own "
+        "loading lambda_b around a pivot (the evaluated models' mean log N): log N_b = pivot + "
+        "lambda_b (log N_eff - pivot), with log lambda_b summing to zero over benchmarks "
+        "(priors `benchmark_loading_sd`, `benchmark_loading_std`). A (size x benchmark) "
+        "term: the largest models may score higher on some benchmarks (ARC, CSQA, Winogrande) "
+        "than one effective size and the reference family's exponent predict. The loadings "
+        "do not move the common level or the trend (docs/model.md, 'Observation model')")
     drift_coordinates: Literal["non_centred", "centred"] = Field(
         "non_centred", description="with benchmark_drift: the coordinates in which the drift "
         "rates are sampled, 'non_centred' (kappa = sd * z, z ~ `benchmark_drift_std`) or "

@@ -41,7 +41,7 @@ from densing_bayes import laws
 from densing_bayes.analysis.derived import DAYS_PER_MONTH, PAPER_REPORTED, doubling_interval
 from densing_bayes.analysis.baseline import LLAMA1_RELEASE
 from densing_bayes.analysis.misspecification import wilson_interval
-from densing_bayes.model.build import UNKNOWN_CHANGEPOINT_SHARPNESS
+from densing_bayes.model.build import UNKNOWN_CHANGEPOINT_SHARPNESS, loading_pivot
 
 #: Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = {
@@ -917,13 +917,17 @@ def _nice_log_y(ax, values) -> None:
 # ============================================================== 5. loss -> score per benchmark
 def evaluated_loss_draws(*, idata, inputs, max_draws: int | None = MAX_CURVE_DRAWS) -> np.ndarray:
     """Draws (sample, model, benchmark) of the loss the loss law gives each evaluated model at
-    its effective size (as benchmark b reads it, with the benchmark's drift) and the data
-    budget D0 (the x position of a model on the sigmoid)."""
+    its effective size (as benchmark b reads it, with the benchmark's loading and drift) and
+    the data budget D0 (the x position of a model on the sigmoid)."""
     post = idata.posterior
     log_eff = draws(post, "log_effective_params", max_draws=max_draws)
     E, A, B = (draws(post, k, max_draws=max_draws) for k in ("E", "A", "B"))
     alpha, beta = (draws(post, k, max_draws=max_draws) for k in ("alpha", "beta"))
     xn = log_eff[:, :, None] - inputs.centre_log_params
+    if "benchmark_loading" in post:  # benchmark b reads p + lambda_b (log N_eff - p)
+        pivot = loading_pivot(inputs.model_log_params) - inputs.centre_log_params
+        lam = draws(post, "benchmark_loading", max_draws=max_draws)
+        xn = pivot + lam[:, None, :] * (xn - pivot)
     if "benchmark_drift" in post:  # benchmark b reads log N_eff + kappa_b t_m
         kappa = draws(post, "benchmark_drift", max_draws=max_draws)
         xn = xn + kappa[:, None, :] * np.asarray(inputs.model_time)[None, :, None]

@@ -1,0 +1,94 @@
+"""Compare one fit of a candidate model with the default fit, on the checks issue 18 asks about.
+
+Both runs must be fitted to the same data (``densing-bayes fit ... --out DIR``) and, for the
+candidate, reported once (``densing-bayes report DIR``), so that its summary holds its model
+checks. Writes one JSON record: PSIS-LOO of the 700 score measurements (``az.compare``), each
+run's timing, sampler diagnostics, doubling times, the held-out / LOO-PIT / Pareto k checks,
+the LOO-PIT counts in the extreme and 15% tails, every score with a LOO-PIT beyond 0.01 /
+0.99 in either run, and any benchmark loadings. Used for docs/model.md, "Observation model"
+(the benchmark-loading fit of 2026-12-02):
+
+    python docs/experiments/compare_fits.py OUT.json /tmp/loading_fit benchmark_loading \\
+        --baseline reports/default \\
+        --command "densing-bayes fit default --out DIR --set trend.benchmark_loading=true \\
+                   --draws 1000 --tune 1000"
+"""
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+
+CHECKS = ("heldout_coverage", "loo_pit", "pareto_k", "anchor_size:olmo-7B", "protocol_offsets")
+TREND = ("doubling_time_days", "doubling_time_days_pre", "acceleration_ratio")
+
+
+def run_record(folder: Path) -> tuple[dict, object, np.ndarray]:
+    """A run's numbers, its InferenceData and its LOO-PIT values."""
+    from densing_bayes.analysis.checks import CheckContext
+    from densing_bayes.inference.run_io import load_run
+
+    summary = json.loads((folder / "summary.json").read_text())
+    run = load_run(folder)
+    pit = np.asarray(CheckContext(idata=run.idata, spec=run.spec).loo_pit, float)
+    checks = {r["name"]: {"passed": r["passed"], "detail": r["detail"]}
+              for r in summary["model_checks"] if r["name"] in CHECKS}
+    record = {"config_hash": summary["config_hash"], "timing_seconds": summary["timing_seconds"],
+              "diagnostics": summary["diagnostics"], **{k: summary.get(k) for k in TREND},
+              "checks": checks,
+              "pit_counts": {"below_0.01": int((pit < 0.01).sum()),
+                             "above_0.99": int((pit > 0.99).sum()),
+                             "below_0.15": int((pit < 0.15).sum()),
+                             "above_0.85": int((pit > 0.85).sum()), "n": int(pit.size)}}
+    if summary.get("benchmark_loading"):
+        record["benchmark_loading"] = summary["benchmark_loading"]
+    return record, run.idata, pit
+
+
+def extreme_rows(idata, pits: dict[str, np.ndarray], tail: float = 0.01) -> list[dict]:
+    """Scores whose LOO-PIT lies beyond ``tail`` in any run, with every run's PIT."""
+    const, post = idata.constant_data, idata.posterior
+    models = [str(m) for m in post["model"].values]
+    benchmarks = [str(b) for b in post["benchmark"].values]
+    score = np.asarray(idata.observed_data["score_obs"].values, float)
+    extreme = np.zeros(score.size, bool)
+    for pit in pits.values():
+        extreme |= (pit < tail) | (pit > 1.0 - tail)
+    return [{"model": models[int(const["score_model"].values[i])],
+             "benchmark": benchmarks[int(const["score_benchmark"].values[i])],
+             "score": round(float(score[i]), 4),
+             **{f"pit_{k}": round(float(p[i]), 5) for k, p in pits.items()}}
+            for i in np.flatnonzero(extreme)]
+
+
+def main() -> None:
+    import arviz as az
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("candidate", type=Path)
+    parser.add_argument("label")
+    parser.add_argument("--baseline", type=Path, default=Path("reports/default"))
+    parser.add_argument("--command", required=True, help="how the candidate was fitted")
+    args = parser.parse_args()
+
+    records, idatas, pits = {}, {}, {}
+    for label, folder in ((args.label, args.candidate), ("default", args.baseline)):
+        records[label], idatas[label], pits[label] = run_record(folder)
+    compare = az.compare(idatas, var_name="score_obs")
+    elpd = {label: {k: float(compare.loc[label, k])
+                    for k in ("elpd_loo", "p_loo", "elpd_diff", "dse", "weight")}
+            for label in compare.index}
+    spec = (args.candidate / "spec.toml").read_text()
+    out = {"what": f"the default spec with {args.label}, fitted once to the bundled data",
+           "command": args.command, "date": dt.date.today().isoformat(),
+           "compared_with": str(args.baseline), "elpd_compare": elpd, "runs": records,
+           "extreme_pit_rows": extreme_rows(idatas["default"], pits)}
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    args.out.with_suffix(".spec.toml").write_text(spec)
+    print(json.dumps(elpd, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -199,3 +199,25 @@ def test_pair_effects_are_refused(prior_fit):
     with pytest.raises(NotImplementedError, match="pair effects"):
         ml.model_loo(fake, spec)
 
+
+
+def test_the_loss_score_figure_puts_each_model_at_the_models_loss(bundled_prior_fit):
+    """Bug (2026-12-02): the loss -> score figure placed the reported scores at a loss without
+    the loss law's extrapolation tilt (the default spec tilts every model's loss at D0, beyond
+    the ladder's tokens), so the points were not where the model reads them. Through the RC
+    curve and the row's shift, the figure's losses must give the score chain's logits (which
+    reproduce PyMC's likelihood), loadings and drift included."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.inputs import prepare_inputs
+    from densing_bayes.presentation.plots import evaluated_loss_draws
+    from densing_bayes.resources import bundled_data_folder
+
+    idata, spec = bundled_prior_fit
+    inputs = prepare_inputs(load_data(bundled_data_folder("default")), spec)
+    chain = score_chain(idata, spec.data.d0_tokens)
+    loss = evaluated_loss_draws(idata=idata, inputs=inputs, max_draws=None)[chain.draws]
+    rows = loss[:, np.asarray(inputs.score_model), np.asarray(inputs.score_benchmark)]
+    rc = list(idata.posterior["gamma"]["format"].values).index("rc")
+    logit = -chain.gamma[..., rc] * (rows - chain.midpoint[..., rc]) + chain.shift
+    np.testing.assert_allclose(logit, chain.logit(chain.sampled_x_n(idata))[..., rc],
+                               rtol=1e-9, atol=1e-9)

@@ -41,7 +41,8 @@ from densing_bayes import laws
 from densing_bayes.analysis.derived import DAYS_PER_MONTH, PAPER_REPORTED, doubling_interval
 from densing_bayes.analysis.baseline import LLAMA1_RELEASE
 from densing_bayes.analysis.misspecification import wilson_interval
-from densing_bayes.model.build import UNKNOWN_CHANGEPOINT_SHARPNESS, loading_pivot
+from densing_bayes.model.build import (EXTRAPOLATION_DIRECTIONS, UNKNOWN_CHANGEPOINT_SHARPNESS,
+                                      design_box, loading_pivot, outside_distances)
 
 #: Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = {
@@ -918,7 +919,8 @@ def _nice_log_y(ax, values) -> None:
 def evaluated_loss_draws(*, idata, inputs, max_draws: int | None = MAX_CURVE_DRAWS) -> np.ndarray:
     """Draws (sample, model, benchmark) of the loss the loss law gives each evaluated model at
     its effective size (as benchmark b reads it, with the benchmark's loading and drift) and
-    the data budget D0 (the x position of a model on the sigmoid)."""
+    the data budget D0, with the law's extrapolation tilt (the x position of a model on the
+    sigmoid, where the model puts it)."""
     post = idata.posterior
     log_eff = draws(post, "log_effective_params", max_draws=max_draws)
     E, A, B = (draws(post, k, max_draws=max_draws) for k in ("E", "A", "B"))
@@ -931,8 +933,18 @@ def evaluated_loss_draws(*, idata, inputs, max_draws: int | None = MAX_CURVE_DRA
     if "benchmark_drift" in post:  # benchmark b reads log N_eff + kappa_b t_m
         kappa = draws(post, "benchmark_drift", max_draws=max_draws)
         xn = xn + kappa[:, None, :] * np.asarray(inputs.model_time)[None, :, None]
-    return (E[:, None, :] + A[:, None, :] * np.exp(-alpha[:, None, :] * xn)
+    loss = (E[:, None, :] + A[:, None, :] * np.exp(-alpha[:, None, :] * xn)
             + B[:, None, :] * np.exp(-beta[:, None, :] * inputs.log_d0_centred))
+    if "loss_extrapolation_tilt" in post:  # the law's error outside the ladder, as in the model
+        tilt = post["loss_extrapolation_tilt"]
+        columns = [EXTRAPOLATION_DIRECTIONS.index(str(k)) for k in tilt["extrapolation"].values]
+        tilt = draws(post, "loss_extrapolation_tilt", max_draws=max_draws)  # (S, bench, K)
+        box = tuple(post.attrs["design_box"]) if "design_box" in post.attrs \
+            else design_box(inputs)
+        distance = outside_distances(xn, np.full(xn.shape, inputs.log_d0_centred), box,
+                                     xp=np)[..., columns]  # (S, model, bench, K)
+        loss = loss * np.exp(np.sum(distance * tilt[:, None, :, :], axis=-1))
+    return loss
 
 
 def loss_score_data(*, idata, inputs, ci_prob: float = CI_PROB, n_grid: int = 120

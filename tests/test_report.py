@@ -530,6 +530,30 @@ def test_sensitivity_from_another_configuration_is_flagged(report_run, tmp_path)
     assert "model hash" in note
 
 
+def test_refits_of_other_data_are_flagged(report_run, tmp_path):
+    """Sensitivity and robustness refits are of the real data: a batch whose manifest names
+    another data hash than the run's (a re-derived table under the same spec) must not vouch
+    for the run; without the check it passed on the model hash alone."""
+    from densing_bayes.analysis import checks
+
+    run, _, _ = report_run
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    fitted = load_run(folder)
+    ours = fitted.summary["data_hash"]
+    (folder / "sensitivity").mkdir(exist_ok=True)
+    (folder / "sensitivity" / "sensitivity.json").write_text(json.dumps(
+        {**SENSITIVITY, "config_hash": fitted.spec.config_hash(),
+         "model_hash": fitted.spec.model_hash()}))
+    for theirs, stale in ((ours, False), ("f" * 64, True)):
+        (folder / "sensitivity" / "batch.json").write_text(json.dumps({"data_hash": theirs}))
+        note = report.sensitivity_tables(load_run(folder))["stale"]
+        assert (note is not None) == stale
+    assert "other data" in note and "ffffffffffff" in note and ours[:12] in note
+    assert checks.other_data_note(ours, {}) is None  # an older manifest: model hash alone
+    assert checks.other_data_note(None, {"data_hash": "f" * 64}) is None
+
+
 def test_holdout_figure_marks_misses():
     import pandas as pd
 

@@ -985,6 +985,17 @@ def _stored_batch(ctx: CheckContext, folder: str, report_name: str) -> tuple[dic
     return json.loads(path.read_text()), manifest
 
 
+def other_data_note(run_data_hash: str | None, manifest: dict | None) -> str | None:
+    """Why a batch of refits of the real data does not belong to this run's data, or None: its
+    manifest names the data hash it refitted and the run's differs (a re-derived table, another
+    folder). Batches that name no data hash are judged by the model hash alone."""
+    theirs = (manifest or {}).get("data_hash")
+    if not run_data_hash or not theirs or theirs == run_data_hash:
+        return None
+    return (f"computed on other data (data hash {theirs[:12]}) than this run's "
+            f"({run_data_hash[:12]}): its refits are not of this fit's data; re-run it")
+
+
 def _stale_calibration(ctx: CheckContext, stored: dict) -> str | None:
     """Why a stored batch does not belong to this run's model, or None. A batch that does not
     name the model it calibrated (stored before batches recorded it) cannot vouch for one."""
@@ -1252,8 +1263,9 @@ def _robustness(ctx: CheckContext, name: str, label: str) -> tuple[dict | None, 
         return record(name, label, passed=None, kind="robustness",
                       detail="no robustness refits stored beside this run (densing-bayes "
                              "robustness --out RUN/robustness)"), None
-    report, _ = stored
-    stale = _stale_calibration(ctx, report)
+    report, manifest = stored
+    stale = _stale_calibration(ctx, report) or other_data_note(ctx.summary.get("data_hash"),
+                                                               manifest)
     if stale:
         return record(name, label, passed=None, kind="robustness", detail=stale), None
     return None, report

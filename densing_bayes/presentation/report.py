@@ -388,8 +388,10 @@ def _diagnostics_cell(diag) -> str:
     return ", ".join(parts)
 
 
-def _stale_note(stored: dict, spec: ModelSpec) -> str | None:
-    """Say so when a stored analysis was computed for another model than the run's.
+def _stale_note(stored: dict, spec: ModelSpec, folder: Path | None = None,
+                run_data_hash: str | None = None) -> str | None:
+    """Say so when a stored analysis was computed for another model than the run's, or (its
+    manifest ``folder/batch.json`` says) on other data.
 
     Compared by model hash (sampler settings left out: the analysis refits with shorter
     chains by design); files written before it existed carry only the config hash.
@@ -398,7 +400,11 @@ def _stale_note(stored: dict, spec: ModelSpec) -> str | None:
                     else ("config_hash", spec.config_hash()))
     analysed = stored.get(key)
     if analysed is None or analysed == current:
-        return None
+        manifest = folder / "batch.json" if folder is not None else None
+        if manifest is None or not manifest.is_file():
+            return None
+        other = model_checks.other_data_note(run_data_hash, json.loads(manifest.read_text()))
+        return f"This analysis was {other}." if other else None
     label = key.replace("_", " ")
     return (f"This analysis was computed under another configuration ({label} "
             f"{analysed[:12]}) than this run ({current[:12]}): its refits are not this fit's. "
@@ -450,7 +456,8 @@ def robustness_tables(run: FittedRun, records: Sequence[dict]) -> dict:
         return out
     data = json.loads(path.read_text())
     ci = float(data.get("ci_prob", run.summary.get("ci_prob", plots.CI_PROB)))
-    out.update(raw=data, stale=_stale_note(data, run.spec), ci=f"{ci:.0%}")
+    out.update(raw=data, stale=_stale_note(data, run.spec, path.parent,
+                                           run.summary.get("data_hash")), ci=f"{ci:.0%}")
     for e in data.get("refits") or []:
         p = e.get("prediction") or {}
         loo = e.get("model_loo") or {}
@@ -493,7 +500,7 @@ def sensitivity_tables(run: FittedRun) -> dict | None:
     data = json.loads(path.read_text())
     ci = float(data.get("ci_prob", run.summary.get("ci_prob", plots.CI_PROB)))
     out = {"path": str(SENSITIVITY_FILE), "raw": data, "ci": f"{ci:.0%}", "tables": [],
-           "stale": _stale_note(data, run.spec)}
+           "stale": _stale_note(data, run.spec, path.parent, run.summary.get("data_hash"))}
     ps = data.get("power_scaling")
     if isinstance(ps, dict) and ps:
         rows = []

@@ -71,23 +71,32 @@ def main() -> None:
     parser.add_argument("label")
     parser.add_argument("--baseline", type=Path, default=Path("reports/default"))
     parser.add_argument("--command", required=True, help="how the candidate was fitted")
+    parser.add_argument("--what", help="what the candidate is (default: the label)")
     args = parser.parse_args()
 
     records, idatas, pits = {}, {}, {}
     for label, folder in ((args.label, args.candidate), ("default", args.baseline)):
         records[label], idatas[label], pits[label] = run_record(folder)
-    compare = az.compare(idatas, var_name="score_obs")
-    elpd = {label: {k: float(compare.loc[label, k])
-                    for k in ("elpd_loo", "p_loo", "elpd_diff", "dse", "weight")}
-            for label in compare.index}
+    same_rows = len({p.size for p in pits.values()}) == 1
+    elpd, extreme = None, None
+    if same_rows:  # ELPD and row-by-row PITs compare only on the same measurements
+        compare = az.compare(idatas, var_name="score_obs")
+        elpd = {label: {k: float(compare.loc[label, k])
+                        for k in ("elpd_loo", "p_loo", "elpd_diff", "dse", "weight")}
+                for label in compare.index}
+        extreme = extreme_rows(idatas["default"], pits)
     spec = (args.candidate / "spec.toml").read_text()
-    out = {"what": f"the default spec with {args.label}, fitted once to the bundled data",
+    out = {"what": args.what or f"the default spec with {args.label}, fitted once to the "
+                                "bundled data",
            "command": args.command, "date": dt.date.today().isoformat(),
            "compared_with": str(args.baseline), "elpd_compare": elpd, "runs": records,
-           "extreme_pit_rows": extreme_rows(idatas["default"], pits)}
+           "extreme_pit_rows": extreme}
+    if not same_rows:
+        out["note"] = ("the runs fit different measurements (other data), so their ELPDs and "
+                       "row-by-row PITs are not compared")
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     args.out.with_suffix(".spec.toml").write_text(spec)
-    print(json.dumps(elpd, indent=1))
+    print(json.dumps(elpd or out["note"], indent=1))
 
 
 if __name__ == "__main__":

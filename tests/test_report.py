@@ -739,3 +739,16 @@ def test_pit_extremes_list_every_score_outside_its_interval(report_run):
     assert table["n_high"] == int(np.sum(pit > 0.9))
     assert table["expected"] == f"{pit.size * 0.1:.0f}"
     assert all(float(r["pit"]) > 0.9 for r in table["rows"][:table["n_high"]])
+
+
+def test_the_estimand_names_the_terms_that_change_what_a_density_is():
+    """Benchmark drift and loadings change what 'the density' of a model means (the
+    benchmarks' mean reading): the estimand must say so when, and only when, they are on."""
+    base = {"trend": {"kind": "frontier", "changepoint_date": "2022-11-30"},
+            "doubling_time_days_pre": {"median": 400.0}}
+    plain = report.estimand_text(base, ["mmlu", "piqa"])
+    assert "after the changepoint 2022-11-30" in plain and "(2: mmlu, piqa)" in plain
+    assert "drift" not in plain and "loading" not in plain
+    both = report.estimand_text({**base, "doubling_time_days_by_benchmark": {"mmlu": {}},
+                                 "benchmark_loading": {"mmlu": {}}}, ["mmlu", "piqa"])
+    assert "With benchmark drift" in both and "With benchmark loadings" in both

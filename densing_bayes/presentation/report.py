@@ -1083,6 +1083,11 @@ def estimand_text(summary: dict, benchmarks: Sequence[str]) -> str:
                  "the density here is the benchmarks' equal-weight mean of log effective size "
                  "per parameter, and a benchmark set weighted towards MMLU-like benchmarks "
                  "would give a shorter doubling time (per-benchmark doubling times above).")
+    if summary.get("benchmark_loading"):
+        drift += (" With benchmark loadings, each benchmark also reads log effective size "
+                  "stretched or compressed about the models' mean size (lambda_b, log loadings "
+                  "summing to zero), so a model's density is the benchmarks' mean reading "
+                  "(loadings in summary.json).")
     return (f"Estimand: {what}{when}, in e-folds per year (natural-log units of density per "
             f"year), reported as the doubling time ln 2 / slope. It is conditional on the "
             f"reference family (the loss-to-score chain fitted to this data folder's "

@@ -515,18 +515,18 @@ LOO_PIT_CAVEATS = {
              "score model that does not describe them.",
     "heavy_above": "The LOO-PIT of the reported scores leaves its simultaneous band because "
                    "too many scores lie far above their predictions, while no more lie far "
-                   "below than a calibrated model gives: the misfit is one-sided (skewed), not a heavy tail on "
-                   "both sides. Some models score far higher on some benchmarks than their "
-                   "other benchmarks predict; a symmetric heavier tail would widen every "
-                   "interval to absorb them, and the densities of those models rest on a score "
-                   "model that does not describe them.",
+                   "below than a calibrated model gives: the misfit is one-sided (skewed), "
+                   "not a heavy tail on both sides. Some models score far higher on some "
+                   "benchmarks than their other benchmarks predict; a symmetric heavier tail "
+                   "would widen every interval to absorb them, and the densities of those "
+                   "models rest on a score model that does not describe them.",
     "heavy_below": "The LOO-PIT of the reported scores leaves its simultaneous band because "
                    "too many scores lie far below their predictions, while no more lie far "
-                   "above than a calibrated model gives: the misfit is one-sided (skewed), not a heavy tail on "
-                   "both sides. Some models score far lower on some benchmarks than their "
-                   "other benchmarks predict; a symmetric heavier tail would widen every "
-                   "interval to absorb them, and the densities of those models rest on a score "
-                   "model that does not describe them.",
+                   "above than a calibrated model gives: the misfit is one-sided (skewed), "
+                   "not a heavy tail on both sides. Some models score far lower on some "
+                   "benchmarks than their other benchmarks predict; a symmetric heavier tail "
+                   "would widen every interval to absorb them, and the densities of those "
+                   "models rest on a score model that does not describe them.",
 }
 
 
@@ -568,8 +568,9 @@ EXTREME_EXIT = 0.95
 def one_sided_excess(tails: dict, exits: list[tuple[float, str, bool]]) -> str | None:
     """"above" or "below" when the PIT's misfit is an excess of extreme values on that side
     only: one tail's binomial excess is significant and the other's is not, and every band
-    exit with an excess lies beyond ``EXTREME_EXIT`` on that side (a shifted bulk, a bias,
-    exits with an excess nearer the middle and is read as such); otherwise None."""
+    exit with an excess lies beyond ``EXTREME_EXIT`` on that side; otherwise None. A bias
+    (a shifted bulk) leaves the band with an excess nearer the middle too, and keeps its own
+    reading."""
     significant = {side: tails[f"p_{side}"] < EXTREME_TAIL_ALPHA for side in ("above", "below")}
     if significant["above"] == significant["below"]:
         return None
@@ -609,10 +610,10 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
     tails = extreme_tails(pit)
     one_sided = one_sided_excess(tails, exits)
     if one_sided is not None:
-        shape, key = (f"too many values far {one_sided} the predictions only (the ECDF leaves "
-                      f"its band with an excess beyond {EXTREME_EXIT:.2f} on that side and "
-                      f"nowhere else): the errors are heavier-tailed than the Beta on one side "
-                      f"(a skewed misfit)"), f"heavy_{one_sided}"
+        shape, key = (f"too many values far {one_sided} the predictions only (every excess "
+                      f"where the ECDF leaves its band lies beyond {EXTREME_EXIT:.2f} on that "
+                      f"side): the errors are heavier-tailed than the Beta on one side (a "
+                      f"skewed misfit)"), f"heavy_{one_sided}"
     extreme = (f"{tails['below']} values below {EXTREME_TAIL:g} and {tails['above']} above "
                f"{1 - EXTREME_TAIL:g} where {tails['expected']:.0f} each are expected "
                f"(one-sided binomial p {p_text(tails['p_below'])}, {p_text(tails['p_above'])})")

@@ -724,3 +724,23 @@ def test_extreme_tail_counts_and_their_binomial_p_values():
     # P(X >= 3) for X ~ Binomial(100, 0.01), in closed form
     p3 = 1 - sum(math.comb(100, k) * 0.01**k * 0.99**(100 - k) for k in range(3))
     assert tails["p_below"] == pytest.approx(p3, rel=1e-9)
+
+
+def test_robustness_refits_of_other_data_do_not_vouch_for_the_run(tmp_path):
+    """The robustness checks read RUN/robustness: refits of the run's model on other data
+    (its manifest's data hash) are not computed for this run; of the same data they are."""
+    import json
+
+    from densing_bayes.model.spec import load_spec
+
+    spec = load_spec("default")
+    folder = tmp_path / "robustness"
+    folder.mkdir()
+    (folder / "robustness.json").write_text(json.dumps({"model_hash": spec.model_hash()}))
+    ctx = checks.CheckContext(idata=None, spec=spec, summary={"data_hash": "a" * 64},
+                              run_folder=tmp_path)
+    for theirs, stale in (("a" * 64, False), ("b" * 64, True)):
+        (folder / "batch.json").write_text(json.dumps({"data_hash": theirs}))
+        rec, report = checks._robustness(ctx, "leave_future_out", "label")
+        assert (rec is not None) == stale and (report is None) == stale
+    assert rec["passed"] is None and "other data" in rec["detail"]

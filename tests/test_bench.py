@@ -139,7 +139,7 @@ def test_cli_rejects_unknown_samplers_and_cases(capsys):
     assert "SECTION.KEY=VALUE" in capsys.readouterr().err
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # end-to-end batch run: minutes of compiling and sampling (run with -m slow)
 def test_quick_bench_runs_a_real_fit_and_writes_the_schema(tmp_path, monkeypatch, capsys):
     """One real (tiny) PyMC fit in a subprocess; numpyro forced absent to show the skip."""
     monkeypatch.setitem(bench.REQUIRED_MODULES, "numpyro", ("no_such_module_for_bench",))

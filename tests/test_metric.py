@@ -275,6 +275,7 @@ def test_the_cache_keeps_only_the_newest_metrics(tmp_path, monkeypatch):
     assert left == {"prune2", "prune3", "prune4"}
 
 
+@pytest.mark.slow  # two real fits of a closed-form posterior; the stored-metric path is tested by default
 def test_a_pilot_whitens_a_cold_dense_fit_and_keeps_the_closed_form_posterior(private_cache):
     """Without a stored covariance, `pilot_draws` runs a short diagonal pilot and whitens the
     fit with its covariance: a correlated Gaussian (correlation 0.99, closed form) then needs

@@ -148,7 +148,7 @@ def test_simulation_seeds_depend_on_world_and_index_only():
                 ms.simulation_seed(6, "pair_errors", 3)}) == 4
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # end-to-end batch run: minutes of compiling and sampling (run with -m slow)
 def test_small_study_on_a_local_cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(ms, "MIN_PLOTTED", 1)  # draw the one-simulation worlds here
     spec = load_spec("paper_design").with_overrides(

@@ -137,9 +137,18 @@ def test_models_sit_mean_u_below_the_frontier(paper_data, paper_spec, inefficien
     assert np.mean(gap) > 0
 
 
-@pytest.mark.parametrize("latent", ["deviation", "centred"])
-@pytest.mark.parametrize("kind,inefficiency", [
-    ("frontier", "half_normal"), ("frontier", "exponential"), ("mean", "half_normal"),
+# The default spec's coordinates (frontier, half-normal, deviation) run by default; the other
+# five compile two models each (minutes in a clean clone) and run with -m slow.
+_SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("kind,inefficiency,latent", [
+    ("frontier", "half_normal", "deviation"),
+    pytest.param("frontier", "half_normal", "centred", marks=_SLOW),
+    pytest.param("frontier", "exponential", "deviation", marks=_SLOW),
+    pytest.param("frontier", "exponential", "centred", marks=_SLOW),
+    pytest.param("mean", "half_normal", "deviation", marks=_SLOW),
+    pytest.param("mean", "half_normal", "centred", marks=_SLOW),
 ])
 def test_latent_coordinates_are_the_same_model(paper_data, paper_spec, kind, inefficiency,
                                                latent):

@@ -99,7 +99,7 @@ def test_a_replicate_the_model_cannot_score_redraws_the_truth_with_it():
     assert observed["y"].tolist() == [5.0, 1.0]  # the real data, then the replicate
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # end-to-end batch run: minutes of compiling and sampling (run with -m slow)
 def test_small_posterior_sbc_batch(paper_run, tmp_path):
     import json
 

@@ -305,7 +305,7 @@ def test_report_from_records(tmp_path):
     assert "density_coverage" not in report["refits"][1]["prediction"]
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # end-to-end batch run: minutes of compiling and sampling (run with -m slow)
 def test_small_robustness_run(tmp_path, monkeypatch):
     """The whole batch on a small simulation, its second pass included: this run's k are all
     below 0.7, so the model with the largest k is refitted exactly as if it were above."""

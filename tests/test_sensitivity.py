@@ -145,7 +145,7 @@ def one_benchmark_folder(tmp_path_factory):
     return folder
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # end-to-end batch run: minutes of compiling and sampling (run with -m slow)
 def test_small_sensitivity_run_on_a_local_cluster(tmp_path, one_benchmark_folder):
     spec = parse_spec({
         "name": "small", "loss_law": {"irreducible": False},

@@ -193,6 +193,26 @@ def test_a_runs_metric_round_trips_and_bad_runs_get_one_line(tmp_path):
         M.metric_from_run(plain)
 
 
+def test_a_runs_metric_is_read_from_its_thinned_copy_when_the_full_posterior_is_absent(tmp_path):
+    """A fresh checkout of the reference run has only posterior_thin.nc: `--metric-from` must
+    still find the metric that whitened it, or the committed draws cannot be reproduced (the
+    shipped metric and the user's cache move on with every fit)."""
+    import arviz as az
+    import xarray as xr
+
+    m = M.StoredMetric("k", ("a",), ((3,),), np.arange(3.0), np.eye(3) + 0.2, 40)
+    idata = az.InferenceData(posterior=xr.Dataset({"a": (("chain", "draw"), np.zeros((1, 2)))}))
+    idata.add_groups({M.METRIC_GROUP: M.metric_dataset(m)}, warn_on_custom_groups=False)
+    idata.to_netcdf(str(tmp_path / "posterior_thin.nc"), engine="h5netcdf")
+    assert M.metric_digest(M.metric_from_run(tmp_path)) == M.metric_digest(m)
+    # the full posterior, when present, is the one read
+    other = M.StoredMetric("k", ("a",), ((3,),), np.zeros(3), np.eye(3), 40)
+    full = az.InferenceData(posterior=idata.posterior)
+    full.add_groups({M.METRIC_GROUP: M.metric_dataset(other)}, warn_on_custom_groups=False)
+    full.to_netcdf(str(tmp_path / "posterior.nc"), engine="h5netcdf")
+    assert M.metric_digest(M.metric_from_run(tmp_path)) == M.metric_digest(other)
+
+
 @pytest.mark.integration
 def test_dense_mode_stores_then_uses_the_metric_and_recovers_the_closed_form_posterior(
         private_cache, tmp_path):

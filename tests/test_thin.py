@@ -4,7 +4,8 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from densing_bayes.inference.thin import THIN_FILE, thin_idata, thin_note, write_thinned
+from densing_bayes.inference.thin import (EXACT_GROUPS, THIN_FILE, thin_idata, thin_note,
+                                          write_thinned)
 
 
 def fake_idata(chains=4, draws=1500, rows=300):
@@ -41,3 +42,23 @@ def test_the_written_copy_is_smaller_and_loads(tmp_path):
     assert (tmp_path / THIN_FILE).stat().st_size < (tmp_path / "full.nc").stat().st_size / 8
     back = az.from_netcdf(str(tmp_path / THIN_FILE), engine="h5netcdf")
     assert thin_note(back) is not None
+
+
+def test_the_thinned_copy_keeps_the_runs_metric_exactly(tmp_path):
+    """`fit --metric-from` on a fresh checkout reads the metric from the thinned copy: rounded
+    to float32 it failed its SHA-256 check and the reference draws could not be reproduced."""
+    import xarray as xr
+
+    from densing_bayes.inference import metric as M
+
+    assert M.METRIC_GROUP in EXACT_GROUPS
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 5))
+    m = M.StoredMetric("k", ("a",), ((5,),), rng.normal(size=5), a @ a.T + np.eye(5), 400)
+    idata = az.InferenceData(posterior=xr.Dataset(
+        {"a": (("chain", "draw", "i"), rng.normal(size=(2, 50, 5)))}))
+    idata.add_groups({M.METRIC_GROUP: M.metric_dataset(m)}, warn_on_custom_groups=False)
+    write_thinned(idata, tmp_path / THIN_FILE, max_draws=20)
+    back = M.metric_from_run(tmp_path)
+    assert M.metric_digest(back) == M.metric_digest(m)
+    assert az.from_netcdf(str(tmp_path / THIN_FILE)).posterior["a"].dtype == np.float32

@@ -269,13 +269,20 @@ def metric_dataset(metric: StoredMetric) -> xr.Dataset:
                                                        strict=True)])})
 
 
+#: Where a run keeps the metric that whitened it: the full posterior, else its thinned copy
+#: (the one committed for the reference run, which keeps the metric at full precision).
+RUN_METRIC_FILES = ("posterior.nc", "posterior_thin.nc")
+
+
 def metric_from_run(folder: str | Path) -> StoredMetric:
-    """The metric that whitened the run in ``folder`` (its posterior.nc's ``METRIC_GROUP``);
-    MetricError naming the file when the run has none or it is damaged."""
-    path = Path(folder) / "posterior.nc"
-    if not path.is_file():
-        raise MetricError(f"{path}: no such file (a run folder written by fit or run, with its "
-                         "full posterior)")
+    """The metric that whitened the run in ``folder`` (``METRIC_GROUP`` of its posterior.nc,
+    or of posterior_thin.nc when only the thinned copy is there, as in a fresh checkout of the
+    reference run); MetricError naming the file when the run has none or it is damaged."""
+    folder = Path(folder)
+    path = next((folder / name for name in RUN_METRIC_FILES if (folder / name).is_file()), None)
+    if path is None:
+        raise MetricError(f"{folder / RUN_METRIC_FILES[0]}: no such file (a run folder written "
+                         "by fit or run, with its full posterior or its thinned copy)")
     try:
         with xr.open_dataset(path, group=METRIC_GROUP, engine="h5netcdf") as ds:
             ds = ds.load()

@@ -11,7 +11,9 @@ draws of the default run's shapes):
   the bytes: a quarter of those draws (:data:`ROW_DRAWS`), enough for LOO-PIT and the
   predictive-check figures; the prior predictive and the curve-row predictive are dropped
   (the report skips a figure whose data is absent);
-* float32 and zlib compression throughout.
+* float32 and zlib compression throughout, except the sampler's metric (:data:`EXACT_GROUPS`):
+  it is kept in float64 because ``fit --metric-from`` reads it back to reproduce the run's
+  draws, and its SHA-256 names the exact covariance (about 0.6 MB for the default model).
 
 Loading falls back to it when ``posterior.nc`` is absent and says so, because intervals from
 1000 draws are a little noisier than from the full run.
@@ -36,6 +38,9 @@ DROPPED_GROUPS = ("prior_predictive", "warmup_posterior", "warmup_sample_stats")
 DROPPED_VARIABLES = {"posterior_predictive": ("curve_score_obs",)}
 #: Groups with one value per data row and draw.
 PER_ROW_GROUPS = ("posterior_predictive", "log_likelihood")
+#: Groups kept at full precision: the dense metric that whitened the fit (rounded to float32
+#: it no longer matches its recorded SHA-256, and the run's draws could not be reproduced).
+EXACT_GROUPS = ("sampler_metric",)
 #: Posterior attribute marking a thinned copy (value: the draws of the full run).
 THINNED_ATTR = "thinned_from_draws"
 
@@ -63,8 +68,9 @@ def thin_idata(idata: az.InferenceData, max_draws: int = THIN_DRAWS,
         if "draw" in group.dims and name != "prior":
             group = group.isel(draw=slice(None, None, row_step if name in PER_ROW_GROUPS
                                           else step))
-        group = group.assign({v: group[v].astype("float32") for v in group.data_vars
-                              if group[v].dtype == np.float64})
+        if name not in EXACT_GROUPS:
+            group = group.assign({v: group[v].astype("float32") for v in group.data_vars
+                                  if group[v].dtype == np.float64})
         groups[name] = group
     # assign_attrs copies: the full run's posterior must not be marked as thinned
     groups["posterior"] = groups["posterior"].assign_attrs({THINNED_ATTR: int(chains * draws)})

@@ -282,6 +282,24 @@ def test_bundled_default_ships_the_metric_of_its_own_model_and_data():
     assert stored.n_draws >= 4000
 
 
+def test_the_shipped_metric_is_the_one_that_whitened_the_committed_reference():
+    """A fresh checkout's `densing-bayes run` whitens with the shipped metric: unless it is
+    the one the committed reference recorded, the README's numbers come from draws nobody can
+    reproduce (2026-12-02: the reference had used a cached metric that was never shipped)."""
+    import json
+    from pathlib import Path
+
+    reference = Path(__file__).resolve().parents[1] / "reports" / "default" / "summary.json"
+    summary = json.loads(reference.read_text())
+    recorded = summary["sampler_metric"]
+    path = M.metric_path(recorded["key"], M.bundled_metrics_dir())
+    assert path.is_file(), f"the reference's metric {path.name} is not shipped"
+    with np.load(path) as d:
+        shipped = M.StoredMetric(recorded["key"], (), (), d["mean"], d["cov"], int(d["n_draws"]),
+                                 **{f: d[f] for f in M.SPLIT_FIELDS if f in d.files})
+    assert M.metric_digest(shipped) == recorded["sha256"]
+
+
 def test_the_cache_keeps_only_the_newest_metrics(tmp_path, monkeypatch):
     import os
 

@@ -47,8 +47,6 @@ def test_the_written_copy_is_smaller_and_loads(tmp_path):
 def test_the_thinned_copy_keeps_the_runs_metric_exactly(tmp_path):
     """`fit --metric-from` on a fresh checkout reads the metric from the thinned copy: rounded
     to float32 it failed its SHA-256 check and the reference draws could not be reproduced."""
-    import xarray as xr
-
     from densing_bayes.inference import metric as M
 
     assert M.METRIC_GROUP in EXACT_GROUPS

@@ -458,8 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 if a diagnostic fails")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--metric-from", metavar="RUN",
-                   help="whiten with the dense metric saved in RUN's posterior.nc (or its thinned copy) instead of "
-                        "the cache's: with RUN's spec and seed, RUN's draws again")
+                   help="whiten with the dense metric saved in RUN's posterior.nc (or its "
+                        "thinned copy) instead of the cache's: with RUN's spec and seed, RUN's "
+                        "draws again")
     _sampler_flags(p)
     p.set_defaults(func=cmd_run)
 
@@ -471,8 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 if a diagnostic fails")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--metric-from", metavar="RUN",
-                   help="whiten with the dense metric saved in RUN's posterior.nc (or its thinned copy) instead of "
-                        "the cache's: with RUN's spec and seed, RUN's draws again")
+                   help="whiten with the dense metric saved in RUN's posterior.nc (or its "
+                        "thinned copy) instead of the cache's: with RUN's spec and seed, RUN's "
+                        "draws again")
     _sampler_flags(p)
     p.set_defaults(func=cmd_fit)
 

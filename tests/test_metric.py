@@ -84,6 +84,34 @@ def test_whitened_log_density_is_the_original_at_mean_plus_chol_z():
         assert white_logp({M.WHITE_VAR: z}) == pytest.approx(expected, rel=1e-12)
 
 
+def test_a_whitened_model_keeps_unfrozen_data_swappable():
+    """Posterior SBC fits one compiled whitened model to each simulation's data: data left
+    unfrozen keep their names in the whitened model, and swapping them changes its density
+    exactly as it changes the original's (before, the whitened model baked them in)."""
+    with pm.Model() as source:
+        y = pm.Data("y", np.array([0.3, 1.9, 1.2]))
+        mu = pm.Normal("mu", 0.0, 10.0)
+        pm.Normal("obs", mu, 1.0, observed=y)
+    model = freeze_dims_and_data(source, data=[])
+    white = M.whitened_model(model)
+    assert "y" in {d.name for d in white.data_vars}
+    mean, chol = np.array([0.4]), np.array([[0.7]])
+    new_y = np.array([5.0, -2.0, 8.5])
+    with white:
+        pm.set_data({M.WHITE_MEAN: mean, M.WHITE_CHOL: chol, "y": new_y})
+    with model:
+        pm.set_data({"y": new_y})
+    white_logp, orig_logp = white.compile_logp(), model.compile_logp()
+    for z in (-1.3, 0.0, 2.2):
+        theta = mean[0] + chol[0, 0] * z
+        assert white_logp({M.WHITE_VAR: np.array([z])}) == pytest.approx(
+            orig_logp({"mu": theta}), rel=1e-12)
+    # a frozen model's data stay constants: the whitened model has only the metric's
+    frozen = M.whitened_model(freeze_dims_and_data(source))
+    assert {d.name for d in frozen.data_vars} == {M.WHITE_MEAN, M.WHITE_CHOL, M.WHITE_CENTRE,
+                                                   M.WHITE_LOWER, M.WHITE_UPPER}
+
+
 def test_split_map_is_monotone_inverts_in_closed_form_and_has_its_side_slopes():
     centre, lower, upper = np.array([0.5, -1.0, 2.0]), np.array([0.3, 2.0, 1.0]), \
         np.array([0.9, 0.5, 1.0])

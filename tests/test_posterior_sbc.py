@@ -99,6 +99,31 @@ def test_a_replicate_the_model_cannot_score_redraws_the_truth_with_it():
     assert observed["y"].tolist() == [5.0, 1.0]  # the real data, then the replicate
 
 
+def test_joint_fits_are_whitened_by_the_runs_own_metric(paper_run):
+    """A dense-metric spec whitens posterior SBC's joint fits with the run's recorded metric
+    (the committed reference's, as its summary names it); a diagonal spec, or a run without
+    a metric, keeps the diagonal metric. Which one is in the batch manifest, so a batch is
+    never resumed under the other."""
+    import json
+    from pathlib import Path
+
+    from densing_bayes.inference import metric as M
+    from densing_bayes.inference.run_io import load_run
+
+    reference = Path(__file__).resolve().parents[1] / "reports" / "default"
+    spec = load_spec("default")
+    recorded = json.loads((reference / "summary.json").read_text())["sampler_metric"]
+    metric = cal.joint_fit_metric(spec, reference)
+    assert M.metric_digest(metric) == recorded["sha256"]
+    assert cal.joint_fit_metric_record(spec, reference) == recorded["sha256"]
+    diagonal = spec.with_overrides({"sampler": {"mass_matrix": "diag"}})
+    assert cal.joint_fit_metric(diagonal, reference) is None
+    assert cal.joint_fit_metric_record(diagonal, reference) == "diagonal"
+    # the small paper fit was not whitened: it has no metric to give
+    assert cal.joint_fit_metric_record(load_run(paper_run).spec.with_overrides(
+        {"sampler": {"mass_matrix": "dense"}}), paper_run) == "diagonal"
+
+
 @pytest.mark.slow  # end-to-end batch run: minutes of compiling and sampling (run with -m slow)
 def test_small_posterior_sbc_batch(paper_run, tmp_path):
     import json
@@ -148,3 +173,69 @@ def test_posterior_flag_errors_are_one_line(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_replicates_are_draws_of_the_likelihood_the_fit_scores(bundled_inputs):
+    """Posterior SBC's ranks are uniform only if each replicate is drawn from the density the
+    joint fit scores it with. Score identity: for y ~ p(y | theta),
+    E[d/dtheta log p(y | theta)] = 0 in every coordinate. With 300 replicates at one draw of
+    the committed reference posterior, each coordinate's mean score over its standard error
+    is about N(0, 1); a random function that differs from its log-density (a wrong precision,
+    format or ceiling) moves its parameters' z far beyond 5. Measured 2026-12-02, while the
+    OpenBookQA exponent's ranks were flagged: largest |z| 3.3 over the 270 coordinates the
+    likelihood touches; scored at a precision 20% off, 21.7 from 50 replicates."""
+    from pathlib import Path
+
+    import pytensor
+    import pytensor.tensor as pt
+    from pymc.model.transform.conditioning import remove_value_transforms
+    from pymc.pytensorf import compile as compile_pymc
+    from pymc.pytensorf import reseed_rngs
+    from pytensor.graph.replace import clone_replace, graph_replace
+    from pytensor.graph.traversal import ancestors
+    from pytensor.tensor.random.type import RandomGeneratorType
+
+    spec, inputs = bundled_inputs
+    single = build_model(inputs, spec)
+    upstream = set(ancestors(single.observed_RVs))
+    stand_ins = {rv: rv.type(name=rv.name) for rv in single.free_RVs if rv in upstream}
+    forward = compile_pymc(inputs=list(stand_ins.values()),
+                           outputs=clone_replace(single.observed_RVs, replace=stand_ins),
+                           random_seed=0, on_unused_input="ignore")
+    rngs = [v for v in forward.get_shared() if isinstance(v.type, RandomGeneratorType)]
+    plain = remove_value_transforms(single)
+    shared = [plain.rvs_to_values[rv] for rv in plain.observed_RVs]
+    data = [s.type(s.name) for s in shared]
+    loglik = graph_replace(plain.logp(vars=plain.observed_RVs, sum=True),
+                           dict(zip(shared, data, strict=True)), strict=False)
+    params = list(plain.value_vars)
+    score = pytensor.function([*params, *data],
+                              pt.grad(loglik, params, disconnected_inputs="ignore"),
+                              on_unused_input="ignore")
+    reference = Path(__file__).resolve().parents[1] / "reports" / "default"
+    stacked = cal.posterior_sbc_draws(spec, reference).stack(sample=("chain", "draw"))
+    truth = {v.name: stacked[v.name].values[..., 123] for v in single.free_RVs}
+    names = [single.rvs_to_values[rv].name for rv in single.observed_RVs]
+    scores = []
+    for r in range(300):
+        reseed_rngs(rngs, r)
+        replicate = dict(zip(names, forward(*[truth[v.name] for v in stand_ins.values()]),
+                             strict=True))
+        grads = score(*[truth[p.name] for p in params], *[replicate[d.name] for d in data])
+        scores.append(np.concatenate([np.ravel(g) for g in grads]))
+    scores = np.array(scores)
+    informed = scores.std(axis=0) > 0  # hyper-parameters the likelihood does not touch: 0
+    z = scores.mean(axis=0)[informed] / (scores.std(axis=0, ddof=1)[informed]
+                                         / np.sqrt(len(scores)))
+    assert informed.sum() > 200
+    assert np.max(np.abs(z)) < 5.0, np.argsort(-np.abs(z))[:5]
+    # and it can fail: scored at a precision 20% off, the replicates' precision moves
+    wrong = {**truth, "score_precision_eval": truth["score_precision_eval"] * 1.2}
+    grads = np.array([np.concatenate([np.ravel(g) for g in score(
+        *[wrong[p.name] for p in params], *[row[d.name] for d in data])]) for row in [
+        dict(zip(names, (reseed_rngs(rngs, 1000 + r),
+                         forward(*[truth[v.name] for v in stand_ins.values()]))[1],
+                 strict=True)) for r in range(50)]])
+    z_wrong = grads.mean(axis=0)[informed] / (grads.std(axis=0, ddof=1)[informed]
+                                              / np.sqrt(len(grads)))
+    assert np.max(np.abs(z_wrong)) > 5.0

@@ -389,21 +389,28 @@ def whitened_model(model: pm.Model) -> pm.Model:
     """``model`` sampled in z: u = white_mean + white_chol @ z, theta = split map of u
     (:func:`split_forward`), with the map's log-Jacobian added (the linear part's is constant).
 
-    ``model`` must have its data frozen (:func:`pymc.model.transform.optimization.freeze_dims_and_data`):
-    the only data of the returned model are the metric's (:meth:`StoredMetric.data`), which
-    ``CompiledModel.with_data`` swaps without recompiling; they default to the identity.
-    Every free variable and deterministic of ``model`` is a deterministic of the returned one,
-    under the same name and dims, so the posterior looks the same to everything downstream.
+    ``model`` must have its dims frozen
+    (:func:`pymc.model.transform.optimization.freeze_dims_and_data`).
+    The returned model's data are the metric's (:meth:`StoredMetric.data`; they default to the
+    identity) and any data ``model`` kept unfrozen, under their own names: ``with_data`` of the
+    compiled model swaps both without recompiling (posterior SBC refits one compiled model to
+    each simulation's data this way). Every free variable and deterministic of ``model`` is a
+    deterministic of the returned one, under the same name and dims, so the posterior looks
+    the same to everything downstream.
     """
+    from pytensor.compile.sharedvalue import SharedVariable
+
     layout = value_layout(model)
     dim = layout_size(layout)
     values = {v.name: v for v in model.value_vars}
     outputs = model.unobserved_value_vars
     coords = {k: v for k, v in model.coords.items() if v is not None}
+    kept_data = [d for d in model.data_vars if isinstance(d, SharedVariable)]
     with pm.Model(coords=coords) as white:
         for name, vals in model.coords.items():
             if vals is None:
                 white.add_coord(name, length=int(model.dim_lengths[name].eval()))
+        replace = {d: pm.Data(d.name, d.get_value()) for d in kept_data}
         mean = pm.Data(WHITE_MEAN, np.zeros(dim))
         chol = pm.Data(WHITE_CHOL, np.eye(dim))
         centre = pm.Data(WHITE_CENTRE, np.zeros(dim))
@@ -412,7 +419,7 @@ def whitened_model(model: pm.Model) -> pm.Model:
         z = pm.Flat(WHITE_VAR, shape=dim)
         u = mean + pt.dot(chol, z)
         theta = split_forward(u, centre, lower, upper, xp=pt)
-        replace, start = {}, 0
+        start = 0
         for name, shape in layout:
             size = int(np.prod(shape))
             replace[values[name]] = (theta[start:start + size].reshape(shape) if shape

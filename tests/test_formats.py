@@ -271,3 +271,67 @@ def test_precision_mixing_in_the_model_is_pointwise_and_one_node_is_the_beta(mon
     assert not np.allclose(mixed, plain)
     monkeypatch.setattr(build, "precision_mixing_nodes", lambda df, k=1: np.array([1.0]))
     np.testing.assert_allclose(pointwise(mixed_spec), plain, rtol=1e-9)
+
+
+def test_favourable_protocol_mixture_is_two_betas_one_shifted_up():
+    """[observation] score_favourable: closed form of the likelihood, and replicates drawn
+    from the same mixture (the share of draws around the shifted mean)."""
+    from scipy.special import gammaln
+
+    from densing_bayes.model.build import _favourable_score_random, favourable_score_logp
+
+    y = np.array([0.3, 0.8, 0.6])
+    mean = np.array([[0.4, 0.7], [0.5, 0.9], [0.55, 0.65]])
+    up = np.array([[0.5, 0.8], [0.6, 0.95], [0.62, 0.7]])
+    log_w = np.maximum(np.log(np.array([[1.0, 1e-300], [1e-300, 1.0], [0.25, 0.75]])), -700.0)
+    phi, share = 80.0, 0.15
+    got = favourable_score_logp(y, mean, up, log_w, np.float64(phi), np.float64(gammaln(phi)),
+                                np.float64(share)).eval()
+
+    def mix(m):
+        dens = stats.beta.pdf(y[:, None], m * phi, (1 - m) * phi)
+        return np.array([dens[0, 0], dens[1, 1], 0.25 * dens[2, 0] + 0.75 * dens[2, 1]])
+
+    np.testing.assert_allclose(got, np.log((1 - share) * mix(mean) + share * mix(up)),
+                               rtol=1e-8)
+    rng = np.random.default_rng(1)
+    n = 200_000
+    draws = _favourable_score_random(np.full((n, 1), 0.5), np.full((n, 1), 0.8),
+                                     np.zeros((n, 1)), np.full(n, 400.0), None,
+                                     np.float64(share), rng=rng)
+    assert np.mean(draws > 0.65) == pytest.approx(share, abs=0.005)
+    assert np.mean(draws) == pytest.approx(0.5 + share * 0.3, abs=0.002)
+
+
+def test_favourable_protocol_in_the_model_is_pointwise_and_vanishes_with_its_share():
+    """In the model the mixture gives one log-likelihood per score row, the same as the plain
+    Beta's when its share goes to zero; it is one tail model (not with another), and off it
+    leaves saved runs' hash."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model import build
+    from densing_bayes.model.inputs import prepare_inputs
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import bundled_data_folder
+
+    data = load_data(bundled_data_folder("default"))
+    plain_spec = load_spec("default")
+    off = plain_spec.with_overrides({"observation": {"score_favourable": False}})
+    assert off.model_hash() == plain_spec.model_hash()
+    spec = plain_spec.with_overrides({"observation": {"score_favourable": True}})
+    assert spec.model_hash() != plain_spec.model_hash()
+    both = spec.with_overrides({"observation": {"score_outliers": True}})
+    with pytest.raises(ValueError, match="tail models"):
+        build.build_model(prepare_inputs(data, both), both)
+
+    def pointwise(s, **values):
+        model = build.build_model(prepare_inputs(data, s), s)
+        point = {**model.initial_point(), **values}
+        fn = model.compile_logp(vars=[model["score_obs"]], sum=False)
+        return np.asarray(fn(point)[0])
+
+    plain = pointwise(plain_spec)
+    vanishing = pointwise(spec, score_favourable_share_logodds__=np.float64(-200.0))
+    present = pointwise(spec, score_favourable_share_logodds__=np.float64(-1.0))
+    assert vanishing.shape == plain.shape == (700,)
+    np.testing.assert_allclose(vanishing, plain, rtol=1e-9, atol=1e-9)
+    assert not np.allclose(present, plain)

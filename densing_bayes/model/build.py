@@ -28,7 +28,9 @@ Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e
      eta_k: who reported it, sums to zero; phi: one shared precision, or one per benchmark,
      times a factor for rows of unstated format with [observation] unstated_precision and
      one for stated multiple-choice rows with [observation] mc_precision;
-     pi: outlier share, only with [observation] score_outliers; [data] score_rows decides what
+     pi: outlier share, only with [observation] score_outliers; with [observation]
+     score_favourable the second component is instead the same Beta around the curve with
+     its logit moved up by xi > 0, share pi: a favourable protocol; [data] score_rows decides what
      a row is: by default the mean of one pair's distinct reports in one format)
 Density trend (t = years since the changepoint date):
     f(t) = B + slope_pre min(t - tau, 0) + slope_post max(t - tau, 0)     (continuous at tau)
@@ -301,6 +303,22 @@ def broad_score_logp(value, mean, log_weight, precision, log_norm, broad_share, 
     return pt.logaddexp(pt.log1p(-broad_share) + narrow, pt.log(broad_share) + broad)
 
 
+def favourable_score_logp(value, mean, favourable, log_weight, precision, log_norm, share):
+    """log[(1 - pi) mix(mean) + pi mix(favourable)]: the format mixture around the chain's
+    prediction, or, with probability ``pi``, around the prediction moved up by a favourable
+    protocol (the logit plus a positive shift, computed by the caller)."""
+    usual = format_mixture_logp(value, mean, log_weight, precision, log_norm)
+    up = format_mixture_logp(value, favourable, log_weight, precision, log_norm)
+    return pt.logaddexp(pt.log1p(-share) + usual, pt.log(share) + up)
+
+
+def _favourable_score_random(mean, favourable, log_weight, precision, log_norm, share,
+                             rng=None, size=None):
+    pick = rng.random(np.broadcast_shapes(np.shape(mean)[:-1], np.shape(share))) < share
+    chosen = np.where(pick[..., None], favourable, mean)
+    return _format_mixture_random(chosen, log_weight, precision, log_norm, rng=rng, size=size)
+
+
 def _broad_score_random(mean, log_weight, precision, log_norm, broad_share, broad_factor,
                         rng=None, size=None):
     broad = rng.random(np.broadcast_shapes(np.shape(precision), np.shape(broad_share))) \
@@ -541,11 +559,18 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
                 * (rate * model["model_time"][m])[None, :]
         logit = (curve_logit + shift[None, :]).T
         mean = chance[b][:, None] + span[:, b].T * pm.math.sigmoid(logit)
+        favourable = None
+        if spec.observation.score_favourable:
+            up = spec.prior("score_favourable_shift").create_variable("score_favourable_shift")
+            favourable = chance[b][:, None] + span[:, b].T * pm.math.sigmoid(logit + up)
         if inputs.score_best.any():
             # The reported value is the better of two protocols: the larger curve's score
             # (its log-weight puts all mass on the first column).
             best = pm.Data("score_best", inputs.score_best.astype("int8"), dims="score_row")
             mean = pt.where(pt.eq(best, 1)[:, None], pt.max(mean, axis=1, keepdims=True), mean)
+            if favourable is not None:
+                favourable = pt.where(pt.eq(best, 1)[:, None],
+                                      pt.max(favourable, axis=1, keepdims=True), favourable)
         log_weight = pm.Data("score_format_log_weight", inputs.score_format_log_weight,
                              dims=("score_row", "format"))
         phi = spec.prior("score_precision_eval").create_variable("score_precision_eval")
@@ -564,11 +589,12 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
             phi_row = phi_row * pt.switch(pt.eq(stated_mc, 1), factor, 1.0)
         observed = pm.Data("score_value", inputs.score_value, dims="score_row")
         tail_models = [spec.observation.score_broad_tails, spec.observation.score_outliers,
-                       spec.observation.score_precision_mixing_df is not None]
+                       spec.observation.score_precision_mixing_df is not None,
+                       spec.observation.score_favourable]
         if sum(tail_models) > 1:
-            raise ValueError("[observation] score_broad_tails, score_outliers and "
-                             "score_precision_mixing_df are three tail models: switch one of "
-                             "them on, not more")
+            raise ValueError("[observation] score_broad_tails, score_outliers, "
+                             "score_precision_mixing_df and score_favourable are four tail "
+                             "models: switch one of them on, not more")
         if spec.observation.score_precision_mixing_df is not None:
             nodes = pt.as_tensor(precision_mixing_nodes(spec.observation.score_precision_mixing_df))
             pm.CustomDist("score_obs", mean, log_weight, phi_row, nodes,
@@ -581,6 +607,13 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
                           factor, logp=broad_score_logp, random=_broad_score_random,
                           observed=observed, dims="score_row",
                           signature="(f),(f),(),(),(),()->()")
+        elif favourable is not None:
+            share = spec.prior("score_favourable_share").create_variable(
+                "score_favourable_share")
+            pm.CustomDist("score_obs", mean, favourable, log_weight, phi_row,
+                          pt.gammaln(phi_row), share, logp=favourable_score_logp,
+                          random=_favourable_score_random, observed=observed, dims="score_row",
+                          signature="(f),(f),(f),(),(),()->()")
         elif spec.observation.score_outliers:
             share = spec.prior("score_outlier_share").create_variable("score_outlier_share")
             pm.CustomDist("score_obs", mean, log_weight, phi_row, pt.gammaln(phi_row), share,

@@ -136,6 +136,21 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "of the narrow one's; mean 0.25 (SD about twice as large), kept below 1 so that the two "
         "components cannot swap.",
     ),
+    "score_favourable_share": PriorDoc(
+        Prior("Beta", alpha=2.0, beta=18.0),
+        "with [observation] score_favourable: share of reported scores from a favourable "
+        "protocol; mean 0.1, 90% in [0.02, 0.22]. The reference run's LOO-PIT has about 2.5% "
+        "of scores above their 99% quantile where 1% are expected; the prior allows a few "
+        "times that, and keeps the share off 0 and 1, where the mixture would lose a component.",
+    ),
+    "score_favourable_shift": PriorDoc(
+        Prior("Gamma", alpha=3.0, beta=4.0),
+        "with [observation] score_favourable: how far up (logit) a favourable protocol moves "
+        "a score; mean 0.75, 90% in [0.2, 1.6] (about +0.05 to +0.35 at a score of 0.6). "
+        "Gamma keeps it off zero: at zero the two components coincide and their share is "
+        "unidentified.",
+        "logit",
+    ),
     "score_precision_unstated": PriorDoc(
         Prior("LogNormal", mu=0.0, sigma=1.0),
         "with [observation] unstated_precision: factor on the precision of reported scores "

@@ -110,6 +110,8 @@ OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "unstated_precision"): ("score_precision_unstated",),
                 ("observation", "mc_precision"): ("score_precision_mc",),
                 ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
+                ("observation", "score_favourable"): ("score_favourable_share",
+                                                      "score_favourable_shift"),
                 ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std"),
                 ("trend", "benchmark_loading"): ("benchmark_loading_sd", "benchmark_loading_std"),
                 ("observation", "mc_drift"): ("mc_drift",),
@@ -157,6 +159,13 @@ class ObservationSettings(_Section):
         "`score_broad_factor` < 1): heavier tails than one Beta, for reports that sit far from "
         "the chain (another benchmark version, a transcription slip) without the uniform "
         "outlier component's second explanation of a model (score_outliers)")
+    score_favourable: bool = Field(
+        False, description="each reported score comes, with probability "
+        "`score_favourable_share`, from a favourable protocol: its logit is shifted *up* by "
+        "`score_favourable_shift` > 0 (more shots, a tuned prompt, chain of thought, a "
+        "developer's best run). One-sided, unlike the outlier and broad-tail mixtures: the "
+        "reference run's LOO-PIT leaves its band above only, with 18 of 700 scores above their "
+        "99% quantile and 10 below 0.01 (docs/model.md)")
     unstated_precision: bool = Field(
         False, description="rows whose scoring format the source does not state ('unknown', "
         "'best') get their own factor on the Beta precision (prior "

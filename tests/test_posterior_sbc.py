@@ -161,6 +161,41 @@ def test_small_posterior_sbc_batch(paper_run, tmp_path):
     assert report["timing"]["n_compiles"] == 1
 
 
+@pytest.mark.slow  # a whitened fit and a two-simulation batch: minutes (run with -m slow)
+def test_a_whitened_posterior_sbc_batch_refits_in_the_runs_coordinates(paper_folder,
+                                                                       tmp_path):
+    """A run whitened by a dense metric (here a pilot's) gives posterior SBC a metric: the
+    batch records its SHA-256, every joint fit is clean, and its draws carry the model's own
+    variables (the whitened coordinates are dropped), so the ranks are of the same
+    quantities as a diagonal batch's."""
+    import json
+
+    import pandas as pd
+
+    import densing_bayes as db
+    from densing_bayes.inference import metric as M
+    from densing_bayes.inference.run_io import load_run
+
+    spec = load_spec("paper_design").with_overrides(
+        {"sampler": {"mass_matrix": "dense", "pilot_draws": 100}})
+    run = tmp_path / "run"
+    db.fit(spec, paper_folder, progress=False, save_to=run, draws=100, tune=100, chains=2,
+           seed=3)
+    metric = M.metric_from_run(run)
+    small = load_run(run).spec.with_overrides(
+        {"sampler": {"draws": 60, "tune": 60, "chains": 1, "seed": 4}})
+    report = cal.run_posterior_sbc(small, run, 2, tmp_path / "psbc", n_workers=1,
+                                   progress=False)
+    assert report["joint_fit_metric"] == M.metric_digest(metric)
+    manifest = json.loads((tmp_path / "psbc" / "batch.json").read_text())
+    assert manifest["joint_fit_metric"] == M.metric_digest(metric)
+    table = pd.read_csv(tmp_path / "psbc" / cal.RANKS_CSV)
+    assert len(table) == 2 and (table["status"] == "ok").all(), table.get("error")
+    assert {"rank_slope_post", "rank_alpha[mmlu]", "rank_log_likelihood"} <= set(table)
+    ranks = table.filter(like="rank_")
+    assert (ranks >= 0).all().all() and ranks.le(table["n_draws"], axis=0).all().all()
+
+
 @pytest.mark.parametrize("extra, message", [
     ([], "is not a run folder"),
     (["--design", "bundled"], "leave out --design"),

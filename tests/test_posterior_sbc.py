@@ -213,37 +213,23 @@ def test_posterior_flag_errors_are_one_line(tmp_path, capsys, extra, message):
 def test_replicates_are_draws_of_the_likelihood_the_fit_scores(bundled_inputs):
     """Posterior SBC's ranks are uniform only if each replicate is drawn from the density the
     joint fit scores it with. Score identity: for y ~ p(y | theta),
-    E[d/dtheta log p(y | theta)] = 0 in every coordinate. With 300 replicates at one draw of
-    the committed reference posterior, each coordinate's mean score over its standard error
-    is about N(0, 1); a random function that differs from its log-density (a wrong precision,
-    format or ceiling) moves its parameters' z far beyond 5. Measured 2026-12-02, while the
-    OpenBookQA exponent's ranks were flagged: largest |z| 3.3 over the 270 coordinates the
-    likelihood touches; scored at a precision 20% off, 21.7 from 50 replicates."""
+    E[d/dtheta log p(y | theta)] = 0 in every coordinate. With 300 replicates (posterior
+    SBC's own forward function) at one draw of the committed reference posterior, each
+    coordinate's mean score over its standard error is about N(0, 1); a random function that
+    differs from its log-density (a wrong precision, format or ceiling) moves its parameters'
+    z far beyond 5. Measured 2026-12-02, while the OpenBookQA exponent's ranks were flagged:
+    largest |z| 3.3 over the 270 coordinates the likelihood touches; scored at a precision 20%
+    off, 21.7 from 50 replicates."""
     from pathlib import Path
 
     import pytensor
     import pytensor.tensor as pt
-    from pymc.model.transform.conditioning import remove_value_transforms
-    from pymc.pytensorf import compile as compile_pymc
     from pymc.pytensorf import reseed_rngs
-    from pytensor.graph.replace import clone_replace, graph_replace
-    from pytensor.graph.traversal import ancestors
-    from pytensor.tensor.random.type import RandomGeneratorType
 
     spec, inputs = bundled_inputs
     single = build_model(inputs, spec)
-    upstream = set(ancestors(single.observed_RVs))
-    stand_ins = {rv: rv.type(name=rv.name) for rv in single.free_RVs if rv in upstream}
-    forward = compile_pymc(inputs=list(stand_ins.values()),
-                           outputs=clone_replace(single.observed_RVs, replace=stand_ins),
-                           random_seed=0, on_unused_input="ignore")
-    rngs = [v for v in forward.get_shared() if isinstance(v.type, RandomGeneratorType)]
-    plain = remove_value_transforms(single)
-    shared = [plain.rvs_to_values[rv] for rv in plain.observed_RVs]
-    data = [s.type(s.name) for s in shared]
-    loglik = graph_replace(plain.logp(vars=plain.observed_RVs, sum=True),
-                           dict(zip(shared, data, strict=True)), strict=False)
-    params = list(plain.value_vars)
+    forward, rngs, free = cal.forward_replicate(single)
+    params, data, loglik = cal.loglik_graph(single)
     score = pytensor.function([*params, *data],
                               pt.grad(loglik, params, disconnected_inputs="ignore"),
                               on_unused_input="ignore")
@@ -251,26 +237,27 @@ def test_replicates_are_draws_of_the_likelihood_the_fit_scores(bundled_inputs):
     stacked = cal.posterior_sbc_draws(spec, reference).stack(sample=("chain", "draw"))
     truth = {v.name: stacked[v.name].values[..., 123] for v in single.free_RVs}
     names = [single.rvs_to_values[rv].name for rv in single.observed_RVs]
-    scores = []
-    for r in range(300):
-        reseed_rngs(rngs, r)
-        replicate = dict(zip(names, forward(*[truth[v.name] for v in stand_ins.values()]),
-                             strict=True))
-        grads = score(*[truth[p.name] for p in params], *[replicate[d.name] for d in data])
-        scores.append(np.concatenate([np.ravel(g) for g in grads]))
-    scores = np.array(scores)
-    informed = scores.std(axis=0) > 0  # hyper-parameters the likelihood does not touch: 0
-    z = scores.mean(axis=0)[informed] / (scores.std(axis=0, ddof=1)[informed]
-                                         / np.sqrt(len(scores)))
+
+    def scores(at: dict, seeds) -> np.ndarray:
+        """Scores at ``at`` of replicates drawn given the truth, one row per seed."""
+        rows = []
+        for seed in seeds:
+            reseed_rngs(rngs, seed)
+            replicate = dict(zip(names, forward(*[truth[n] for n in free]), strict=True))
+            grads = score(*[at[p.name] for p in params], *[replicate[d.name] for d in data])
+            rows.append(np.concatenate([np.ravel(g) for g in grads]))
+        return np.array(rows)
+
+    right = scores(truth, range(300))
+    informed = right.std(axis=0) > 0  # hyper-parameters the likelihood does not touch: 0
+
+    def z_scores(rows: np.ndarray) -> np.ndarray:
+        return rows.mean(axis=0)[informed] / (rows.std(axis=0, ddof=1)[informed]
+                                              / np.sqrt(len(rows)))
+
     assert informed.sum() > 200
+    z = z_scores(right)
     assert np.max(np.abs(z)) < 5.0, np.argsort(-np.abs(z))[:5]
     # and it can fail: scored at a precision 20% off, the replicates' precision moves
     wrong = {**truth, "score_precision_eval": truth["score_precision_eval"] * 1.2}
-    grads = np.array([np.concatenate([np.ravel(g) for g in score(
-        *[wrong[p.name] for p in params], *[row[d.name] for d in data])]) for row in [
-        dict(zip(names, (reseed_rngs(rngs, 1000 + r),
-                         forward(*[truth[v.name] for v in stand_ins.values()]))[1],
-                 strict=True)) for r in range(50)]])
-    z_wrong = grads.mean(axis=0)[informed] / (grads.std(axis=0, ddof=1)[informed]
-                                              / np.sqrt(len(grads)))
-    assert np.max(np.abs(z_wrong)) > 5.0
+    assert np.max(np.abs(z_scores(scores(wrong, range(1000, 1050))))) > 5.0

@@ -171,6 +171,18 @@ def _loglik_parts(model) -> dict:
     """The total log-likelihood as a function of the untransformed parameters and the observed
     data (inputs, so that every simulation's data can be scored), with its inputs' names."""
     import pytensor
+
+    params, placeholders, total = loglik_graph(model)
+    loglik_fn = pytensor.function([*params, *placeholders], total, on_unused_input="ignore")
+    return {"loglik_fn": loglik_fn,
+            "loglik_params": [v.name for v in params],
+            "loglik_data": [s.name for s in placeholders]}
+
+
+def loglik_graph(model) -> tuple[list, list, Any]:
+    """(parameters, data, total): the total log-likelihood as a graph of the untransformed
+    parameters (what priors and posteriors report) and of the observed data as inputs (they
+    change with every simulation)."""
     from pymc.model.transform.conditioning import remove_value_transforms
     from pytensor.graph.replace import graph_replace
 
@@ -179,11 +191,7 @@ def _loglik_parts(model) -> dict:
     placeholders = [s.type(s.name) for s in shared]
     total = graph_replace(umodel.logp(vars=umodel.observed_RVs, sum=True),
                           dict(zip(shared, placeholders, strict=True)), strict=False)
-    loglik_fn = pytensor.function([*umodel.value_vars, *placeholders], total,
-                                  on_unused_input="ignore")
-    return {"loglik_fn": loglik_fn,
-            "loglik_params": [v.name for v in umodel.value_vars],
-            "loglik_data": [s.name for s in shared]}
+    return list(umodel.value_vars), placeholders, total
 
 
 def structure_key(spec: ModelSpec, design_seed: int, design: str = PAPER_DESIGN) -> str:
@@ -331,9 +339,7 @@ def fit_whitened(structure: _Structure, metric, observed: Mapping[str, np.ndarra
     idata = nutpie.sample(model, draws=s.draws, tune=s.tune, chains=s.chains, cores=1,
                           seed=seed, progress_bar=False, target_accept=s.target_accept,
                           save_warmup=False, maxdepth=WHITENED_MAX_DEPTH)
-    white = idata.posterior[dense_metric.WHITE_VAR]
-    idata.posterior = idata.posterior.drop_vars(
-        [dense_metric.WHITE_VAR, *[d for d in white.dims if d not in ("chain", "draw")]])
+    idata.posterior = dense_metric.drop_white(idata.posterior)
     return idata, time.perf_counter() - start
 
 
@@ -435,13 +441,29 @@ class _PosteriorStructure:
 POSTERIOR_DESIGN = "posterior"
 
 
+def forward_replicate(model) -> tuple[Any, list, list[str]]:
+    """(function, its random generators, its inputs' names): one replicate of every observed
+    variable of ``model`` (in ``model.observed_RVs`` order) given the free variables the data
+    depend on. Posterior SBC draws each simulation's replicate with it."""
+    from pymc.pytensorf import compile as compile_pymc
+    from pytensor.graph.replace import clone_replace
+    from pytensor.graph.traversal import ancestors
+    from pytensor.tensor.random.type import RandomGeneratorType
+
+    # the free variables the data depend on, each replaced by an input, all at once (a
+    # hyper-parameter drops out once its children are given, so some inputs go unused)
+    upstream = set(ancestors(model.observed_RVs))
+    stand_ins = {rv: rv.type(name=rv.name) for rv in model.free_RVs if rv in upstream}
+    replicate = clone_replace(model.observed_RVs, replace=stand_ins)
+    fn = compile_pymc(inputs=list(stand_ins.values()), outputs=replicate, random_seed=0,
+                      on_unused_input="ignore")
+    rngs = [v for v in fn.get_shared() if isinstance(v.type, RandomGeneratorType)]
+    return fn, rngs, [v.name for v in stand_ins.values()]
+
+
 def _build_posterior_structure(spec: ModelSpec, run_folder: Path) -> _PosteriorStructure:
     import nutpie
     from pymc.model.transform.optimization import freeze_dims_and_data
-    from pymc.pytensorf import compile as compile_pymc
-    from pytensor.graph.traversal import ancestors
-    from pytensor.graph.replace import clone_replace
-    from pytensor.tensor.random.type import RandomGeneratorType
 
     from densing_bayes.inference import metric as dense_metric
     from densing_bayes.model.build import build_model
@@ -450,13 +472,7 @@ def _build_posterior_structure(spec: ModelSpec, run_folder: Path) -> _PosteriorS
     post = posterior_sbc_draws(spec, run_folder)
     inputs = prepare_inputs(design_data(design="bundled", spec=spec), spec)
     single = build_model(inputs, spec)
-    # the free variables the data depend on, each replaced by an input, all at once (a
-    # hyper-parameter drops out once its children are given, so some inputs go unused)
-    upstream = set(ancestors(single.observed_RVs))
-    stand_ins = {rv: rv.type(name=rv.name) for rv in single.free_RVs if rv in upstream}
-    replicate = clone_replace(single.observed_RVs, replace=stand_ins)
-    forward_fn = compile_pymc(inputs=list(stand_ins.values()), outputs=replicate,
-                              random_seed=0, on_unused_input="ignore")
+    forward_fn, forward_rngs, free = forward_replicate(single)
     data = [single.rvs_to_values[rv].name for rv in single.observed_RVs]
     names = [*(rv.name for rv in single.free_RVs), *RANKED_DETERMINISTICS]
     stacked = post.stack(sample=("chain", "draw"))
@@ -476,9 +492,8 @@ def _build_posterior_structure(spec: ModelSpec, run_folder: Path) -> _PosteriorS
         fit=_Structure(prior_fn=None, prior_rngs=[], params=names,
                        benchmarks=list(inputs.benchmarks), **parts),
         forward_fn=forward_fn,
-        forward_rngs=[v for v in forward_fn.get_shared()
-                      if isinstance(v.type, RandomGeneratorType)],
-        free=[v.name for v in stand_ins.values()],
+        forward_rngs=forward_rngs,
+        free=free,
         real={n: np.asarray(single[n].get_value()) for n in data},
         truths=truths,
         single_loglik=SimpleNamespace(**_loglik_parts(single)),

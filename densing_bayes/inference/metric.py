@@ -432,6 +432,14 @@ def whitened_model(model: pm.Model) -> pm.Model:
     return white
 
 
+def drop_white(posterior: xr.Dataset) -> xr.Dataset:
+    """A whitened fit's posterior without its sampling coordinates z (and their dimension):
+    what is left are the model's own variables, under their names."""
+    white = posterior[WHITE_VAR]
+    return posterior.drop_vars([WHITE_VAR, *[d for d in white.dims
+                                             if d not in ("chain", "draw")]])
+
+
 def unconstrained_from_white(z: np.ndarray, metric: StoredMetric) -> np.ndarray:
     """theta draws (draws x dim) from z draws (draws x dim)."""
     return split_forward(metric.mean + z @ metric.chol.T, *metric.split())

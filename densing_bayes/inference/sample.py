@@ -144,8 +144,7 @@ def _sample_nutpie_dense(model: pm.Model, sampler: SamplerSettings, seed: int, p
         idata = nutpie.sample(compiled, maxdepth=WHITENED_MAX_DEPTH, **kwargs)
         white = idata.posterior[dense_metric.WHITE_VAR]
         draws = dense_metric.unconstrained_from_white(white.values.reshape(-1, dim), stored)
-        idata.posterior = idata.posterior.drop_vars([dense_metric.WHITE_VAR, *[
-            d for d in white.dims if d not in ("chain", "draw")]])
+        idata.posterior = dense_metric.drop_white(idata.posterior)
         used = "dense" if pilot is None else "dense_pilot"
     sampled_at = time.perf_counter()
     idata.posterior.attrs["nuts_metric"] = used

@@ -335,3 +335,105 @@ def test_favourable_protocol_in_the_model_is_pointwise_and_vanishes_with_its_sha
     assert vanishing.shape == plain.shape == (700,)
     np.testing.assert_allclose(vanishing, plain, rtol=1e-9, atol=1e-9)
     assert not np.allclose(present, plain)
+
+
+def test_skewed_scores_are_an_exgaussian_on_the_logit_with_the_betas_logit_moments():
+    """[observation] score_skewed: the density is the exponentially modified Gaussian of
+    logit(y) (scipy's exponnorm) times the logit's Jacobian, centred on the Beta's logit mean
+    with its logit SD; replicates come from it (mean, upper tail); as the shift's scale goes to
+    0 it approaches the Beta it matches; and one model's conflicting reports give its
+    prediction one mode, where the favourable mixture gives two or more."""
+    from scipy.special import digamma, expit, gammaln, logit, polygamma
+
+    from densing_bayes.model.build import (_skewed_score_random, favourable_score_logp,
+                                           skewed_score_logp)
+
+    y = np.array([0.3, 0.8, 0.6])
+    mean = np.array([[0.4, 0.7], [0.5, 0.9], [0.55, 0.65]])
+    log_w = np.maximum(np.log(np.array([[1.0, 1e-300], [1e-300, 1.0], [0.25, 0.75]])), -700.0)
+    phi, xi = 80.0, 0.4
+    got = skewed_score_logp(y, mean, log_w, np.float64(phi), np.float64(xi)).eval()
+
+    def dens(m, scale):
+        c = digamma(m * phi) - digamma((1 - m) * phi)
+        s = np.sqrt(polygamma(1, m * phi) + polygamma(1, (1 - m) * phi))
+        z = logit(y)[:, None]
+        return stats.exponnorm.pdf(z, scale / s, loc=c - scale, scale=s) / (y * (1 - y))[:, None]
+
+    d = dens(mean, xi)
+    want = np.log([d[0, 0], d[1, 1], 0.25 * d[2, 0] + 0.75 * d[2, 1]])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+    # xi -> 0: the logit-normal with the Beta's logit moments, within 1% of the Beta itself
+    tiny = skewed_score_logp(y, mean[:, :1], np.zeros((3, 1)), np.float64(400.0),
+                             np.float64(1e-4)).eval()
+    beta = stats.beta.logpdf(y, mean[:, 0] * 400, (1 - mean[:, 0]) * 400)
+    near = np.abs(y - mean[:, 0]) < 0.06
+    np.testing.assert_allclose(np.exp(tiny[near]), np.exp(beta[near]), rtol=0.02)
+
+    # replicates: mean logit error 0, and the upper tail the exponential puts there
+    rng = np.random.default_rng(3)
+    n = 400_000
+    draws = _skewed_score_random(np.full((n, 1), 0.6), np.zeros((n, 1)), np.full(n, 200.0),
+                                 np.float64(0.5), rng=rng)
+    c = digamma(120.0) - digamma(80.0)
+    s = np.sqrt(polygamma(1, 120.0) + polygamma(1, 80.0))
+    assert np.mean(logit(draws)) == pytest.approx(c, abs=0.003)
+    for q in (1.0, 2.0):
+        want_tail = stats.exponnorm.sf(c + q, 0.5 / s, loc=c - 0.5, scale=s)
+        assert np.mean(logit(draws) > c + q) == pytest.approx(want_tail, rel=0.05)
+
+    # one model's conflicting reports: the joint likelihood of its prediction has one mode
+    # under the skewed error and more than one under the favourable mixture
+    grid = expit(np.linspace(-2.0, 4.0, 601))
+
+    def modes(f):
+        return int(((f[1:-1] > f[:-2]) & (f[1:-1] > f[2:])).sum())
+
+    for precision in (40.0, 100.0, 300.0):
+        for reports in ([0.5, 0.8, 0.8], [0.5, 0.75], [0.4, 0.6, 0.8, 0.8]):
+            mix = sum(favourable_score_logp(
+                np.full(grid.size, v), grid[:, None], expit(logit(grid) + 2.0)[:, None],
+                np.zeros((grid.size, 1)), np.float64(precision), np.float64(gammaln(precision)),
+                np.float64(0.04)).eval() for v in reports)
+            assert modes(mix) >= 2
+            for scale in (0.2, 0.5, 1.0):
+                skewed = sum(skewed_score_logp(
+                    np.full(grid.size, v), grid[:, None], np.zeros((grid.size, 1)),
+                    np.float64(precision), np.float64(scale)).eval() for v in reports)
+                assert modes(skewed) == 1, (precision, reports, scale)
+
+
+def test_skewed_scores_in_the_model_are_pointwise_and_one_tail_model():
+    """In the model the skewed error gives one log-likelihood per score row, near the Beta's
+    for a small scale; it excludes the other tail models, and off it leaves saved runs' hash."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model import build
+    from densing_bayes.model.inputs import prepare_inputs
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import bundled_data_folder
+
+    data = load_data(bundled_data_folder("default"))
+    plain_spec = load_spec("default")
+    off = plain_spec.with_overrides({"observation": {"score_skewed": False}})
+    assert off.model_hash() == plain_spec.model_hash()
+    spec = plain_spec.with_overrides({"observation": {"score_skewed": True}})
+    assert spec.model_hash() != plain_spec.model_hash()
+    both = spec.with_overrides({"observation": {"score_favourable": True}})
+    with pytest.raises(ValueError, match="tail models"):
+        build.build_model(prepare_inputs(data, both), both)
+
+    def pointwise(s, **values):
+        model = build.build_model(prepare_inputs(data, s), s)
+        point = {**model.initial_point(), **values}
+        fn = model.compile_logp(vars=[model["score_obs"]], sum=False)
+        return np.asarray(fn(point)[0])
+
+    plain = pointwise(plain_spec)
+    small = pointwise(spec, score_skew_scale_log__=np.float64(np.log(1e-3)))
+    large = pointwise(spec, score_skew_scale_log__=np.float64(np.log(0.8)))
+    assert small.shape == plain.shape == (700,)
+    near = plain > 0.0   # rows near their prediction (far out the logit-normal's tail differs)
+    assert near.sum() > 50
+    assert np.median(np.abs(small - plain)[near]) < 0.05
+    assert np.median(np.abs(large - plain)[near]) > 0.1

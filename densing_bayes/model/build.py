@@ -30,7 +30,9 @@ Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e
      one for stated multiple-choice rows with [observation] mc_precision;
      pi: outlier share, only with [observation] score_outliers; with [observation]
      score_favourable the second component is instead the same Beta around the curve with
-     its logit moved up by xi > 0, share pi: a favourable protocol; [data] score_rows decides what
+     its logit moved up by xi > 0, share pi: a favourable protocol; with [observation]
+     score_skewed logit(score) is instead the Beta's logit mean and SD plus a centred
+     Exponential(mean xi) shift, an exponentially modified Gaussian; [data] score_rows decides what
      a row is: by default the mean of one pair's distinct reports in one format)
 Density trend (t = years since the changepoint date):
     f(t) = B + slope_pre min(t - tau, 0) + slope_post max(t - tau, 0)     (continuous at tau)
@@ -312,6 +314,46 @@ def favourable_score_logp(value, mean, favourable, log_weight, precision, log_no
     return pt.logaddexp(pt.log1p(-share) + usual, pt.log(share) + up)
 
 
+def skewed_score_logp(value, mean, log_weight, precision, scale):
+    """log sum_f w_rf p(value_r | mean_rf): logit(value) = c + e + (w - xi), e ~ Normal(0, s),
+    w ~ Exponential(mean xi), c and s^2 the mean and variance of logit(Y) for Y ~ Beta(mean,
+    precision) (digamma and trigamma differences), plus the logit's Jacobian. As xi -> 0 it is
+    the Beta's logit-normal match; its upper tail is exponential, and as a convolution of two
+    log-concave densities it is log-concave in c (one mode per report, whatever its size)."""
+    mean = pt.clip(mean, BETA_MEAN_EPS, 1.0 - BETA_MEAN_EPS)
+    a = mean * precision[..., None]
+    b = precision[..., None] - a
+    centre = pt.psi(a) - pt.psi(b)
+    sd = pt.sqrt(pt.tri_gamma(a) + pt.tri_gamma(b))
+    z = pt.log(value) - pt.log1p(-value)
+    per_format = exgaussian_logp(z[:, None], centre - scale, sd, scale) \
+        - pt.log(value)[:, None] - pt.log1p(-value)[:, None]
+    if mean.type.shape[-1] == 1:
+        return per_format[:, 0]
+    return pt.logsumexp(per_format + log_weight, axis=-1)
+
+
+def exgaussian_logp(x, mu, sigma, nu):
+    """log density of Normal(mu, sigma) + Exponential(mean nu) at x (PyMC's ExGaussian, whose
+    log Phi is evaluated stably far in the tail)."""
+    from pymc.distributions.dist_math import normal_lcdf
+
+    return (-pt.log(nu) + (mu - x) / nu + 0.5 * (sigma / nu) ** 2
+            + normal_lcdf(mu + sigma ** 2 / nu, sigma, x))
+
+
+def _skewed_score_random(mean, log_weight, precision, scale, rng=None, size=None):
+    from scipy import special
+
+    chosen = _pick_format_mean(mean, log_weight, rng)
+    a, b = chosen * precision, (1.0 - chosen) * precision
+    centre = special.digamma(a) - special.digamma(b)
+    sd = np.sqrt(special.polygamma(1, a) + special.polygamma(1, b))
+    shape = np.shape(centre)
+    logit = centre - scale + sd * rng.standard_normal(shape) + rng.exponential(1.0, shape) * scale
+    return special.expit(logit)
+
+
 def _favourable_score_random(mean, favourable, log_weight, precision, log_norm, share,
                              rng=None, size=None):
     pick = rng.random(np.broadcast_shapes(np.shape(mean)[:-1], np.shape(share))) < share
@@ -334,13 +376,18 @@ def _robust_score_random(mean, log_weight, precision, log_norm, outlier_share, r
     return np.where(outlier, rng.random(np.shape(draws)), draws)
 
 
-def _format_mixture_random(mean, log_weight, precision, log_norm, rng=None, size=None):
+def _pick_format_mean(mean, log_weight, rng):
+    """Each row's mean under one format, drawn with the row's format weights."""
     mean = np.clip(mean, BETA_MEAN_EPS, 1.0 - BETA_MEAN_EPS)
     weight = np.exp(log_weight - log_weight.max(axis=-1, keepdims=True))
     cumulative = np.cumsum(weight / weight.sum(axis=-1, keepdims=True), axis=-1)
     pick = (rng.random(cumulative.shape[:-1])[..., None] > cumulative).sum(axis=-1)
     pick = np.minimum(pick, mean.shape[-1] - 1)
-    chosen = np.take_along_axis(mean, pick[..., None], axis=-1)[..., 0]
+    return np.take_along_axis(mean, pick[..., None], axis=-1)[..., 0]
+
+
+def _format_mixture_random(mean, log_weight, precision, log_norm, rng=None, size=None):
+    chosen = _pick_format_mean(mean, log_weight, rng)
     return rng.beta(chosen * precision, (1.0 - chosen) * precision, size=size)
 
 
@@ -590,11 +637,11 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
         observed = pm.Data("score_value", inputs.score_value, dims="score_row")
         tail_models = [spec.observation.score_broad_tails, spec.observation.score_outliers,
                        spec.observation.score_precision_mixing_df is not None,
-                       spec.observation.score_favourable]
+                       spec.observation.score_favourable, spec.observation.score_skewed]
         if sum(tail_models) > 1:
             raise ValueError("[observation] score_broad_tails, score_outliers, "
-                             "score_precision_mixing_df and score_favourable are four tail "
-                             "models: switch one of them on, not more")
+                             "score_precision_mixing_df, score_favourable and score_skewed "
+                             "are five tail models: switch one of them on, not more")
         if spec.observation.score_precision_mixing_df is not None:
             nodes = pt.as_tensor(precision_mixing_nodes(spec.observation.score_precision_mixing_df))
             pm.CustomDist("score_obs", mean, log_weight, phi_row, nodes,
@@ -614,6 +661,11 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
                           pt.gammaln(phi_row), share, logp=favourable_score_logp,
                           random=_favourable_score_random, observed=observed, dims="score_row",
                           signature="(f),(f),(f),(),(),()->()")
+        elif spec.observation.score_skewed:
+            scale = spec.prior("score_skew_scale").create_variable("score_skew_scale")
+            pm.CustomDist("score_obs", mean, log_weight, phi_row, scale,
+                          logp=skewed_score_logp, random=_skewed_score_random,
+                          observed=observed, dims="score_row", signature="(f),(f),(),()->()")
         elif spec.observation.score_outliers:
             share = spec.prior("score_outlier_share").create_variable("score_outlier_share")
             pm.CustomDist("score_obs", mean, log_weight, phi_row, pt.gammaln(phi_row), share,

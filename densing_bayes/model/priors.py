@@ -151,6 +151,15 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "unidentified.",
         "logit",
     ),
+    "score_skew_scale": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=5.0),
+        "with [observation] score_skewed: mean of the favourable-protocol shift of a "
+        "reported score's logit (the exponential part of the error); mean 0.4, 90% in "
+        "[0.07, 0.95]. At 0.5 one score in 55 is shifted more than 2 logits above its protocol's typical "
+        "value, about the excess the reference run's LOO-PIT shows above its 99% quantile. "
+        "Gamma(2, .) keeps it off 0, where the error is Gaussian and the formula unstable.",
+        "logit",
+    ),
     "score_precision_unstated": PriorDoc(
         Prior("LogNormal", mu=0.0, sigma=1.0),
         "with [observation] unstated_precision: factor on the precision of reported scores "

@@ -112,6 +112,7 @@ OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
                 ("observation", "score_favourable"): ("score_favourable_share",
                                                       "score_favourable_shift"),
+                ("observation", "score_skewed"): ("score_skew_scale",),
                 ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std"),
                 ("trend", "benchmark_loading"): ("benchmark_loading_sd", "benchmark_loading_std"),
                 ("observation", "mc_drift"): ("mc_drift",),
@@ -166,6 +167,14 @@ class ObservationSettings(_Section):
         "developer's best run). One-sided, unlike the outlier and broad-tail mixtures: the "
         "reference run's LOO-PIT leaves its band above only, with 18 of 700 scores above their "
         "99% quantile and 10 below 0.01 (docs/model.md)")
+    score_skewed: bool = Field(
+        False, description="each reported score's logit is the chain's prediction plus "
+        "symmetric noise (the logit-normal with the Beta's logit mean and variance) plus a "
+        "non-negative favourable-protocol shift w ~ Exponential(mean `score_skew_scale`), "
+        "centred so the error's mean stays 0: an exponentially modified Gaussian on the "
+        "logit scale. Its upper tail is exponential, and unlike the two-component mixtures "
+        "its density is log-concave in the prediction, so one report far above a model's "
+        "others cannot give that model's density a second mode (docs/model.md)")
     unstated_precision: bool = Field(
         False, description="rows whose scoring format the source does not state ('unknown', "
         "'best') get their own factor on the Beta precision (prior "

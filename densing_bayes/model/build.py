@@ -323,14 +323,36 @@ def skewed_score_logp(value, mean, log_weight, precision, scale):
     mean = pt.clip(mean, BETA_MEAN_EPS, 1.0 - BETA_MEAN_EPS)
     a = mean * precision[..., None]
     b = precision[..., None] - a
-    centre = pt.psi(a) - pt.psi(b)
-    sd = pt.sqrt(pt.tri_gamma(a) + pt.tri_gamma(b))
+    centre = _digamma(a) - _digamma(b)
+    sd = pt.sqrt(_trigamma(a) + _trigamma(b))
     z = pt.log(value) - pt.log1p(-value)
     per_format = exgaussian_logp(z[:, None], centre - scale, sd, scale) \
         - pt.log(value)[:, None] - pt.log1p(-value)[:, None]
     if mean.type.shape[-1] == 1:
         return per_format[:, 0]
     return pt.logsumexp(per_format + log_weight, axis=-1)
+
+
+#: The recurrence shift before the asymptotic series in ``_digamma`` / ``_trigamma``: from
+#: x + 6 on, the series' first omitted term is below 1e-9 relative.
+_POLYGAMMA_SHIFT = 6
+
+
+def _digamma(x):
+    """psi(x) in elementary operations (recurrence, then the asymptotic series): PyTensor's
+    digamma and trigamma run in Numba's slow object mode, once per row and gradient."""
+    y = x + _POLYGAMMA_SHIFT
+    series = pt.log(y) - 0.5 / y - 1.0 / (12.0 * y**2) + 1.0 / (120.0 * y**4) \
+        - 1.0 / (252.0 * y**6)
+    return series - sum(1.0 / (x + i) for i in range(_POLYGAMMA_SHIFT))
+
+
+def _trigamma(x):
+    """psi'(x) in elementary operations, as ``_digamma``."""
+    y = x + _POLYGAMMA_SHIFT
+    series = 1.0 / y + 0.5 / y**2 + 1.0 / (6.0 * y**3) - 1.0 / (30.0 * y**5) \
+        + 1.0 / (42.0 * y**7)
+    return series + sum(1.0 / (x + i) ** 2 for i in range(_POLYGAMMA_SHIFT))
 
 
 def exgaussian_logp(x, mu, sigma, nu):

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import pytensor.tensor as pt
 from scipy import stats
 
 from densing_bayes.data.derive import _inherit_formats, harness_spread, score_format
@@ -447,5 +448,6 @@ def test_elementary_digamma_and_trigamma_match_scipy():
     from densing_bayes.model.build import _digamma, _trigamma
 
     x = np.array([0.05, 0.5, 1.0, 3.0, 10.0, 100.0, 1e4])
-    np.testing.assert_allclose(_digamma(x).eval(), digamma(x), rtol=1e-8, atol=1e-8)
-    np.testing.assert_allclose(_trigamma(x).eval(), polygamma(1, x), rtol=1e-8)
+    tensor = pt.as_tensor(x)
+    np.testing.assert_allclose(_digamma(tensor).eval(), digamma(x), rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(_trigamma(tensor).eval(), polygamma(1, x), rtol=1e-8)

@@ -221,3 +221,23 @@ def test_the_loss_score_figure_puts_each_model_at_the_models_loss(bundled_prior_
     logit = -chain.gamma[..., rc] * (rows - chain.midpoint[..., rc]) + chain.shift
     np.testing.assert_allclose(logit, chain.logit(chain.sampled_x_n(idata))[..., rc],
                                rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("tail", ["score_skewed", "score_favourable"])
+def test_the_score_chain_carries_the_one_sided_tail_models(tail):
+    """With the skewed error or the favourable mixture the NumPy chain (model-level LOO,
+    held-out prediction) is still the model's likelihood, not the plain Beta's."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import bundled_data_folder
+
+    spec = load_spec("default").with_overrides({"observation": {tail: True}})
+    idata, _ = prior_draws_as_fit(load_data(bundled_data_folder("default")), spec, draws=6,
+                                  seed=11)
+    chain = score_chain(idata, spec.data.d0_tokens)
+    assert (chain.skew is not None) == (tail == "score_skewed")
+    assert (chain.favourable is not None) == (tail == "score_favourable")
+    ll, _, _ = chain.loglik(chain.logit(chain.sampled_x_n(idata)))
+    expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))
+    expected = expected.transpose("sample", ...).values[chain.draws]
+    np.testing.assert_allclose(ll, expected, rtol=1e-6, atol=1e-6)

@@ -60,6 +60,8 @@ class ScoreChain:
     precision: np.ndarray  # (S, N)
     outlier_share: np.ndarray  # (S,) 0 without the outlier component
     broad: tuple | None  # (share (S,), factor (S,)) of the broad component, None without it
+    favourable: tuple | None  # (share (S,), logit shift (S,)) of favourable reports, or None
+    skew: np.ndarray | None  # (S,) mean of the skewed error's exponential shift, or None
     y: np.ndarray  # (N,)
     draws: np.ndarray  # indices of the retained draws in the stacked (chain, draw) order
 
@@ -96,8 +98,11 @@ class ScoreChain:
         """log p(y_row | logits) for the draws ``sl`` (logits (S, *G, N, F)): returns the
         log-likelihood (S, *G, N) and the Beta shapes (S, *G, N, F) of every format."""
         broad = None if self.broad is None else (self.broad[0][sl], self.broad[1][sl])
+        favourable = None if self.favourable is None else tuple(v[sl] for v in self.favourable)
         return row_loglik(logit, self.span[sl], self.chance, self.precision[sl],
-                          self.log_weight, self.outlier_share[sl], self.y, self.best, broad)
+                          self.log_weight, self.outlier_share[sl], self.y, self.best, broad,
+                          favourable=favourable,
+                          skew=None if self.skew is None else self.skew[sl])
 
     def sampled_x_n(self, idata) -> np.ndarray:
         """(S, N) centred log N of each row's model at the sampled effective sizes."""
@@ -173,35 +178,67 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
                        if "score_outlier_share" in post else np.zeros(len(index))),
         broad=((stack(post["score_broad_share"], index), stack(post["score_broad_factor"], index))
                if "score_broad_share" in post else None),
+        favourable=((stack(post["score_favourable_share"], index),
+                     stack(post["score_favourable_shift"], index))
+                    if "score_favourable_share" in post else None),
+        skew=stack(post["score_skew_scale"], index) if "score_skew_scale" in post else None,
         y=np.asarray(idata.observed_data["score_obs"].values, float), draws=index)
 
 
 def row_loglik(logit, span, chance, precision, log_weight, outlier_share, y, best=None,
-               broad=None):
+               broad=None, *, favourable=None, skew=None):
     """The model's score-row likelihood: log[(1 - pi) sum_f w_f Beta(y | mean_f, phi) + pi],
     mean_f = chance + span_f logistic(logit_f), for logits (S, *G, N, F), spans (S, N, F),
     precisions (S, N) and outlier shares (S,); a ``best`` row (N,) takes max_f mean_f in every
     column; with ``broad`` = (share, factor) (S,) each, the Beta term is the scale mixture
-    (1 - share) Beta(phi) + share Beta(phi factor). Returns it (S, *G, N) with the narrow
-    component's Beta shapes."""
+    (1 - share) Beta(phi) + share Beta(phi factor); with ``favourable`` = (share, shift) (S,)
+    each, the mixture (1 - share) mix(logit) + share mix(logit + shift); with ``skew`` (S,),
+    the exponentially modified Gaussian on logit(y) of ``build.skewed_score_logp``. Returns it
+    (S, *G, N) with the narrow component's Beta shapes."""
     grid = logit.ndim - 3
     expand = (slice(None),) + (None,) * grid
-    mean = np.clip(chance[:, None] + span[expand] * expit(logit), EPS, 1 - EPS)
-    if best is not None and np.any(best):
-        mean = np.where(best[:, None], mean.max(axis=-1, keepdims=True), mean)
+    per_draw = (-1,) + (1,) * (grid + 2)  # (S,) -> broadcast against (S, *G, N, F)
     phi = precision[expand][..., None]
 
-    def mixture(phi):
+    def means(logit):
+        mean = np.clip(chance[:, None] + span[expand] * expit(logit), EPS, 1 - EPS)
+        if best is not None and np.any(best):
+            mean = np.where(best[:, None], mean.max(axis=-1, keepdims=True), mean)
+        return mean
+
+    def mixture(phi, mean):
         a, b = mean * phi, (1 - mean) * phi
-        ll = ((a - 1) * np.log(y)[:, None] + (b - 1) * np.log1p(-y)[:, None]
-              + gammaln(phi) - gammaln(a) - gammaln(b))
+        if skew is None:
+            ll = ((a - 1) * np.log(y)[:, None] + (b - 1) * np.log1p(-y)[:, None]
+                  + gammaln(phi) - gammaln(a) - gammaln(b))
+        else:
+            ll = _skewed_logpdf(y[:, None], a, b, np.reshape(skew, per_draw))
         return logsumexp(ll + log_weight, axis=-1), a, b
 
-    inlier, a, b = mixture(phi)
+    mean = means(logit)
+    inlier, a, b = mixture(phi, mean)
+    if favourable is not None:
+        share, up = (np.reshape(v, per_draw) for v in favourable)
+        shifted, _, _ = mixture(phi, means(logit + up))
+        share = share[..., 0]
+        inlier = np.logaddexp(np.log1p(-share) + inlier, np.log(share) + shifted)
     if broad is not None:
         share, factor = (np.asarray(v).reshape((-1,) + (1,) * (grid + 1)) for v in broad)
-        wide, _, _ = mixture(phi * factor[..., None])
+        wide, _, _ = mixture(phi * factor[..., None], mean)
         inlier = np.logaddexp(np.log1p(-share) + inlier, np.log(share) + wide)
     share = np.asarray(outlier_share).reshape((-1,) + (1,) * (grid + 1))
     with np.errstate(divide="ignore"):
         return np.logaddexp(np.log1p(-share) + inlier, np.log(share)), a, b
+
+
+def _skewed_logpdf(y, a, b, scale):
+    """log density of y whose logit is the logit-normal match of Beta(a, b) plus a centred
+    Exponential(mean ``scale``) shift (``build.skewed_score_logp``, in NumPy)."""
+    from scipy.special import digamma, log_ndtr, polygamma
+
+    centre = digamma(a) - digamma(b)
+    sd = np.sqrt(polygamma(1, a) + polygamma(1, b))
+    z = np.log(y) - np.log1p(-y)
+    mu = centre - scale
+    return (-np.log(scale) + (mu - z) / scale + 0.5 * (sd / scale) ** 2
+            + log_ndtr((z - mu - sd ** 2 / scale) / sd) - np.log(y) - np.log1p(-y))

@@ -69,9 +69,11 @@ def score_draws(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreDra
     """The model's score-row quantities at the sampled effective sizes (``score_chain``),
     with the pair effects' SDs and sampled values."""
     chain = score_chain(idata, d0_tokens, max_draws)
-    if chain.broad is not None:
-        raise NotImplementedError("pair-effect LOO with [observation] score_broad_tails is not "
-                                  "implemented: its predictive CDF needs both components")
+    for name, term in (("score_broad_tails", chain.broad),
+                       ("score_favourable", chain.favourable), ("score_skewed", chain.skew)):
+        if term is not None:
+            raise NotImplementedError(f"pair-effect LOO with [observation] {name} is not "
+                                      "implemented: its predictive CDF is not the Beta's")
     post, const = idata.posterior, idata.constant_data
     b = np.asarray(const["score_benchmark"].values, int)
     pair = np.asarray(const["score_pair"].values, int)

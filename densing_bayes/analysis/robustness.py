@@ -313,9 +313,12 @@ def predict_rows(fit_idata, held, spec: ModelSpec, *, seed: int,
     from densing_bayes.analysis.model_loo import deviation_scale
     from densing_bayes.analysis.score_chain import EPS, score_chain
 
-    if spec.observation.score_pair_effect or spec.observation.score_broad_tails:
-        raise NotImplementedError("held-out prediction supports neither pair effects nor broad "
-                                  "tails")
+    obs = spec.observation
+    if obs.score_pair_effect or obs.score_broad_tails or obs.score_favourable \
+            or obs.score_skewed:
+        raise NotImplementedError("held-out prediction supports neither pair effects nor the "
+                                  "broad, favourable or skewed tails (its predictive draws "
+                                  "and CDF are the Beta's)")
     chain = score_chain(_prediction_idata(fit_idata, held), spec.data.d0_tokens, max_draws)
     post = fit_idata.posterior
     scale, skew = deviation_scale(fit_idata, chain.draws, spec.trend, held.model_time)

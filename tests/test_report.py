@@ -752,3 +752,31 @@ def test_the_estimand_names_the_terms_that_change_what_a_density_is():
     both = report.estimand_text({**base, "doubling_time_days_by_benchmark": {"mmlu": {}},
                                  "benchmark_loading": {"mmlu": {}}}, ["mmlu", "piqa"])
     assert "With benchmark drift" in both and "With benchmark loadings" in both
+
+
+def test_spec_changes_name_every_model_setting_that_differs_from_the_bundled_spec():
+    """A run fitted with --set keeps its spec's name: the report lists what differs from the
+    bundled spec of that name (model settings only; sampler settings are in the
+    reproducibility table), and nothing when the model is the bundled one."""
+    from densing_bayes.model.spec import load_spec
+
+    default = load_spec("default")
+    assert report.spec_changes(default) == []
+    assert report.spec_changes(default.with_overrides({"sampler": {"draws": 10}})) == []
+    changed = default.with_overrides({
+        "observation": {"score_skewed": True},
+        "priors": {"slope_post": {"dist": "Normal", "kwargs": {"mu": 0.0, "sigma": 5.0}}}})
+    assert report.spec_changes(changed) == ["observation.score_skewed: False -> True",
+                                            "priors.slope_post.kwargs.sigma: 2.5 -> 5.0"]
+    assert report.spec_changes(changed.with_overrides({}, name="not_bundled")) == []
+
+
+def test_a_changed_spec_is_named_under_the_title(report_run, monkeypatch):
+    _, _, twin = report_run
+    monkeypatch.setattr(report, "spec_changes",
+                        lambda spec: ["observation.score_skewed: False -> True"])
+    html = report.write_report(twin).read_text(encoding="utf-8")
+    header = html[:html.index("</header>")]
+    assert "(changed)</h1>" in header
+    assert "not the bundled spec" in header
+    assert "<code>observation.score_skewed: False -&gt; True</code>" in header

@@ -1188,6 +1188,37 @@ def write_report(run_folder: Path, *, force: bool = True,
     return out
 
 
+#: Spec sections that change the model (the sampler's and the checks' settings are in the
+#: reproducibility table, the variants are the sensitivity analysis's).
+MODEL_SECTIONS = ("data", "loss_law", "observation", "trend", "priors")
+
+
+def spec_changes(spec) -> list[str]:
+    """Each model setting where ``spec`` differs from the bundled spec of the same name, as
+    "key: bundled -> this run": a run fitted with ``--set`` keeps its spec's name, which the
+    report's title shows, and a reader must not take the changed model for the named one.
+    Empty when the name is no bundled spec's or the model is the same."""
+    from densing_bayes.model.spec import bundled_spec_names, load_spec
+
+    if spec.name not in bundled_spec_names():
+        return []
+    named = load_spec(spec.name)
+    if named.model_hash() == spec.model_hash():
+        return []
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        return out
+
+    before, after = (flat({k: s.resolved().to_dict()[k] for k in MODEL_SECTIONS})
+                     for s in (named, spec))
+    return [f"{k}: {before.get(k, '-')} -> {after.get(k, '-')}"
+            for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+
+
 def spec_has_deviation(idata) -> bool:
     """Whether the envelope check can run: latent densities sampled as deviations."""
     return "log_density_deviation" in idata.posterior and "model" in idata.posterior.dims
@@ -1280,8 +1311,11 @@ def render_report(run: FittedRun, *, others: Sequence[FittedRun] = (),
     diag = summary.get("diagnostics") or {}
     bfmi = (np.atleast_1d(az.bfmi(idata)).tolist()
             if "energy" in idata.sample_stats else [])
+    changes = spec_changes(run.spec)
     context = {
-        "title": f"Densing Law, Bayesian: {summary.get('spec', run.spec.name)}",
+        "title": f"Densing Law, Bayesian: {summary.get('spec', run.spec.name)}"
+                 + (" (changed)" if changes else ""),
+        "spec_changes": changes,
         "run_folder": str(run.folder),
         "spec_description": run.spec.description,
         "sections": SECTIONS,

@@ -304,10 +304,11 @@ def test_favourable_protocol_mixture_is_two_betas_one_shifted_up():
     assert np.mean(draws) == pytest.approx(0.5 + share * 0.3, abs=0.002)
 
 
-def test_favourable_protocol_in_the_model_is_pointwise_and_vanishes_with_its_share():
-    """In the model the mixture gives one log-likelihood per score row, the same as the plain
-    Beta's when its share goes to zero; it is one tail model (not with another), and off it
-    leaves saved runs' hash."""
+def _tail_switch_pointwise(flag: str, other: str):
+    """For the tail model ``flag`` on the bundled data: checks that switched off it leaves
+    the default's hash, switched on it changes it, and with the tail model ``other`` it is
+    refused; returns a function (spec, **values) -> the pointwise log-likelihood of the score
+    rows at the initial point (with ``values`` replaced), and the spec with ``flag`` on."""
     from densing_bayes.data.load import load_data
     from densing_bayes.model import build
     from densing_bayes.model.inputs import prepare_inputs
@@ -316,11 +317,11 @@ def test_favourable_protocol_in_the_model_is_pointwise_and_vanishes_with_its_sha
 
     data = load_data(bundled_data_folder("default"))
     plain_spec = load_spec("default")
-    off = plain_spec.with_overrides({"observation": {"score_favourable": False}})
+    off = plain_spec.with_overrides({"observation": {flag: False}})
     assert off.model_hash() == plain_spec.model_hash()
-    spec = plain_spec.with_overrides({"observation": {"score_favourable": True}})
+    spec = plain_spec.with_overrides({"observation": {flag: True}})
     assert spec.model_hash() != plain_spec.model_hash()
-    both = spec.with_overrides({"observation": {"score_outliers": True}})
+    both = spec.with_overrides({"observation": {other: True}})
     with pytest.raises(ValueError, match="tail models"):
         build.build_model(prepare_inputs(data, both), both)
 
@@ -330,6 +331,14 @@ def test_favourable_protocol_in_the_model_is_pointwise_and_vanishes_with_its_sha
         fn = model.compile_logp(vars=[model["score_obs"]], sum=False)
         return np.asarray(fn(point)[0])
 
+    return pointwise, plain_spec, spec
+
+
+def test_favourable_protocol_in_the_model_is_pointwise_and_vanishes_with_its_share():
+    """In the model the mixture gives one log-likelihood per score row, the same as the plain
+    Beta's when its share goes to zero; it is one tail model (not with another), and off it
+    leaves saved runs' hash."""
+    pointwise, plain_spec, spec = _tail_switch_pointwise("score_favourable", "score_outliers")
     plain = pointwise(plain_spec)
     vanishing = pointwise(spec, score_favourable_share_logodds__=np.float64(-200.0))
     present = pointwise(spec, score_favourable_share_logodds__=np.float64(-1.0))
@@ -408,28 +417,7 @@ def test_skewed_scores_are_an_exgaussian_on_the_logit_with_the_betas_logit_momen
 def test_skewed_scores_in_the_model_are_pointwise_and_one_tail_model():
     """In the model the skewed error gives one log-likelihood per score row, near the Beta's
     for a small scale; it excludes the other tail models, and off it leaves saved runs' hash."""
-    from densing_bayes.data.load import load_data
-    from densing_bayes.model import build
-    from densing_bayes.model.inputs import prepare_inputs
-    from densing_bayes.model.spec import load_spec
-    from densing_bayes.resources import bundled_data_folder
-
-    data = load_data(bundled_data_folder("default"))
-    plain_spec = load_spec("default")
-    off = plain_spec.with_overrides({"observation": {"score_skewed": False}})
-    assert off.model_hash() == plain_spec.model_hash()
-    spec = plain_spec.with_overrides({"observation": {"score_skewed": True}})
-    assert spec.model_hash() != plain_spec.model_hash()
-    both = spec.with_overrides({"observation": {"score_favourable": True}})
-    with pytest.raises(ValueError, match="tail models"):
-        build.build_model(prepare_inputs(data, both), both)
-
-    def pointwise(s, **values):
-        model = build.build_model(prepare_inputs(data, s), s)
-        point = {**model.initial_point(), **values}
-        fn = model.compile_logp(vars=[model["score_obs"]], sum=False)
-        return np.asarray(fn(point)[0])
-
+    pointwise, plain_spec, spec = _tail_switch_pointwise("score_skewed", "score_favourable")
     plain = pointwise(plain_spec)
     small = pointwise(spec, score_skew_scale_log__=np.float64(np.log(1e-3)))
     large = pointwise(spec, score_skew_scale_log__=np.float64(np.log(0.8)))

@@ -25,11 +25,11 @@ def test_sd_per_distance_removes_the_laws_own_noise():
 @pytest.mark.integration
 def test_the_default_tilt_sd_is_the_committed_calibration():
     """The spec default is the committed calibration's result, by its written rule (the larger
-    split). The live recomputation is NOT compared: ``map_loss_law``'s L-BFGS-B stops short on
+    split). The live recomputation is not compared: ``map_loss_law``'s L-BFGS-B stops short on
     the hierarchical loss law, whose MAP is degenerate (the exponents' SD can shrink to 0), so
     its result depends on the numerical stack: 0.0349 for the larger split on the stack that
-    committed it, 0.0269 on 2026-12-02's machine with the same package versions; at that
-    split's stopping point BFGS finds a log posterior 90 higher and Powell 4,570 higher, at
+    committed it, 0.0269 on 2026-12-02's machine with the same package versions; on that
+    split BFGS stops 90 higher in log posterior and Powell 4,570 higher, all three with the
     exponents pooled to one value (docs/model.md, "Extrapolation tilt"). Recalibrating on a
     well-posed estimate changes the default model and is left open."""
     import json

@@ -12,10 +12,21 @@ Splits (ladder only; the OLMo-2 7B stays a validation target):
 * fit 190M-1B, predict the 3B runs;
 * fit 190M-760M, predict the 1B and 3B runs.
 
-For each split the maximum-a-posteriori loss law (the default spec's priors, loss-law rows only)
-predicts every held-back final row; the SD per unit distance is
-sqrt(sum(max(e^2 - sigma_b^2, 0)) / sum(d^2)), with e the log error, sigma_b the fitted
-within-design noise and d the Euclidean distance outside the box in (log N, log D).
+For each split the loss law (the default spec's priors, loss-law rows only) is sampled by NUTS
+and predicts every held-back final row. With e the error of the observed log loss against the
+posterior mean of the log law, sigma_b^2 the posterior mean of the within-design noise variance,
+v the posterior variance of the log law at that row (the fitted law's own uncertainty, which
+the full model already propagates) and d the Euclidean distance outside the box in
+(log N, log D), the tilt's SD per unit distance is the moment estimate
+sqrt(sum(max(e^2 - sigma_b^2 - v, 0)) / sum(d^2)). A 90% interval comes from resampling the
+benchmarks (a tilt is shared by a benchmark's rows, so benchmarks are the independent units).
+
+Why the posterior and not a point fit: until 2026-12-03 each split's law was ``pm.find_MAP``'s
+optimum. The MAP of this hierarchical law is degenerate (the exponents' pooling SD can shrink
+to 0 while the density grows without bound), so L-BFGS-B stopped wherever its tolerance said,
+and the result depended on the numerical stack (0.035 when committed, 0.027 on an identical
+package set; docs/model.md, "Extrapolation tilt"). The posterior is well posed and the result
+reproducible from the seed up to Monte Carlo error.
 
 Run: ``python -m densing_bayes.analysis.extrapolation --out reports/extrapolation``.
 """
@@ -51,8 +62,17 @@ def _final_rc_rows(data: DensingData) -> pd.DataFrame:
     return final
 
 
-def map_loss_law(data: DensingData, spec: ModelSpec, sizes) -> tuple[dict, object]:
-    """MAP loss-law parameters from the final ladder rows of ``sizes`` (curve rows unused)."""
+#: NUTS settings of each split's loss-law fit (about 2 minutes a split on 2 cores).
+DRAWS, TUNE, CHAINS, TARGET_ACCEPT = 1000, 1000, 4, 0.95
+#: Benchmark resamples behind the calibration's interval.
+BOOTSTRAP = 4000
+
+
+def sample_loss_law(data: DensingData, spec: ModelSpec, sizes, *, draws: int = DRAWS,
+                    tune: int = TUNE, chains: int = CHAINS, sample=None):
+    """Posterior of the loss law from the final ladder rows of ``sizes`` (curve rows unused).
+
+    ``sample`` replaces ``pm.sample`` (tests pass ``pymc.testing.mock_sample``)."""
     import pymc as pm
 
     from densing_bayes.model.build import _loss_law_block
@@ -62,55 +82,104 @@ def map_loss_law(data: DensingData, spec: ModelSpec, sizes) -> tuple[dict, objec
     keep = ~truthy(runs["final"]) | runs["size_label"].isin(sizes)
     inputs = prepare_inputs(dataclasses.replace(data, reference_runs=runs[keep]), spec)
     coords = {k: v for k, v in inputs.coords().items() if k in ("benchmark", "law_row")}
+    sample = pm.sample if sample is None else sample
     with pm.Model(coords=coords):
         _loss_law_block(inputs, spec)
-        point = pm.find_MAP(progressbar=False, seed=spec.sampler.seed)
-    return point, inputs
+        idata = sample(draws=draws, tune=tune, chains=chains, cores=min(chains, 2),
+                       target_accept=TARGET_ACCEPT, random_seed=spec.sampler.seed,
+                       progressbar=False, compute_convergence_checks=False)
+    return idata, inputs
 
 
-def split_errors(data: DensingData, spec: ModelSpec, fitted, predicted) -> pd.DataFrame:
-    """Log error and distance outside the fitted design of every held-back final row."""
-    point, inputs = map_loss_law(data, spec, fitted)
+def _draws(posterior, name: str, index: np.ndarray) -> np.ndarray:
+    """(row, draw) values of a per-benchmark variable at each row's benchmark."""
+    values = posterior[name].stack(sample=("chain", "draw")).transpose("benchmark", "sample")
+    return values.to_numpy()[index]
+
+
+def split_errors(data: DensingData, spec: ModelSpec, fitted, predicted,
+                 **sample_kwargs) -> tuple[pd.DataFrame, dict]:
+    """Log error, noise and law variance, and distance outside the fitted design of every
+    held-back final row; and the split fit's sampler diagnostics."""
+    idata, inputs = sample_loss_law(data, spec, fitted, **sample_kwargs)
     rows = _final_rc_rows(data)
     rows = rows[rows["size_label"].isin(predicted) & rows["benchmark"].isin(inputs.benchmarks)]
     b = rows["benchmark"].map({k: i for i, k in enumerate(inputs.benchmarks)}).to_numpy()
-    x_n = np.log(rows["params"].to_numpy(float)) - inputs.centre_log_params
-    x_d = np.log(rows["tokens"].to_numpy(float)) - inputs.centre_log_tokens
-    law = (point["E"][b] + point["A"][b] * np.exp(-point["alpha"][b] * x_n)
-           + point["B"][b] * np.exp(-point["beta"][b] * x_d))
+    x_n = (np.log(rows["params"].to_numpy(float)) - inputs.centre_log_params)[:, None]
+    x_d = (np.log(rows["tokens"].to_numpy(float)) - inputs.centre_log_tokens)[:, None]
+    post = idata.posterior
+    log_law = np.log(_draws(post, "E", b)
+                     + _draws(post, "A", b) * np.exp(-_draws(post, "alpha", b) * x_n)
+                     + _draws(post, "B", b) * np.exp(-_draws(post, "beta", b) * x_d))
     box = (inputs.law_x_params.min(), inputs.law_x_params.max(),
            inputs.law_x_tokens.min(), inputs.law_x_tokens.max())
-    d_n = np.maximum(box[0] - x_n, 0) + np.maximum(x_n - box[1], 0)
-    d_d = np.maximum(box[2] - x_d, 0) + np.maximum(x_d - box[3], 0)
-    return pd.DataFrame({"run_id": rows["run_id"].to_numpy(), "benchmark": rows["benchmark"],
-                         "log_error": np.log(rows["loss"].to_numpy(float)) - np.log(law),
-                         "noise_sd": point["loss_noise"][b], "distance": np.hypot(d_n, d_d)})
+    d_n = np.maximum(box[0] - x_n[:, 0], 0) + np.maximum(x_n[:, 0] - box[1], 0)
+    d_d = np.maximum(box[2] - x_d[:, 0], 0) + np.maximum(x_d[:, 0] - box[3], 0)
+    errors = pd.DataFrame({
+        "run_id": rows["run_id"].to_numpy(), "benchmark": rows["benchmark"].to_numpy(),
+        "log_error": np.log(rows["loss"].to_numpy(float)) - log_law.mean(axis=1),
+        "noise_sd": np.sqrt((_draws(post, "loss_noise", b) ** 2).mean(axis=1)),
+        "law_sd": log_law.std(axis=1), "distance": np.hypot(d_n, d_d)})
+    return errors, _fit_diagnostics(idata)
+
+
+def _fit_diagnostics(idata) -> dict:
+    import arviz as az
+
+    out = {"chains": int(idata.posterior.sizes["chain"]),
+           "draws": int(idata.posterior.sizes["draw"])}
+    if "sample_stats" in idata and "diverging" in idata.sample_stats:
+        out["divergences"] = int(idata.sample_stats["diverging"].sum())
+    if out["chains"] > 1 and out["draws"] >= 4:
+        names = ["alpha", "beta", "E", "A", "B", "loss_noise"]
+        out["max_r_hat"] = float(max(az.rhat(idata, var_names=names)[n].max() for n in names))
+        out["min_ess_bulk"] = float(min(az.ess(idata, var_names=names)[n].min() for n in names))
+    return out
 
 
 def sd_per_distance(errors: pd.DataFrame) -> float:
-    """sqrt(sum(max(e^2 - sigma^2, 0)) / sum(d^2)): the error beyond the law's own noise, per
-    unit log distance (the random tilt's SD)."""
-    excess = np.maximum(errors["log_error"] ** 2 - errors["noise_sd"] ** 2, 0.0)
+    """sqrt(sum(max(e^2 - sigma^2 - v, 0)) / sum(d^2)): the error beyond the law's own noise
+    and its posterior uncertainty, per unit log distance (the random tilt's SD)."""
+    law_var = errors["law_sd"] ** 2 if "law_sd" in errors else 0.0
+    excess = np.maximum(errors["log_error"] ** 2 - errors["noise_sd"] ** 2 - law_var, 0.0)
     return float(np.sqrt(excess.sum() / np.sum(errors["distance"] ** 2)))
 
 
-def calibrate(data: DensingData, spec: ModelSpec) -> dict:
+def benchmark_bootstrap(errors: pd.DataFrame, seed: int, n: int = BOOTSTRAP) -> np.ndarray:
+    """``sd_per_distance`` over ``n`` resamples of the benchmarks, with replacement."""
+    law_var = errors["law_sd"] ** 2 if "law_sd" in errors else 0.0
+    excess = np.maximum(errors["log_error"] ** 2 - errors["noise_sd"] ** 2 - law_var, 0.0)
+    frame = pd.DataFrame({"benchmark": errors["benchmark"], "excess": excess,
+                          "d2": errors["distance"] ** 2}).groupby("benchmark").sum()
+    pick = np.random.default_rng(seed).integers(0, len(frame), size=(n, len(frame)))
+    return np.sqrt(frame["excess"].to_numpy()[pick].sum(1) / frame["d2"].to_numpy()[pick].sum(1))
+
+
+def calibrate(data: DensingData, spec: ModelSpec, **sample_kwargs) -> dict:
     """Every split's errors summarised, and the calibrated SD (the larger of the splits)."""
     splits = []
     for name, fitted, predicted in SPLITS:
-        errors = split_errors(data, spec, fitted, predicted)
+        errors, diagnostics = split_errors(data, spec, fitted, predicted, **sample_kwargs)
+        boot = benchmark_bootstrap(errors, spec.sampler.seed)
         splits.append({
-            "split": name, "rows": int(len(errors)),
+            "split": name, "rows": int(len(errors)), "fit": diagnostics,
             "rms_log_error": float(np.sqrt(np.mean(errors["log_error"] ** 2))),
             "mean_noise_sd": float(errors["noise_sd"].mean()),
+            "mean_law_sd": float(errors["law_sd"].mean()),
             "mean_distance": float(errors["distance"].mean()),
             "sd_per_unit_distance": sd_per_distance(errors),
+            "sd_per_unit_distance_90": [float(q) for q in np.quantile(boot, [0.05, 0.95])],
             "mean_log_error_by_benchmark": errors.groupby("benchmark")["log_error"].mean()
             .round(4).to_dict(),
         })
-    return {"splits": splits,
-            "calibrated_sd": max(s["sd_per_unit_distance"] for s in splits),
-            "rule": "the larger of the splits' SD per unit distance (conservative)",
+    calibrated = max(s["sd_per_unit_distance"] for s in splits)
+    return {"estimator": "posterior of the law (NUTS, seed = spec.sampler.seed); moment "
+                         "estimate beyond noise and law uncertainty; 90% from resampled "
+                         "benchmarks",
+            "splits": splits, "calibrated_sd": calibrated,
+            "rule": "the larger of the splits' SD per unit distance (conservative), rounded "
+                    "to 3 decimals for the spec",
+            "spec_value": round(calibrated, 3),
             "spec_default": spec.loss_law.extrapolation_sd}
 
 

@@ -88,11 +88,12 @@ class DataSettings(_Section):
 class LossLawSettings(_Section):
     irreducible: bool = Field(True, description="add an irreducible loss E per benchmark")
     extrapolation_sd: float = Field(
-        0.035, ge=0, description="SD, per unit of log distance beyond the ladder's token range, "
+        0.016, ge=0, description="SD, per unit of log distance beyond the ladder's token range, "
         "of a random tilt of each benchmark's log loss law: the law's error where it is "
         "extrapolated in D (D0 = 1T is 1.6x the ladder's largest D; the OLMo-2 7B anchor 6x). "
-        "0.035 is calibrated by leave-largest-size-out on the ladder "
-        "(analysis/extrapolation.py); 0 switches the term off")
+        "0.016 is calibrated by leave-largest-size-out on the ladder from the posterior of the "
+        "law on the smaller sizes (analysis/extrapolation.py, reports/extrapolation/; 0.035 "
+        "before 2026-12-03, from a degenerate MAP); 0 switches the term off")
     extrapolation_sd_params: float = Field(
         0.0, ge=0, description="the same tilt in the log N directions (below and above the "
         "ladder's sizes). Off by default: at 0.035 the latent densities of models below the "
@@ -102,7 +103,7 @@ class LossLawSettings(_Section):
         None, ge=0, description="the tilt's SD above the ladder's largest N only (None: "
         "``extrapolation_sd_params``). The law read for models larger than the ladder's "
         "largest run: leave-largest-size-out on the ladder calibrates this direction "
-        "(0.027-0.035 per log unit, analysis/extrapolation.py)")
+        "(0.013-0.016 per log unit, analysis/extrapolation.py)")
 
 
 #: Terms added after runs were saved without them: (section, switch) -> the term's prior.

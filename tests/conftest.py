@@ -48,7 +48,9 @@ def paper_folder(paper_sim, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def paper_spec():
-    return parse_spec({"name": "paper_test", "loss_law": {"irreducible": False},
+    return parse_spec({"name": "paper_test",
+                       # the paper design's tilt (models/paper_design.toml)
+                       "loss_law": {"irreducible": False, "extrapolation_sd": 0.035},
                        "sampler": SMALL_SAMPLER})
 
 

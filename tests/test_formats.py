@@ -353,7 +353,7 @@ def test_skewed_scores_are_an_exgaussian_on_the_logit_with_the_betas_logit_momen
     with its logit SD; replicates come from it (mean, upper tail); as the shift's scale goes to
     0 it approaches the Beta it matches; and one model's conflicting reports give its
     prediction one mode, where the favourable mixture gives two or more."""
-    from scipy.special import digamma, expit, gammaln, logit, polygamma
+    from scipy.special import digamma, expit, logit, polygamma
 
     from densing_bayes.model.build import (_skewed_score_random, favourable_score_logp,
                                            skewed_score_logp)

@@ -137,19 +137,21 @@ def _fit_diagnostics(idata) -> dict:
     return out
 
 
+def _excess(errors: pd.DataFrame) -> np.ndarray:
+    """max(e^2 - sigma^2 - v, 0) per row: squared error beyond noise and law uncertainty."""
+    law_var = errors["law_sd"] ** 2 if "law_sd" in errors else 0.0
+    return np.maximum(errors["log_error"] ** 2 - errors["noise_sd"] ** 2 - law_var, 0.0)
+
+
 def sd_per_distance(errors: pd.DataFrame) -> float:
     """sqrt(sum(max(e^2 - sigma^2 - v, 0)) / sum(d^2)): the error beyond the law's own noise
     and its posterior uncertainty, per unit log distance (the random tilt's SD)."""
-    law_var = errors["law_sd"] ** 2 if "law_sd" in errors else 0.0
-    excess = np.maximum(errors["log_error"] ** 2 - errors["noise_sd"] ** 2 - law_var, 0.0)
-    return float(np.sqrt(excess.sum() / np.sum(errors["distance"] ** 2)))
+    return float(np.sqrt(_excess(errors).sum() / np.sum(errors["distance"] ** 2)))
 
 
 def benchmark_bootstrap(errors: pd.DataFrame, seed: int, n: int = BOOTSTRAP) -> np.ndarray:
     """``sd_per_distance`` over ``n`` resamples of the benchmarks, with replacement."""
-    law_var = errors["law_sd"] ** 2 if "law_sd" in errors else 0.0
-    excess = np.maximum(errors["log_error"] ** 2 - errors["noise_sd"] ** 2 - law_var, 0.0)
-    frame = pd.DataFrame({"benchmark": errors["benchmark"], "excess": excess,
+    frame = pd.DataFrame({"benchmark": errors["benchmark"], "excess": _excess(errors),
                           "d2": errors["distance"] ** 2}).groupby("benchmark").sum()
     pick = np.random.default_rng(seed).integers(0, len(frame), size=(n, len(frame)))
     return np.sqrt(frame["excess"].to_numpy()[pick].sum(1) / frame["d2"].to_numpy()[pick].sum(1))

@@ -175,3 +175,47 @@ def test_a_subset_of_variants_keeps_the_baseline_and_the_pattern_order(default_d
     assert sens.select_variants(variants, None) == variants
     with pytest.raises(ValueError, match="no sensitivity variant matches 'nope'"):
         sens.select_variants(variants, ["nope"])
+
+
+def _stand_in_fit(spec, data_folder, drop_source=None, power_scaling=False):
+    """What ``fit_variant`` records, without sampling: the batch bookkeeping is under test."""
+    interval = _interval(150.0, 120.0, 200.0)
+    return {"doubling_time_days": interval, "doubling_time_days_pre": interval,
+            "acceleration_ratio": _interval(1.0, 0.5, 2.0),
+            "diagnostics": {"divergences": 0, "max_rhat": 1.0, "min_ess_bulk": 500.0,
+                            "passed": True}}
+
+
+def test_a_resume_can_add_variants_or_write_a_subset(tmp_path, monkeypatch, paper_spec):
+    """A stopped batch is finished on the variants already fitted, and a later resume adds
+    variants without refitting the others (the variant list is not in the manifest)."""
+    run_and_write = sens.batch.run_and_write
+    monkeypatch.setattr(sens, "fit_variant", _stand_in_fit)
+    monkeypatch.setattr(sens.batch, "run_and_write",
+                        lambda *a, **k: run_and_write(*a, processes=False, **k))
+    spec = paper_spec.model_copy(update={"variants": {
+        "wide": {"priors": {"slope_post": {"dist": "Normal", "kwargs": {"mu": 0.0,
+                                                                         "sigma": 5.0}}}},
+        "narrow": {"priors": {"slope_post": {"dist": "Normal", "kwargs": {"mu": 0.0,
+                                                                           "sigma": 0.5}}}}}})
+    out = tmp_path / "sens"
+
+    def names(report):
+        return [e["name"] for e in report["prior_variants"]]
+
+    first = sens.run_sensitivity(spec, out, only=["wide"], n_workers=1, progress=False)
+    assert names(first) == ["baseline", "wide"]
+    fitted = {p.name: p.stat().st_mtime_ns for p in (out / "tasks").iterdir()}
+
+    more = sens.run_sensitivity(spec, out, only=["wide", "narrow"], resume=True, n_workers=1,
+                                progress=False)
+    assert names(more) == ["baseline", "wide", "narrow"]
+    assert all((out / "tasks" / name).stat().st_mtime_ns == ns for name, ns in fitted.items())
+
+    subset = sens.run_sensitivity(spec, out, only=["narrow"], resume=True, n_workers=1,
+                                  progress=False)
+    assert names(subset) == ["baseline", "narrow"]
+    saved = json.loads((out / sens.SENSITIVITY_JSON).read_text())
+    assert [e["name"] for e in saved["prior_variants"]] == ["baseline", "narrow"]
+    with pytest.raises(sens.batch.BatchFolderError, match="not empty"):
+        sens.run_sensitivity(spec, out, only=["narrow"], n_workers=1, progress=False)

@@ -256,7 +256,12 @@ def run_sensitivity(spec: ModelSpec, out: Path, *, resume: bool = False, force: 
                     scheduler: str | None = None, n_workers: int | None = None,
                     progress: bool = True, only: Sequence[str] | None = None) -> dict:
     """Run (or resume) the refits into ``out`` (all variants, or the baseline and those matching
-    ``only``); write the JSON and the CSV."""
+    ``only``); write the JSON and the CSV.
+
+    The list of variants is not part of the batch's manifest (as in ``run_robustness``): a
+    variant's task is fixed by the spec, the data and its name, so a resume may add variants to
+    a folder or write the outputs for a subset of those already fitted; the outputs describe the
+    variants asked for in this call."""
     from densing_bayes.data.load import load_data
     from densing_bayes.inference.run_io import data_hash
 
@@ -267,8 +272,7 @@ def run_sensitivity(spec: ModelSpec, out: Path, *, resume: bool = False, force: 
                          "power_scaling": v.kind == "baseline"})
              for v in variants]
     manifest = {"job": "sensitivity", "spec": spec.name, "config_hash": spec.config_hash(),
-                "data_folder": str(folder), "data_hash": data_hash(folder),
-                "variants": [v.name for v in variants]}
+                "data_folder": str(folder), "data_hash": data_hash(folder)}
     return batch.run_and_write(
         tasks, out, lambda records, seconds: write_sensitivity_outputs(
             out, variants, records, spec, data_folder=folder, wall_seconds=seconds),

@@ -674,6 +674,27 @@ def test_forked_figures_are_the_same_bytes_as_serial_ones(tmp_path, monkeypatch)
         assert not out[workers]["broken"].png_base64
 
 
+def _slow_figure():
+    import time
+    time.sleep(30)
+    return _line_figure([0.0, 1.0])
+
+
+def test_started_figures_run_beside_the_caller_and_stop_when_it_fails(tmp_path):
+    """The report draws the posterior's figures while its checks run; a failed check must not
+    leave drawing processes behind or wait for them."""
+    import time
+    jobs = [report.FigureJob(k, k, _slow_figure) for k in "ab"]
+    captions = {job.key: job.key for job in jobs}
+    start = time.perf_counter()
+    wait = report.start_figures(jobs, captions, tmp_path, workers=2)
+    assert time.perf_counter() - start < 20  # the caller goes on while they draw
+    assert report._FORKED_JOBS  # the processes' jobs stay set until they are collected
+    assert wait(cancel=True) == {}
+    assert time.perf_counter() - start < 20  # stopped, not waited for
+    assert report._FORKED_JOBS == [] and not list(tmp_path.glob("*.png"))
+
+
 def test_figures_are_drawn_serially_inside_a_daemonic_process(monkeypatch):
     import multiprocessing as mp
     monkeypatch.setattr(mp.current_process(), "daemon", True, raising=False)

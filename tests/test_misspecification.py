@@ -247,7 +247,7 @@ def test_lost_records_are_restored_from_the_written_table_and_give_the_same_tabl
     first = tmp_path / "first"
     first.mkdir()
     ms.write_outputs(first, records, spec, worlds=["well_specified"], wall_seconds=1.0)
-    assert ms.restore_records(first) == 5  # no tasks/ folder: all rebuilt
+    assert ms.restore_records(first, spec.config_hash()) == 5  # no tasks/ folder: all rebuilt
     restored = ms.batch.load_records(first)
     assert set(restored) == set(records) and restored["well_specified_0004"]["status"] == "failed"
     second = tmp_path / "second"
@@ -258,7 +258,24 @@ def test_lost_records_are_restored_from_the_written_table_and_give_the_same_tabl
         pd.testing.assert_frame_equal(pd.read_csv(first / name), pd.read_csv(second / name))
     assert report["restored_records"] == 5 and report["timing"]["sample_seconds_mean"] is None
     # a record already on disk is kept, not overwritten by the table's version
-    assert ms.restore_records(first) == 0
+    assert ms.restore_records(first, spec.config_hash()) == 0
+
+
+def test_a_table_of_another_configuration_is_not_restored(tmp_path):
+    """After --force the previous study's simulations.csv stays until the new study writes its
+    own: a resume of the stopped new study must not adopt the old configuration's fits."""
+    rng = np.random.default_rng(4)
+    records = {f"well_specified_{i:04d}": ms.batch._jsonable(
+        _fake_record("well_specified", i, s, rng)) for i, s in enumerate([1.0, -0.5])}
+    records = {r["task_id"]: r for r in records.values()}
+    old_spec = load_spec("paper_design")
+    new_spec = old_spec.with_overrides({"sampler": {"draws": old_spec.sampler.draws + 1}})
+    assert new_spec.config_hash() != old_spec.config_hash()
+    ms.write_outputs(tmp_path, records, old_spec, worlds=["well_specified"], wall_seconds=1.0)
+    assert ms.restore_records(tmp_path, new_spec.config_hash()) == 0
+    assert not ms.batch.load_records(tmp_path)
+    (tmp_path / ms.REPORT_JSON).unlink()  # no record of what the table was written under
+    assert ms.restore_records(tmp_path, old_spec.config_hash()) == 0
 
 
 def test_a_resume_restores_only_into_its_own_study(tmp_path):

@@ -342,12 +342,24 @@ def records_from_table(table: pd.DataFrame) -> dict[str, dict]:
     return records
 
 
-def restore_records(out: Path) -> int:
+def restore_records(out: Path, config_hash: str) -> int:
     """Write ``out/tasks/`` records from ``out/simulations.csv`` for every task without one
-    (``--resume`` then continues the study); return how many were restored."""
+    (``--resume`` then continues the study); return how many were restored.
+
+    Only a table written under ``config_hash`` (the one in ``misspecification.json`` beside
+    it): after ``--force`` the folder still holds the previous study's outputs until the new
+    one writes its own, and a resume of a stopped new study must not adopt the old fits."""
     out = Path(out)
     table_path = out / RECORDS_CSV
     if not table_path.is_file():
+        return 0
+    try:
+        written_under = json.loads((out / REPORT_JSON).read_text()).get("config_hash")
+    except (OSError, ValueError, AttributeError):
+        written_under = None
+    if written_under != config_hash:
+        log.info("%s was written under another configuration (or its %s is missing): no "
+                 "records restored from it", table_path, REPORT_JSON)
         return 0
     have = batch.load_records(out)
     restored = {k: r for k, r in records_from_table(pd.read_csv(table_path)).items()
@@ -527,7 +539,7 @@ def run_misspecification(spec: ModelSpec, n_per_world: int, out: Path, *,
     if resume:
         # only into this study's own folder: the manifest must match before anything is written
         batch.check_folder(Path(out), manifest, resume=True, force=False)
-        restored = restore_records(out)
+        restored = restore_records(out, spec.config_hash())
         if restored:
             log.info("restored %d task records from %s", restored, Path(out) / RECORDS_CSV)
     records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,

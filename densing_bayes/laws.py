@@ -83,6 +83,26 @@ def doubling_time_days(slope_per_year):
         return np.where(slope > 0, np.log(2.0) / slope * DAYS_PER_YEAR, np.nan)
 
 
+def doubling_time_ratio(slope_after, slope_before):
+    """How many times faster density doubles after the changepoint than before: T_before /
+    T_after, on the extended half-line [0, +inf].
+
+    Where both slopes are positive it is slope_after / slope_before (the paper's "about 50%
+    faster" is 0.0073 / 0.0048). Where only the slope after is positive the density doubled
+    after and never before: +inf, a faster doubling, not a negative number. Where only the
+    slope before is positive: 0. Where neither is, no doubling time exists on either side and
+    the ratio is undefined (NaN). So ratio > 1 exactly when slope_after > max(slope_before, 0).
+    The plain slope ratio is negative when the slope before is, and a faster "after" then
+    reads as a deceleration; that is why this is the headline's acceleration ratio.
+    """
+    after = np.asarray(slope_after, dtype=float)
+    before = np.asarray(slope_before, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        both = after / before
+    return np.select([(after > 0) & (before > 0), after > 0, before > 0],
+                     [both, np.inf, 0.0], default=np.nan)
+
+
 def years_since(dates, origin=CHATGPT_RELEASE):
     """Signed time in years between ``dates`` and ``origin`` (ChatGPT's release by default)."""
     dates = np.asarray(dates, dtype="datetime64[D]")

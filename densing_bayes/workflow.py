@@ -24,7 +24,8 @@ from densing_bayes.data.load import load_data
 from densing_bayes.data.schema import DensingData
 from densing_bayes.inference.diagnostics import Diagnostics, diagnose
 from densing_bayes.inference.metric import metric_key
-from densing_bayes.inference.run_io import check_writable, data_hash, save_run, stamp
+from densing_bayes.inference.run_io import (check_writable, data_hash, load_run, save_run, stamp,
+                                           update_summary)
 from densing_bayes.inference.sample import sample_model
 from densing_bayes.model.build import build_model
 from densing_bayes.model.inputs import ModelInputs, prepare_inputs
@@ -83,3 +84,33 @@ def fit_to_folder(spec: ModelSpec, out: Path, *, data_folder: str | Path | None 
     stamp(result.idata, spec, folder)
     save_run(out, result.idata, spec, result.summary, summary_table(result.summary), force=force)
     return result
+
+
+#: Keys of summary.json that earlier versions wrote and this one no longer does: the plain
+#: slope ratio (replaced on 2026-12-03 by ``doubling_time_ratio``) and its sign-safe
+#: probability (now ``prob_acceleration`` itself).
+RETIRED_TREND_KEYS = ("acceleration_ratio", "prob_faster_after")
+
+
+def refresh_trend_summary(run_folder: str | Path) -> dict:
+    """Recompute summary.json's doubling-time block from a saved run's own draws under this
+    version's definitions, and summary.csv with it: no refit, same draws, so a definition
+    change (the doubling-time ratio) reaches an existing run. The posterior files are not
+    rewritten; derived variables inside them stay as the fit stored them."""
+    import json
+
+    from densing_bayes.analysis.summary import _clean
+
+    run = load_run(Path(run_folder))
+    path = Path(run_folder) / "summary.json"
+    stored = json.loads(path.read_text())
+    if stored.get("doubling_time_days") is None:  # no evaluated models: nothing to recompute
+        return stored
+    data = load_data(resources.resolve_data_folder(stored["data_folder"]))
+    inputs = prepare_inputs(data, run.spec)
+    for key in RETIRED_TREND_KEYS:
+        stored.pop(key, None)
+    stored.update(_clean(derived.trend_summary(run.idata, run.spec,
+                                               model_time=inputs.model_time)))
+    update_summary(run_folder, stored, summary_table(stored))
+    return stored

@@ -243,7 +243,7 @@ def test_pre_and_post_chatgpt_lines_are_fitted_separately():
     assert trend["slope_per_day_pre"] == pytest.approx(0.004, rel=1e-12)
     assert trend["slope_per_day_post"] == pytest.approx(0.007, rel=1e-12)
     assert trend["doubling_time_days_post"] == pytest.approx(np.log(2) / 0.007, rel=1e-12)
-    assert trend["acceleration_ratio"] == pytest.approx(0.007 / 0.004, rel=1e-12)
+    assert trend["doubling_time_ratio"] == pytest.approx(0.007 / 0.004, rel=1e-12)
 
 
 def test_one_sided_split_gives_none_on_the_thin_side():
@@ -251,7 +251,7 @@ def test_one_sided_split_gives_none_on_the_thin_side():
     trend = fit_density_trend(models["release_date"], models["density"])
     assert trend["slope_per_day_pre"] is None
     assert trend["doubling_time_days_pre"] is None
-    assert trend["acceleration_ratio"] is None
+    assert trend["doubling_time_ratio"] is None
     assert trend["slope_per_day_post"] == pytest.approx(0.007, rel=1e-12)
 
 

@@ -45,11 +45,22 @@ def test_quantities_of_a_truth_and_of_draws_agree():
     q = sbc.rank_quantities(truth, ["mmlu", "bbh"])
     assert q["doubling_time_days_pre"] == pytest.approx(np.log(2) / 1.5 * 365.25, rel=1e-3)
     assert np.isinf(q["doubling_time_days"])  # a falling frontier never doubles
-    assert q["acceleration_ratio"] == pytest.approx(-0.2 / 1.5)
+    assert q["doubling_time_ratio"] == 0.0  # doubling before only: infinitely slower after
     assert q["alpha[bbh]"] == 0.4
     draws = sbc.rank_quantities({k: np.stack([np.asarray(v)] * 3) for k, v in truth.items()},
                                 ["mmlu", "bbh"])
     assert draws["alpha[mmlu]"].shape == (3,)
+
+
+def test_the_ranked_ratio_orders_every_case_of_the_two_slopes():
+    post = np.array([0.7, 0.7, -0.1, -0.1, 0.3])
+    pre = np.array([0.5, -0.5, 0.5, -0.5, 0.3])
+    q = sbc.rank_quantities({"slope_pre": pre, "slope_post": post, "alpha": np.zeros((5, 1))},
+                            ["mmlu"])
+    assert q["doubling_time_ratio"].tolist() == [pytest.approx(1.4), np.inf, 0.0, -1.0, 1.0]
+    rng = np.random.default_rng(0)
+    # an undefined truth ranks below every defined draw and ties with undefined ones
+    assert sbc.rank_of(-1.0, q["doubling_time_ratio"], rng) in (0, 1)
 
 
 def test_thinning_follows_the_ess():

@@ -80,7 +80,7 @@ def test_loss_exponents_are_recovered(run, paper_sim):
 def test_summary_contract(run):
     out, result = run
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("ci_prob", "doubling_time_days", "doubling_time_days_pre", "acceleration_ratio",
+    for key in ("ci_prob", "doubling_time_days", "doubling_time_days_pre", "doubling_time_ratio",
                 "diagnostics", "models", "paper_baseline"):
         assert key in summary, key
     assert summary["ci_prob"] == 0.9

@@ -94,7 +94,7 @@ def test_power_scaling_uses_every_likelihood_term_and_scales_each_prior_alone(pa
     per = sens.per_prior_power_scaling(idata, model)
     assert set(per) == set(sens.top_level_priors(model))
     assert set(per["slope_post"]) == {"doubling_time_days", "doubling_time_days_pre",
-                                      "acceleration_ratio"}
+                                      "slope_difference"}
 
 
 def _interval(median, lower, upper):
@@ -107,7 +107,7 @@ def test_report_from_records(tmp_path, paper_spec):
                 sens.Variant("without_source:own", "data", "no own", paper_spec, "own")]
     ok = {"doubling_time_days": _interval(100.0, 90.0, 115.0),
           "doubling_time_days_pre": _interval(300.0, 150.0, None),  # unbounded
-          "acceleration_ratio": _interval(3.0, 1.2, 6.0),
+          "doubling_time_ratio": _interval(3.0, 1.2, 6.0),
           "diagnostics": {"divergences": 0, "max_rhat": 1.01, "min_ess_bulk": 300.0,
                           "passed": True},
           "power_scaling": {"slope_post": {"prior": 0.01, "likelihood": 0.1, "flag": "-"}}}
@@ -181,7 +181,7 @@ def _stand_in_fit(spec, data_folder, drop_source=None, power_scaling=False):
     """What ``fit_variant`` records, without sampling: the batch bookkeeping is under test."""
     interval = _interval(150.0, 120.0, 200.0)
     return {"doubling_time_days": interval, "doubling_time_days_pre": interval,
-            "acceleration_ratio": _interval(1.0, 0.5, 2.0),
+            "doubling_time_ratio": _interval(1.0, 0.5, 2.0),
             "diagnostics": {"divergences": 0, "max_rhat": 1.0, "min_ess_bulk": 500.0,
                             "passed": True}}
 

@@ -228,7 +228,7 @@ def test_default_doubling_times_are_the_papers():
     trend = simulate.default_truth()["trend"]
     assert trend["doubling_time_days_post"] == pytest.approx(95, abs=0.5)
     assert trend["doubling_time_days_pre"] == pytest.approx(144, abs=0.5)
-    assert trend["acceleration_ratio"] == pytest.approx(0.0073 / 0.0048)
+    assert trend["doubling_time_ratio"] == pytest.approx(0.0073 / 0.0048)
 
 
 def test_default_frontier_matches_the_papers_density_landmarks():

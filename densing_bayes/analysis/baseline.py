@@ -451,7 +451,8 @@ def fit_density_trend(release_dates: pd.Series, densities: pd.Series) -> dict:
 
     Keys: origin, changepoint (ISO dates); n_models, n_frontier_models, frontier_models (in
     release order); slope_per_day, intercept (ln density at the origin), r2, doubling_time_days;
-    the same four with suffixes ``_pre`` and ``_post``; acceleration_ratio (post / pre slope).
+    the same four with suffixes ``_pre`` and ``_post``; doubling_time_ratio (``laws.doubling_time_ratio``
+    of the two slopes: post / pre where both are positive; None where it is not finite).
     """
     models = pd.DataFrame({"release_date": release_dates, "density": densities})
     models = models.sort_values("release_date", kind="stable")
@@ -472,7 +473,9 @@ def fit_density_trend(release_dates: pd.Series, densities: pd.Series) -> dict:
         **_line_fit(t[after], log_density[after], suffix="_post"),
     }
     pre, post = trend["slope_per_day_pre"], trend["slope_per_day_post"]
-    trend["acceleration_ratio"] = post / pre if pre is not None and post is not None else None
+    ratio = laws.doubling_time_ratio(post, pre) if pre is not None and post is not None else None
+    trend["doubling_time_ratio"] = float(ratio) if ratio is not None and np.isfinite(ratio) \
+        else None
     return trend
 
 

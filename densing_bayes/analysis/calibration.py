@@ -25,7 +25,7 @@ Choices, and why:
   every simulation swaps its data in with ``with_data``: compilation is about a minute,
   sampling a few seconds.
 * **Test quantities**: the slopes before and after the changepoint, the doubling times and the
-  acceleration ratio, the level (``trend_intercept``, the mean log density at the changepoint),
+  doubling-time ratio (the headline's acceleration; undefined draws rank below 0), the level (``trend_intercept``, the mean log density at the changepoint),
   the loss-law exponent alpha of every benchmark, when the model has them the drift and
   precision scales and the weakly identified parameters (frontier inefficiency and noise, the
   exponents' hyper-mean, the mean protocol offset), and the joint
@@ -262,7 +262,8 @@ def rank_quantities(values: Mapping[str, Any], benchmarks: list[str]) -> dict[st
         pre = np.asarray(values["slope_pre"], dtype=float)
         post = np.asarray(values["slope_post"], dtype=float)
         out.update(slope_pre=pre, slope_post=post, doubling_time_days_pre=doubling_days(pre),
-                   doubling_time_days=doubling_days(post), acceleration_ratio=post / pre)
+                   doubling_time_days=doubling_days(post),
+                   doubling_time_ratio=rankable_ratio(post, pre))
     if "trend_intercept" in values:  # the level: what the protocol offsets trade against
         out["trend_intercept"] = np.asarray(values["trend_intercept"], dtype=float)
     for name in (*OPTIONAL_RANKED, *WEAKLY_IDENTIFIED_RANKED):
@@ -274,6 +275,16 @@ def rank_quantities(values: Mapping[str, Any], benchmarks: list[str]) -> dict[st
     for i, name in enumerate(benchmarks):
         out[f"alpha[{name}]"] = alpha[..., i]
     return out
+
+
+def rankable_ratio(slope_post, slope_pre) -> np.ndarray:
+    """The doubling-time ratio (``laws.doubling_time_ratio``, on [0, +inf]) with its undefined
+    value (neither slope positive) placed at -1, below every defined one. Any fixed total order
+    of a function of the parameters is a valid SBC test quantity; NaN has no order, so ranks
+    against it would be wrong. (Batches written before 2026-12-03 ranked the plain slope ratio
+    under the name ``acceleration_ratio``.)"""
+    ratio = laws.doubling_time_ratio(slope_post, slope_pre)
+    return np.where(np.isnan(ratio), -1.0, ratio)
 
 
 def thin_to_ess(draws: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int, float]:

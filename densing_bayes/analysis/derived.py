@@ -31,7 +31,7 @@ PAPER_REPORTED = {
     "doubling_time_days": 95.0,
     "doubling_time_months": 3.3,
     "r2": 0.912,
-    "acceleration_ratio": 0.0073 / 0.0048,
+    "doubling_time_ratio": 0.0073 / 0.0048,  # both slopes positive: the slope ratio
 }
 
 
@@ -41,6 +41,39 @@ def interval(draws, ci_prob: float) -> dict[str, float]:
     values = values[np.isfinite(values)]
     lo, med, hi = np.quantile(values, [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2])
     return {"median": float(med), "lower": float(lo), "upper": float(hi)}
+
+
+def quantiles_keeping_infinity(values, probs) -> np.ndarray:
+    """NumPy's default (linear) quantiles of draws that may be +-inf (NaN draws are dropped).
+
+    ``np.quantile`` returns NaN where it interpolates next to an infinite draw (inf - inf, or
+    0 x inf); here a quantile that needs an infinite order statistic is that infinity, and a
+    quantile between finite draws is exactly NumPy's.
+    """
+    v = np.sort(np.asarray(values, dtype=float).ravel())
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return np.full(np.shape(probs), np.nan)
+    h = (v.size - 1) * np.asarray(probs, dtype=float)
+    lo = np.floor(h).astype(int)
+    hi = np.minimum(lo + 1, v.size - 1)
+    frac = h - lo
+    a, b = v[lo], v[hi]
+    with np.errstate(invalid="ignore"):
+        linear = a + (b - a) * frac
+    return np.where((frac == 0) | (a == -np.inf), a, np.where(b == np.inf, b, linear))
+
+
+def ratio_interval(draws, ci_prob: float) -> dict[str, float | None]:
+    """Median and equal-tailed interval of an extended-real quantity (the doubling-time ratio):
+    NaN draws (undefined) are left out, +inf draws are kept, and an infinite end is reported as
+    None, the convention of an unbounded doubling time."""
+    q = quantiles_keeping_infinity(draws, [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2])
+
+    def finite(x: float) -> float | None:
+        return float(x) if np.isfinite(x) else None
+
+    return {"median": finite(q[1]), "lower": finite(q[0]), "upper": finite(q[2])}
 
 
 def doubling_interval(slope_per_year, ci_prob: float, unit_days: float = 1.0) -> dict:
@@ -63,7 +96,8 @@ def slopes(idata: az.InferenceData, spec: ModelSpec) -> dict[str, xr.DataArray]:
 
 
 def add_derived(idata: az.InferenceData, spec: ModelSpec) -> az.InferenceData:
-    """Add effective params, densities, doubling times and the acceleration ratio to the posterior."""
+    """Add effective params, densities, doubling times, the slope difference (per year) and the
+    doubling-time ratio (:func:`laws.doubling_time_ratio`) to the posterior."""
     post = idata.posterior
     new = {}
     if "log_density" in post:
@@ -76,7 +110,9 @@ def add_derived(idata: az.InferenceData, spec: ModelSpec) -> az.InferenceData:
         if "pre" in s:
             new["doubling_time_days_pre"] = xr.where(s["pre"] > 0, math.log(2) / s["pre"]
                                                      * laws.DAYS_PER_YEAR, np.nan)
-            new["acceleration_ratio"] = s["post"] / s["pre"]
+            new["slope_difference"] = s["post"] - s["pre"]
+            new["doubling_time_ratio"] = xr.apply_ufunc(laws.doubling_time_ratio, s["post"],
+                                                        s["pre"])
     idata.posterior = post.assign(new)
     return idata
 
@@ -95,24 +131,28 @@ def trend_summary(idata: az.InferenceData, spec: ModelSpec, model_time=None) -> 
         "doubling_time_days_pre": None,
         "doubling_time_months_pre": None,
         "slope_per_day_pre": None,
-        "acceleration_ratio": None,
+        "doubling_time_ratio": None,
         "prob_acceleration": None,
         "changepoint_shift_days": None,
     }
     if "pre" in s:
-        ratio = s["post"] / s["pre"]
+        ratio = laws.doubling_time_ratio(s["post"], s["pre"])
         out.update(
             doubling_time_days_pre=doubling_interval(s["pre"], ci),
             doubling_time_months_pre=doubling_interval(s["pre"], ci, DAYS_PER_MONTH),
             slope_per_day_pre={k: v / laws.DAYS_PER_YEAR for k, v in interval(s["pre"], ci).items()},
-            acceleration_ratio=interval(ratio, ci),
+            # T_before / T_after on [0, inf]: +inf where only the slope after is positive
+            # (the upper end is then None, unbounded); undefined where neither slope is
+            doubling_time_ratio=ratio_interval(ratio, ci),
+            prob_doubling_time_ratio_undefined=float(np.isnan(ratio).mean()),
             # the primary acceleration summary: the ratio is unstable when the slope before
             # has mass near zero, the difference is not
             slope_difference_per_year=interval(s["post"] - s["pre"], ci),
             prob_slope_difference_positive=float((s["post"] > s["pre"]).mean()),
-            # P(ratio > 1) as asked, and the sign-safe version: both slopes positive and faster after.
+            # P(doubling-time ratio > 1) = P(slope after > max(slope before, 0)): faster
+            # doubling after, including "doubling after, none before"
             prob_acceleration=float((ratio > 1).mean()),
-            prob_faster_after=float(((s["post"] > s["pre"]) & (s["pre"] > 0)).mean()),
+            prob_slope_pre_positive=float((s["pre"] > 0).mean()),
         )
     if "benchmark_drift" in idata.posterior:
         out["benchmark_drift_per_year"], out["doubling_time_days_by_benchmark"] = \

@@ -79,7 +79,7 @@ STRUCTURE_TERMS = ("inefficiency_trend_per_year", "mean_slope_post_per_year",
 
 #: Intervals reported for every refit (summary.json's definitions).
 REPORTED = ("doubling_time_days", "doubling_time_days_pre", "slope_difference_per_year",
-            "acceleration_ratio")
+            "doubling_time_ratio")
 
 #: Nominal level of the held-out predictive intervals, and the coverage band called honest
 #: (issue 19: within [0.85, 0.95] at nominal 0.9).

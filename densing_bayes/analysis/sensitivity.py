@@ -48,12 +48,17 @@ PSENS_THRESHOLD = 0.05
 
 #: The quantities whose power-scaling sensitivity is reported (those present in the fit).
 POWER_SCALED = ("slope", "slope_pre", "slope_post", "doubling_time_days",
-                "doubling_time_days_pre", "acceleration_ratio", "alpha", "beta",
+                "doubling_time_days_pre", "slope_difference", "alpha", "beta",
                 "sigmoid_ceiling", "mc_sigmoid_ceiling", "frontier_inefficiency",
                 "frontier_noise", "trend_intercept", "protocol_offset")
 
 #: Intervals reported for every variant (summary.json's definitions: equal-tailed, ci_prob).
-REPORTED = ("doubling_time_days", "doubling_time_days_pre", "acceleration_ratio")
+REPORTED = ("doubling_time_days", "doubling_time_days_pre", "doubling_time_ratio",
+            "slope_difference_per_year")
+
+#: What records written before 2026-12-03 hold instead of the doubling-time ratio: the plain
+#: slope ratio (after / before, negative where the slope before is), kept under this name.
+LEGACY_SLOPE_RATIO = "acceleration_ratio"
 
 SENSITIVITY_JSON = "sensitivity.json"
 SENSITIVITY_CSV = "sensitivity.csv"
@@ -146,7 +151,9 @@ def top_level_priors(model) -> list[str]:
 
 
 #: The answer's quantities whose sensitivity to each prior separately is reported.
-PER_PRIOR_QUANTITIES = ("doubling_time_days", "doubling_time_days_pre", "acceleration_ratio")
+#: (The acceleration enters as the slope difference: the doubling-time ratio is infinite in
+#: some draws, and the CJS distance of power scaling needs finite draws.)
+PER_PRIOR_QUANTITIES = ("doubling_time_days", "doubling_time_days_pre", "slope_difference")
 
 
 def power_scaling_table(idata: az.InferenceData, model) -> dict[str, dict]:
@@ -285,6 +292,8 @@ def variant_entry(variant: Variant, record: Mapping) -> dict:
     result = record["result"] or {}
     return {"name": variant.name, "kind": variant.kind, "description": variant.description,
             **{q: result.get(q) for q in REPORTED},
+            **({"slope_ratio_legacy": result[LEGACY_SLOPE_RATIO]}
+               if LEGACY_SLOPE_RATIO in result else {}),
             "diagnostics": result.get("diagnostics"),
             "status": record["status"], "error": record["error"]}
 
@@ -321,8 +330,8 @@ def sensitivity_table(entries: Sequence[dict]) -> pd.DataFrame:
     rows = []
     for e in entries:
         row = {"variant": e["name"], "kind": e["kind"], "status": e["status"]}
-        for q in REPORTED:
-            interval = e[q] or {}
+        for q in (*REPORTED, "slope_ratio_legacy"):
+            interval = e.get(q) or {}
             row.update({f"{q}_{k}": interval.get(k) for k in ("median", "lower", "upper")})
         diag = e["diagnostics"] or {}
         row.update({k: diag.get(k) for k in ("divergences", "max_rhat", "min_ess_bulk",
@@ -345,7 +354,10 @@ def power_scaling_of_run(run_folder: Path) -> dict:
     from densing_bayes.model.build import build_model
     from densing_bayes.model.inputs import prepare_inputs
 
+    from densing_bayes.analysis.derived import add_derived
+
     run = load_run(Path(run_folder))
+    add_derived(run.idata, run.spec)  # this version's derived quantities (the slope difference)
     data = load_data(resources.resolve_data_folder(run.summary["data_folder"]))
     model = build_model(prepare_inputs(data, run.spec), run.spec)
     result = {"run": str(run_folder), "draws": int(run.idata.posterior.sizes["chain"]

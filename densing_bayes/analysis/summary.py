@@ -1,7 +1,7 @@
 """summary.json and summary.csv: the contract that scripts rely on (documented in README).
 
 Keys that are always present: ``ci_prob``, ``interval``, ``doubling_time_days``,
-``doubling_time_days_pre``, ``acceleration_ratio`` (each ``{median, lower, upper}``, or null
+``doubling_time_days_pre``, ``doubling_time_ratio`` (each ``{median, lower, upper}``, or null
 without a changepoint), ``diagnostics``, ``models``, ``paper_baseline``, ``paper_reported``,
 ``model_checks`` (records of :mod:`densing_bayes.analysis.checks`).
 """
@@ -89,7 +89,7 @@ def build_summary(idata: az.InferenceData, inputs: ModelInputs, spec: ModelSpec,
         summary["models"] = derived.model_summary(idata, inputs, ci)
     else:
         summary.update({k: None for k in ("doubling_time_days", "doubling_time_days_pre",
-                                          "acceleration_ratio")})
+                                          "doubling_time_ratio")})
         summary["models"] = {}
     summary["benchmarks"] = derived.benchmark_summary(idata, inputs, ci)
     summary["identification"] = identification_summary(idata, inputs, spec, data)
@@ -112,7 +112,7 @@ def summary_table(summary: dict) -> pd.DataFrame:
 
     for key in ("doubling_time_days", "doubling_time_days_pre", "doubling_time_months",
                 "doubling_time_months_pre", "slope_per_day", "slope_per_day_pre",
-                "acceleration_ratio", "slope_difference_per_year", "changepoint_shift_days"):
+                "doubling_time_ratio", "slope_difference_per_year", "changepoint_shift_days"):
         add(key, summary.get(key))
     for bench, entry in (summary.get("doubling_time_days_by_benchmark") or {}).items():
         add("doubling_time_days", entry, benchmark=bench)

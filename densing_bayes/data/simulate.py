@@ -274,8 +274,15 @@ def _trend(intercept, slope_pre_per_year, slope_post_per_year, sigma_u, sigma_v)
         "sigma_v": float(sigma_v),
         "doubling_time_days_pre": _doubling_days(slope_pre_per_year),
         "doubling_time_days_post": _doubling_days(slope_post_per_year),
-        "acceleration_ratio": float(slope_post_per_year / slope_pre_per_year),
+        # T_before / T_after (laws.doubling_time_ratio); None where it is not finite
+        "doubling_time_ratio": _finite_or_none(laws.doubling_time_ratio(slope_post_per_year,
+                                                                         slope_pre_per_year)),
     }
+
+
+def _finite_or_none(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def _doubling_days(slope_per_year: float) -> float | None:

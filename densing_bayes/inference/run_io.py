@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import arviz as az
+import pandas as pd
 
 from densing_bayes import __version__
 from densing_bayes.inference.environment import numerical_stack
@@ -321,14 +322,18 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return path
 
 
-def update_summary(folder: Path, summary: dict) -> None:
-    """Rewrite RUN/summary.json and its checksum in the marker, for additions this package makes
-    after the fit (the report's model checks see the sensitivity analysis, which the fit could
-    not). The folder is verified first, so a tampered run is never re-blessed."""
+def update_summary(folder: Path, summary: dict, table: pd.DataFrame | None = None) -> None:
+    """Rewrite RUN/summary.json (and summary.csv, given its ``table``) and their checksums in
+    the marker, for additions this package makes after the fit (the report's model checks see
+    the sensitivity analysis, which the fit could not). The folder is verified first, so a
+    tampered run is never re-blessed."""
     folder = Path(folder)
     marker = verify_run_files(folder)
     atomic_write_text(folder / SUMMARY_JSON, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     marker["sha256"][SUMMARY_JSON] = file_sha256(folder / SUMMARY_JSON)
+    if table is not None:
+        atomic_write_text(folder / SUMMARY_CSV, table.to_csv(index=False))
+        marker["sha256"][SUMMARY_CSV] = file_sha256(folder / SUMMARY_CSV)
     atomic_write_text(folder / MARKER_FILE, json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 

@@ -38,7 +38,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from scipy import stats
 
 from densing_bayes import laws
-from densing_bayes.analysis.derived import DAYS_PER_MONTH, PAPER_REPORTED, doubling_interval
+from densing_bayes.analysis.derived import (DAYS_PER_MONTH, PAPER_REPORTED, doubling_interval,
+                                            ratio_interval)
 from densing_bayes.analysis.baseline import LLAMA1_RELEASE
 from densing_bayes.analysis.misspecification import wilson_interval
 from densing_bayes.model.build import (EXTRAPOLATION_DIRECTIONS, UNKNOWN_CHANGEPOINT_SHARPNESS,
@@ -461,12 +462,12 @@ def _label_priority(models: pd.DataFrame) -> list[int]:
     return order
 
 
-def _interval_text(entry, fmt="{:.0f}") -> str | None:
-    """'median [lower, upper]' of a summary interval ('unbounded' for a null end)."""
+def _interval_text(entry, fmt="{:.0f}", unbounded="unbounded") -> str | None:
+    """'median [lower, upper]' of a summary interval (``unbounded`` for a null end)."""
     if not isinstance(entry, dict) or entry.get("median") is None:
         return None
-    lo = "unbounded" if entry.get("lower") is None else fmt.format(entry["lower"])
-    hi = "unbounded" if entry.get("upper") is None else fmt.format(entry["upper"])
+    lo = unbounded if entry.get("lower") is None else fmt.format(entry["lower"])
+    hi = unbounded if entry.get("upper") is None else fmt.format(entry["upper"])
     return f"{fmt.format(entry['median'])} [{lo}, {hi}]"
 
 
@@ -477,7 +478,7 @@ def _numbers_box(ax, summary: dict, ci_prob: float):
         return None
     before = _interval_text(summary.get("doubling_time_days_pre"))
     diff = _interval_text(summary.get("slope_difference_per_year"), "{:+.2f}")
-    ratio = _interval_text(summary.get("acceleration_ratio"), "{:.2f}")
+    ratio = _interval_text(summary.get("doubling_time_ratio"), "{:.2f}")
     cp = str((summary.get("trend") or {}).get("changepoint_date", ""))
     what = ("benchmarks' mean frontier" if summary.get("doubling_time_days_by_benchmark")
             else "frontier")
@@ -487,7 +488,7 @@ def _numbers_box(ax, summary: dict, ci_prob: float):
         if diff is not None:  # the difference is stable where the ratio is not
             lines.append(f"  slope after - before: {diff} per year")
         elif ratio is not None:
-            lines.append(f"  acceleration ratio: {ratio}")
+            lines.append(f"  doubling time before / after: {ratio}")
     else:
         lines.append(f"  {after} days")
     lines.append("  paper: 95 days (running-maximum envelope)")
@@ -589,14 +590,15 @@ def plot_density_trend(*, idata, summary: dict, ci_prob: float = CI_PROB, ax=Non
 
 # ================================================================================ 2. doubling time
 def doubling_time_data(*, idata, ci_prob: float = CI_PROB) -> dict[str, object]:
-    """Draws of the doubling times (days; NaN where the slope is <= 0) and of the ratio."""
+    """Draws of the doubling times (days; NaN where the slope is <= 0) and of their ratio
+    before / after (``laws.doubling_time_ratio``: +inf where only the slope after is > 0)."""
     post = idata.posterior
     out: dict[str, object] = {"ci_prob": ci_prob}
     if "slope" in post:
         slopes = {"whole period": draws(post, "slope")}
     elif "slope_post" in post:
         slopes = {"before": draws(post, "slope_pre"), "after": draws(post, "slope_post")}
-        out["ratio"] = slopes["after"] / slopes["before"]
+        out["ratio"] = laws.doubling_time_ratio(slopes["after"], slopes["before"])
         out["difference"] = slopes["after"] - slopes["before"]
     else:
         slopes = {}
@@ -703,11 +705,12 @@ def plot_doubling_time(*, idata, ci_prob: float = CI_PROB) -> Figure:
                    label=f"paper: {paper:+.2f} (0.0073 - 0.0048 per day)")
         p = float(np.mean(finite > 0.0))
         ratio = np.asarray(data["ratio"])
-        ratio = ratio[np.isfinite(ratio)]
-        rq = np.quantile(ratio, [0.5, (1 - ci_prob) / 2, (1 + ci_prob) / 2])
-        ax.text(0.98, 0.97, f"P(difference > 0) = {p:.3f}\nratio after / before: "
-                f"{rq[0]:.2f} [{rq[1]:.2f}, {rq[2]:.2f}]", transform=ax.transAxes, ha="right",
-                va="top", fontsize=8.5, fontweight="bold")
+        ratio_text = _interval_text(ratio_interval(ratio, ci_prob), "{:.2f}",
+                                    unbounded="inf") or "median infinite"
+        # the numbers as the panel's title: inside the axes they collide with the legend
+        ax.set_title(f"P(difference > 0) = {p:.3f}\ndoubling time before / after: "
+                     f"{ratio_text}; P(ratio > 1) = {float(np.mean(ratio > 1)):.3f}",
+                     fontsize=8.5, fontweight="bold")
         ax.set_xlim(lo, hi)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.4)
         ax.set_xlabel("acceleration: slope after - slope before (e-folds of density per year)")

@@ -243,12 +243,13 @@ def paper_comparison(summary: dict) -> list[dict[str, str]]:
          "baseline": _num(trend.get("doubling_time_days_pre")),
          "posterior": format_interval(summary.get("doubling_time_days_pre"), ci)
          if has_cp else "no changepoint in this spec"},
-        {"quantity": "acceleration ratio (slope after / before)",
-         "paper": f"{PAPER_REPORTED['acceleration_ratio']:.2f} ('about 50%')",
-         "baseline": _num(trend.get("acceleration_ratio")),
-         "posterior": (format_interval(summary.get("acceleration_ratio"), ci)
+        {"quantity": "acceleration: doubling time before / after",
+         "paper": f"{PAPER_REPORTED['doubling_time_ratio']:.2f} ('about 50%')",
+         "baseline": _num(trend.get("doubling_time_ratio")),
+         "posterior": (format_interval(summary.get("doubling_time_ratio"), ci)
                        + f"; P(ratio > 1) = {summary['prob_acceleration']:.3f}")
-         if has_cp and summary.get("prob_acceleration") is not None
+         if has_cp and summary.get("doubling_time_ratio") else
+         "not in this run (fitted before the ratio was redefined)" if has_cp
          else "no changepoint in this spec"},
     ]
     models = summary.get("models") or {}
@@ -537,17 +538,29 @@ def sensitivity_tables(run: FittedRun) -> dict | None:
                          str(v.get("description", "")),
                          _cell(v.get("doubling_time_days"), ci),
                          _cell(v.get("doubling_time_days_pre"), ci),
-                         _cell(v.get("acceleration_ratio"), ci),
+                         _ratio_cell(v, ci),
                          _diagnostics_cell(v.get("diagnostics")), status])
         out["tables"].append({
             "title": "Refits under prior and data variants",
             "columns": ["variant", "kind", "what changes", "doubling time after (days)",
-                        "doubling time before (days)", "acceleration ratio", "diagnostics",
+                        "doubling time before (days)", "doubling time before / after",
+                        "diagnostics",
                         "status"],
             "rows": rows,
             "note": f"Median [{ci:.0%} equal-tailed interval] of each refit; 'unbounded': the "
-                    "slope's interval reaches 0." + _sampler_note(data.get("sampler"))})
+                    "slope's interval reaches 0. Refits recorded before 2026-12-03 stored "
+                    "the plain slope ratio (after / before; negative where the slope before "
+                    "is), not the doubling-time ratio: it is shown marked 'slope ratio' until "
+                    "the refit is rerun." + _sampler_note(data.get("sampler"))})
     return out
+
+
+def _ratio_cell(variant: dict, ci: float) -> str:
+    """The doubling-time ratio of a refit, or the slope ratio an older record holds, named."""
+    if variant.get("doubling_time_ratio"):
+        return _cell(variant["doubling_time_ratio"], ci)
+    legacy = variant.get("slope_ratio_legacy") or variant.get("acceleration_ratio")
+    return f"slope ratio {_cell(legacy, ci)}" if legacy else "-"
 
 
 def _sampler_note(sampler) -> str:
@@ -825,8 +838,8 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             f"the paper's values. Right: the acceleration, slope after minus slope before the "
             f"changepoint in e-folds of density per year, with its {p} equal-tailed credible "
             f"interval shaded and the posterior probability that it exceeds 0 (faster growth "
-            f"after ChatGPT's release); the ratio of the slopes is printed beside it (it is "
-            f"unstable when the slope before has mass near 0)."),
+            f"after ChatGPT's release); the doubling-time ratio (before / after; infinite in draws "
+            f"where density doubles after but not before) is printed beside it."),
         "effective_size": (
             f"Per model, newest at the top (release month in brackets). Left: effective parameter "
             f"size (the size a reference-family model trained on D0 tokens needs to match the "
@@ -1016,10 +1029,11 @@ def _headline(summary: dict) -> list[tuple[str, str]]:
             rows.append(("acceleration: slope after - slope before",
                          format_interval(diff, ci, lambda v: f"{v:+.2f}") + " e-folds per year; "
                          f"P(> 0) = {_num(summary.get('prob_slope_difference_positive'))}"))
-        if summary.get("acceleration_ratio"):
-            ratio = format_interval(summary["acceleration_ratio"], ci, lambda v: f"{v:.2f}")
+        if summary.get("doubling_time_ratio"):
+            ratio = format_interval(summary["doubling_time_ratio"], ci, lambda v: f"{v:.2f}")
             prob = summary.get("prob_acceleration")
-            rows.append(("acceleration ratio (slope after / before)",
+            rows.append(("acceleration: doubling time before / after (infinite where density "
+                         "doubled after but not before)",
                          f"{ratio}; P(ratio > 1) = {_num(prob)}"))
     by_bench = summary.get("doubling_time_days_by_benchmark") or {}
     if by_bench:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 CHECKS = ("heldout_coverage", "loo_pit", "pareto_k", "anchor_size:olmo-7B", "protocol_offsets")
-TREND = ("doubling_time_days", "doubling_time_days_pre", "acceleration_ratio")
+TREND = ("doubling_time_days", "doubling_time_days_pre", "doubling_time_ratio")
 
 
 def run_record(folder: Path) -> tuple[dict, object, np.ndarray]:

@@ -8,6 +8,7 @@ This is the only module below the Python API that touches every layer; the API
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import arviz as az
 import pymc as pm
 
-from densing_bayes import resources
+from densing_bayes import laws, resources
 from densing_bayes.analysis import derived
 from densing_bayes.analysis.baseline import run_baseline
 from densing_bayes.analysis.predict import attach_constants
@@ -112,5 +113,14 @@ def refresh_trend_summary(run_folder: str | Path) -> dict:
         stored.pop(key, None)
     stored.update(_clean(derived.trend_summary(run.idata, run.spec,
                                                model_time=inputs.model_time)))
+    # the paper's point pipeline: the same definition from its stored slopes
+    trend = (stored.get("paper_baseline") or {}).get("trend")
+    if trend and "acceleration_ratio" in trend:
+        trend.pop("acceleration_ratio")
+        pre, post = trend.get("slope_per_day_pre"), trend.get("slope_per_day_post")
+        ratio = None if pre is None or post is None else float(
+            laws.doubling_time_ratio(post, pre))
+        trend["doubling_time_ratio"] = ratio if ratio is not None and math.isfinite(ratio) \
+            else None
     update_summary(run_folder, stored, summary_table(stored))
     return stored

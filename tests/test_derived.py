@@ -154,7 +154,9 @@ def test_refreshing_a_saved_run_replaces_the_slope_ratio_without_refitting(tmp_p
     old = {"data_folder": str(paper_folder), "ci_prob": 0.9,
            "doubling_time_days": {"median": 1.0, "lower": 1.0, "upper": 1.0},
            "acceleration_ratio": {"median": 2.0, "lower": -1.0, "upper": 2.0},
-           "prob_faster_after": 0.9, "models": {}}
+           "prob_faster_after": 0.9, "models": {},
+           "paper_baseline": {"trend": {"slope_per_day_pre": 0.004, "slope_per_day_post": 0.007,
+                                        "acceleration_ratio": 1.75}}}
     out = run_io.save_run(tmp_path / "run", idata, spec, old,
                           pd.DataFrame({"quantity": ["acceleration_ratio"], "median": [2.0]}))
     refresh_trend_summary(out)
@@ -162,6 +164,9 @@ def test_refreshing_a_saved_run_replaces_the_slope_ratio_without_refitting(tmp_p
     assert "acceleration_ratio" not in new and "prob_faster_after" not in new
     assert new["doubling_time_ratio"] == {"median": 2.0, "lower": 2.0, "upper": None}
     assert new["prob_acceleration"] == pytest.approx(1.0)
+    assert new["paper_baseline"]["trend"] == {"slope_per_day_pre": 0.004,
+                                              "slope_per_day_post": 0.007,
+                                              "doubling_time_ratio": pytest.approx(1.75)}
     table = pd.read_csv(out / "summary.csv")
     assert "doubling_time_ratio" in set(table["quantity"])
     run_io.load_run(out)  # the marker's checksums were updated with the files

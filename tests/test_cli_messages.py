@@ -81,3 +81,34 @@ def test_sbc_ids_beyond_the_batch_are_one_clear_line(tmp_path, capsys):
                  "3,12", "--out", str(tmp_path / "never")]) == 2
     assert "simulation ids must lie in 0..9" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def test_the_printed_answer_carries_the_acceleration_and_the_model_checks(tmp_path):
+    """`run` printed the doubling time with the sampler's diagnostics only; the model checks
+    that bind it (7 failing on the reference run) were in the report alone."""
+    import json as _json
+
+    from densing_bayes.presentation import cli as _cli
+
+    summary = {"ci_prob": 0.9,
+               "slope_difference_per_year": {"median": 1.0, "lower": 0.25, "upper": 1.83},
+               "prob_slope_difference_positive": 0.984,
+               "doubling_time_ratio": {"median": 2.7, "lower": 1.23, "upper": None},
+               "prob_acceleration": 0.984}
+    lines = _cli._acceleration_lines(summary)
+    assert lines[0].startswith("acceleration, slope after - before: +1.00 e-folds per year "
+                               "(90% CI +0.25 to +1.83); P(> 0) = 0.984")
+    assert "2.70 (90% CI 1.23-unbounded); P(> 1) = 0.984" in lines[1]
+    records = [{"label": "sampler: divergent transitions", "kind": "sampler", "passed": True},
+               {"label": "LOO-PIT inside its band", "kind": "model", "passed": False},
+               {"label": "Pareto k", "kind": "model", "passed": False},
+               {"label": "SBC", "kind": "calibration", "passed": None}]
+    (tmp_path / "summary.json").write_text(_json.dumps({"model_checks": records}))
+    line = _cli._checks_line(tmp_path)
+    assert line == ("model checks: 2 of 4 fail (LOO-PIT inside its band; Pareto k); read the "
+                    "answer with the report's caveats; 1 not computed for this run")
+    for r in records:
+        r["passed"] = True
+    (tmp_path / "summary.json").write_text(_json.dumps({"model_checks": records}))
+    assert _cli._checks_line(tmp_path) == "model checks: all 4 computed checks passed"
+    assert _cli._checks_line(tmp_path / "missing") is None

@@ -117,6 +117,8 @@ def _report_fit(s: dict, out: Path, strict: bool) -> int:
         print(f"doubling time after the changepoint: {fmt(dt)}; paper: 95 days")
         if s.get("doubling_time_days_pre"):
             print(f"doubling time before: {fmt(s['doubling_time_days_pre'])}")
+        for line in _acceleration_lines(s):
+            print(line)
     failures = s["diagnostics"]["failures"]
     d = s["diagnostics"]
     def num(value, fmt):  # None: not computable (R-hat of one chain, E-BFMI without energy)
@@ -141,6 +143,46 @@ def cmd_fit(args) -> int:
     return _report_fit(fitted.summary_dict(), out, args.strict)
 
 
+def _acceleration_lines(s: dict) -> list[str]:
+    """The acceleration as summary.json states it: the slope difference first (finite in
+    every draw), then the doubling-time ratio the paper quotes."""
+    ci = f"{s['ci_prob']:.0%} CI"
+    lines = []
+    diff = s.get("slope_difference_per_year")
+    if diff and diff.get("median") is not None:
+        lines.append(f"acceleration, slope after - before: {diff['median']:+.2f} e-folds per "
+                     f"year ({ci} {diff['lower']:+.2f} to {diff['upper']:+.2f}); "
+                     f"P(> 0) = {s.get('prob_slope_difference_positive', float('nan')):.3f}")
+    ratio = s.get("doubling_time_ratio")
+    if ratio:
+        def end(v):
+            return "unbounded" if v is None else f"{v:.2f}"
+        lines.append(f"acceleration, doubling time before / after: {end(ratio['median'])} "
+                     f"({ci} {end(ratio['lower'])}-{end(ratio['upper'])}); "
+                     f"P(> 1) = {s.get('prob_acceleration', float('nan')):.3f}; paper: about 1.5")
+    return lines
+
+
+def _checks_line(folder: Path) -> str | None:
+    """One line for the model checks the report stored in RUN/summary.json: a printed answer
+    carries the checks that bind it, not only the sampler's."""
+    from densing_bayes.analysis.checks import verdict
+
+    try:
+        records = json.loads((Path(folder) / "summary.json").read_text())["model_checks"]
+    except (OSError, ValueError, KeyError):
+        return None
+    v = verdict(records)
+    if v["status"] == "passed":
+        line = f"model checks: all {v['n_passed']} computed checks passed"
+    else:
+        line = (f"model checks: {len(v['failed'])} of {v['n']} fail "
+                f"({'; '.join(v['failed'])}); read the answer with the report's caveats")
+    if v["not_computed"]:
+        line += f"; {len(v['not_computed'])} not computed for this run"
+    return line
+
+
 def cmd_run(args) -> int:
     from densing_bayes import api
 
@@ -150,6 +192,9 @@ def cmd_run(args) -> int:
                      metric_from=args.metric_from)
     code = _report_fit(fitted.summary_dict(), out, args.strict)
     print(f"report written to {fitted.report()}")
+    line = _checks_line(out)  # after the report: it reruns the checks with the batches
+    if line:
+        print(line)
     return code
 
 
@@ -157,6 +202,9 @@ def cmd_report(args) -> int:
     from densing_bayes import api
 
     print(f"report written to {api.load(args.run).report(compare=args.compare, svg=args.svg)}")
+    line = _checks_line(Path(args.run))
+    if line:
+        print(line)
     return EXIT_OK
 
 

@@ -41,7 +41,8 @@ SAMPLER_KEYS = ("draws", "tune", "chains", "seed", "backend")
 #: Rows of :meth:`DensingFit.summary`: the quantities the analysis is about.
 KEY_QUANTITIES = ("doubling_time_days", "doubling_time_days_pre", "doubling_time_months",
                   "doubling_time_months_pre", "slope_per_day", "slope_per_day_pre",
-                  "doubling_time_ratio", "changepoint_shift_days", "effective_params", "density")
+                  "slope_difference_per_year", "doubling_time_ratio", "changepoint_shift_days",
+                  "effective_params", "density")
 
 
 def load_data(name_or_path: str | Path | DensingData = "default") -> DensingData:

@@ -451,8 +451,9 @@ def fit_density_trend(release_dates: pd.Series, densities: pd.Series) -> dict:
 
     Keys: origin, changepoint (ISO dates); n_models, n_frontier_models, frontier_models (in
     release order); slope_per_day, intercept (ln density at the origin), r2, doubling_time_days;
-    the same four with suffixes ``_pre`` and ``_post``; doubling_time_ratio (``laws.doubling_time_ratio``
-    of the two slopes: post / pre where both are positive; None where it is not finite).
+    the same four with suffixes ``_pre`` and ``_post``; doubling_time_ratio
+    (``laws.doubling_time_ratio`` of the two slopes: post / pre where both are positive; None
+    where it is not finite).
     """
     models = pd.DataFrame({"release_date": release_dates, "density": densities})
     models = models.sort_values("release_date", kind="stable")

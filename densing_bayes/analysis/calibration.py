@@ -25,7 +25,8 @@ Choices, and why:
   every simulation swaps its data in with ``with_data``: compilation is about a minute,
   sampling a few seconds.
 * **Test quantities**: the slopes before and after the changepoint, the doubling times and the
-  doubling-time ratio (the headline's acceleration; undefined draws rank below 0), the level (``trend_intercept``, the mean log density at the changepoint),
+  doubling-time ratio (the headline's acceleration; undefined draws rank below 0), the level
+  (``trend_intercept``, the mean log density at the changepoint),
   the loss-law exponent alpha of every benchmark, when the model has them the drift and
   precision scales and the weakly identified parameters (frontier inefficiency and noise, the
   exponents' hyper-mean, the mean protocol offset), and the joint

@@ -801,3 +801,15 @@ def test_a_changed_spec_is_named_under_the_title(report_run, monkeypatch):
     assert "(changed)</h1>" in header
     assert "not the bundled spec" in header
     assert "<code>observation.score_skewed: False -&gt; True</code>" in header
+
+
+def test_a_refit_recorded_before_the_ratio_changed_shows_its_slope_ratio_by_name():
+    from densing_bayes.presentation.report import _ratio_cell
+
+    new = {"doubling_time_ratio": {"median": 2.7, "lower": 1.2, "upper": None}}
+    assert _ratio_cell(new, 0.9) == "2.7 [1.2, unbounded]"
+    old = {"acceleration_ratio": {"median": 2.5, "lower": -5.8, "upper": 11.8}}
+    assert _ratio_cell(old, 0.9).startswith("slope ratio 2.5 [-5.8")
+    assert _ratio_cell({"slope_ratio_legacy": old["acceleration_ratio"]}, 0.9).startswith(
+        "slope ratio")
+    assert _ratio_cell({}, 0.9) == "-"

@@ -42,6 +42,18 @@ def test_pareto_k_share():
     assert checks.pareto_k_record(k, good_k=0.7)["passed"] is False
 
 
+def test_pareto_k_detail_names_its_draws_and_a_thinned_copy():
+    # a report rendered from the committed thinned copy flagged 59 of 700 scores where the
+    # full run's 6,000 draws flagged 19, and nothing said why the two differed
+    k = np.array([0.1, 0.8, 0.2, 0.3])
+    full = checks.pareto_k_record(k, good_k=0.7, n_draws=6000)["detail"]
+    assert "from 6,000 draws" in full and "thinned" not in full
+    thin = checks.pareto_k_record(k, good_k=0.58, n_draws=250, thinned_from_draws=6000)
+    assert "from 250 draws" in thin["detail"] and "thinned copy of a 6,000-draw run" \
+        in thin["detail"]
+    assert thin["passed"] is False  # the caveat explains the verdict, it does not change it
+
+
 def test_reachability_without_replicates_allows_no_score_above_the_ceiling():
     reachable = np.array([np.full(100, 0.6), np.full(100, 1.0)])  # chance + span draws
     scores = np.array([0.5, 0.7, 0.65, 0.3, 0.9])

@@ -756,3 +756,26 @@ def test_robustness_refits_of_other_data_do_not_vouch_for_the_run(tmp_path):
         rec, report = checks._robustness(ctx, "leave_future_out", "label")
         assert (rec is not None) == stale and (report is None) == stale
     assert rec["passed"] is None and "other data" in rec["detail"]
+
+
+def test_leave_size_out_record_passes_in_the_binomial_band_and_knows_its_data():
+    def calibration(inside, n=60):
+        return {"data_hash": "abc", "spec_value": 0.016, "splits": [{
+            "split": "fit 190M-1B, predict 3B",
+            "held_out": {"prob": 0.9, "n": n, "inside": inside, "inside_spec_tilt": inside,
+                         "inside_without_tilt": 20, "share_above": (n - inside) / n,
+                         "share_below": 0.0}}]}
+    ok = checks.leave_size_out_records(calibration(54), "abc", 0.016)[0]
+    assert ok["passed"] is True and "54 of 60" in ok["detail"] and "without a tilt 20" \
+        in ok["detail"]
+    assert checks.leave_size_out_records(calibration(40), "abc", 0.016)[0]["passed"] is False
+    # another data folder's calibration cannot vouch for this run
+    other = checks.leave_size_out_records(calibration(54), "xyz", 0.016)[0]
+    assert other["passed"] is None and "other data" in other["detail"]
+    # a run with another tilt SD is told so
+    assert "not the calibrated 0.016" in checks.leave_size_out_records(
+        calibration(54), "abc", 0.035)[0]["detail"]
+    # a calibration stored before the held-out block existed is not computed, not passed
+    old = calibration(54)
+    del old["splits"][0]["held_out"]
+    assert checks.leave_size_out_records(old, "abc")[0]["passed"] is None

@@ -8,7 +8,8 @@ import pytest
 
 from densing_bayes import resources
 from densing_bayes.analysis.extrapolation import (SPLITS, benchmark_bootstrap, calibrate,
-                                                    sd_per_distance, split_errors)
+                                                    held_out_summary, leave_benchmark_out_tilt,
+                                                    predictive_z, sd_per_distance, split_errors)
 from densing_bayes.data.load import load_data
 from densing_bayes.model.spec import load_spec
 
@@ -86,3 +87,49 @@ def test_the_calibration_reproduces_from_the_seed():
     for live, committed in zip(result["splits"], record["splits"]):
         assert live["sd_per_unit_distance"] == pytest.approx(committed["sd_per_unit_distance"],
                                                              abs=0.001)
+
+
+def test_predictive_z_adds_noise_law_and_tilt_variances():
+    errors = pd.DataFrame({"log_error": [0.05, -0.10], "noise_sd": [0.03, 0.03],
+                           "law_sd": [0.04, 0.0], "distance": [1.0, 2.0]})
+    z = predictive_z(errors, 0.0)
+    assert z == pytest.approx([0.05 / 0.05, -0.10 / 0.03])
+    z = predictive_z(errors, np.array([0.0, 0.02]))  # a tilt SD per row
+    assert z == pytest.approx([1.0, -0.10 / np.sqrt(0.0009 + 0.0016)])
+
+
+def test_leave_benchmark_out_tilt_never_uses_the_rows_own_benchmark():
+    # benchmark a errs far beyond its noise, b does not: a's rows are judged by b's tilt (0),
+    # b's rows by the tilt a alone implies; the larger split's estimate wins, as in the rule
+    a = {"benchmark": "a", "noise_sd": 0.0, "law_sd": 0.0, "distance": 1.0}
+    b = {"benchmark": "b", "noise_sd": 0.0, "law_sd": 0.0, "distance": 1.0}
+    split1 = pd.DataFrame([{**a, "log_error": 0.2}, {**b, "log_error": 0.0}])
+    split2 = pd.DataFrame([{**a, "log_error": 0.1}, {**b, "log_error": 0.0}])
+    tilt1, tilt2 = leave_benchmark_out_tilt([split1, split2])
+    assert tilt1 == pytest.approx([0.0, 0.2]) and tilt2 == pytest.approx([0.0, 0.2])
+
+
+def test_held_out_summary_counts_coverage_with_and_without_the_tilt():
+    errors = pd.DataFrame({"benchmark": ["a"] * 4, "log_error": [0.0, 0.1, -0.1, 0.3],
+                           "noise_sd": [0.05] * 4, "law_sd": [0.0] * 4,
+                           "distance": [1.0] * 4})
+    h = held_out_summary(errors, np.full(4, 0.1), tilt_sd=0.0)
+    # predictive SD sqrt(0.05^2 + 0.1^2) = 0.112: |z| 0, 0.89, 0.89, 2.68 against 1.645
+    assert h["n"] == 4 and h["inside"] == 3 and h["share_above"] == pytest.approx(0.25)
+    # without a tilt the SD is the noise's 0.05: |z| 0, 2, 2, 6
+    assert h["inside_without_tilt"] == 1 and h["inside_spec_tilt"] == 1
+    assert len(h["pit"]) == 4 and h["pit"][0] == pytest.approx(0.5)
+
+
+def test_calibrate_records_each_splits_held_out_coverage_with_a_mock_sampler():
+    """The record the report's leave-size-out check reads: per split its coverage and rows
+    (prior draws here: ``mock_sample``, so only the bookkeeping is checked)."""
+    from pymc.testing import mock_sample
+
+    data = load_data(resources.resolve_data_folder("default"))
+    result = calibrate(data, load_spec("default"), draws=20, chains=2, sample=mock_sample)
+    for split, n_rows in zip(result["splits"], (60, 120)):
+        h = split["held_out"]
+        assert h["n"] == n_rows == len(split["rows_detail"]["log_error"]) == len(h["pit"])
+        assert 0 <= h["inside_without_tilt"] <= h["inside_spec_tilt"] <= n_rows
+        assert h["n_benchmarks"] == 10

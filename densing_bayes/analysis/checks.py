@@ -845,6 +845,64 @@ def _anchor_coverage(ctx: CheckContext):
         for a in anchors]
 
 
+#: Where a run's leave-largest-size-out calibration lives: beside the run's folder
+#: (``reports/extrapolation`` for the runs under ``reports/``), written by
+#: ``python -m densing_bayes.analysis.extrapolation --out <that folder>``.
+EXTRAPOLATION_CALIBRATION = Path("extrapolation") / "calibration.json"
+
+
+@register("leave_size_out",
+          caveat="Fitted to the smaller ladder sizes, the loss law predicts the held-back larger "
+                 "sizes with intervals that do not hold their nominal coverage, even with the "
+                 "extrapolation tilt: effective sizes read off the law beyond the ladder are "
+                 "more uncertain than their intervals say.")
+def _leave_size_out(ctx: CheckContext):
+    label = "leave-largest-size-out: held-back ladder losses inside 90% predictive intervals"
+    if ctx.run_folder is None:
+        return None
+    path = Path(ctx.run_folder).parent / EXTRAPOLATION_CALIBRATION
+    if not path.is_file():
+        return record("leave_size_out", label, passed=None,
+                      detail=f"no calibration at {path} (python -m "
+                             f"densing_bayes.analysis.extrapolation --out {path.parent})")
+    return leave_size_out_records(json.loads(path.read_text()), ctx.summary.get("data_hash"),
+                                  getattr(getattr(ctx.spec, "loss_law", None),
+                                          "extrapolation_sd", None))
+
+
+def leave_size_out_records(calibration: dict, run_data_hash: str | None = None,
+                           run_tilt_sd: float | None = None) -> list[dict]:
+    """One record per split of the ladder: coverage of the held-back sizes' final losses, with
+    the tilt SD calibrated without each row's benchmark, in the binomial band of the rows."""
+    stale = other_data_note(run_data_hash, calibration)
+    out = []
+    for split in calibration.get("splits") or []:
+        label = f"leave-size-out ({split['split']}): held-back losses inside 90% intervals"
+        h = split.get("held_out")
+        if h is None or stale:
+            out.append(record("leave_size_out", label, passed=None,
+                              detail=stale or "calibration stored before its held-out "
+                                              "coverage was recorded; re-run it"))
+            continue
+        rec = heldout_record(h["inside"], h["n"], h["prob"], label=label)
+        lo, hi = (int(v) for v in stats.binom.interval(HOLDOUT_BINOMIAL_PROB, h["n"], h["prob"]))
+        spec_note = ""
+        if run_tilt_sd is not None and calibration.get("spec_value") is not None \
+                and abs(run_tilt_sd - calibration["spec_value"]) > 1e-9:
+            spec_note = (f"; this run's tilt SD {run_tilt_sd:g} is not the calibrated "
+                         f"{calibration['spec_value']:g}")
+        rec.update(name="leave_size_out", detail=(
+            f"{h['inside']} of {h['n']} final losses of the held-back runs inside (a calibrated "
+            f"law puts {lo}-{hi} inside, binomial {HOLDOUT_BINOMIAL_PROB:.0%}; the rows of a "
+            f"benchmark share its tilt, so this band is narrower than their dependence "
+            f"warrants); {h['share_above']:.0%} above, {h['share_below']:.0%} below; tilt SD "
+            f"calibrated without the row's own benchmark. With the spec's SD (fitted on these "
+            f"rows) {h['inside_spec_tilt']}, without a tilt {h['inside_without_tilt']} of "
+            f"{h['n']} inside{spec_note}"))
+        out.append(rec)
+    return out
+
+
 def _anchors(ctx: CheckContext) -> list[dict]:
     stored = (ctx.summary.get("identification") or {}).get("anchors")
     if stored is not None:

@@ -768,7 +768,11 @@ def test_leave_size_out_record_passes_in_the_binomial_band_and_knows_its_data():
     ok = checks.leave_size_out_records(calibration(54), "abc", 0.016)[0]
     assert ok["passed"] is True and "54 of 60" in ok["detail"] and "without a tilt 20" \
         in ok["detail"]
-    assert checks.leave_size_out_records(calibration(40), "abc", 0.016)[0]["passed"] is False
+    narrow = checks.leave_size_out_records(calibration(40), "abc", 0.016)[0]
+    assert narrow["passed"] is False and "fewer of them than nominal" in narrow["caveat"]
+    # too many inside is a failure too, and its caveat says the intervals are too wide
+    wide = checks.leave_size_out_records(calibration(60), "abc", 0.016)[0]
+    assert wide["passed"] is False and "overstated" in wide["caveat"]
     # another data folder's calibration cannot vouch for this run
     other = checks.leave_size_out_records(calibration(54), "xyz", 0.016)[0]
     assert other["passed"] is None and "other data" in other["detail"]

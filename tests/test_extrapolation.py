@@ -9,6 +9,7 @@ import pytest
 from densing_bayes import resources
 from densing_bayes.analysis.extrapolation import (SPLITS, benchmark_bootstrap, calibrate,
                                                     held_out_summary, leave_benchmark_out_tilt,
+                                                    moment_sd, z_scale_sd,
                                                     predictive_z, sd_per_distance, split_errors)
 from densing_bayes.data.load import load_data
 from densing_bayes.model.spec import load_spec
@@ -133,3 +134,17 @@ def test_calibrate_records_each_splits_held_out_coverage_with_a_mock_sampler():
         assert h["n"] == n_rows == len(split["rows_detail"]["log_error"]) == len(h["pit"])
         assert 0 <= h["inside_without_tilt"] <= h["inside_spec_tilt"] <= n_rows
         assert h["n_benchmarks"] == 10
+
+
+def test_the_per_row_truncation_overstates_the_tilt_and_the_untruncated_estimators_do_not():
+    # two rows at distance 1, noise 0.1: errors 0.12 and 0.0. Per row, the first has excess
+    # 0.0044 and the second -0.01, truncated to 0: the rule reports sqrt(0.0044 / 2) > 0
+    # although the errors are smaller than the noise on average
+    errors = pd.DataFrame({"log_error": [0.12, 0.0], "noise_sd": [0.1, 0.1],
+                           "law_sd": [0.0, 0.0], "distance": [1.0, 1.0]})
+    assert sd_per_distance(errors) == pytest.approx(np.sqrt(0.0044 / 2))
+    assert moment_sd(errors) == 0.0 and z_scale_sd(errors) == 0.0
+    # errors beyond the noise: both give the t that accounts for them
+    wide = errors.assign(log_error=[0.2, -0.2])  # e^2 = 0.04 = 0.01 + t^2
+    assert moment_sd(wide) == pytest.approx(np.sqrt(0.03))
+    assert z_scale_sd(wide) == pytest.approx(np.sqrt(0.03), rel=1e-6)

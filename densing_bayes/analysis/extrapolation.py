@@ -149,6 +149,31 @@ def sd_per_distance(errors: pd.DataFrame) -> float:
     return float(np.sqrt(_excess(errors).sum() / np.sum(errors["distance"] ** 2)))
 
 
+def moment_sd(errors: pd.DataFrame) -> float:
+    """sqrt(max(sum(e^2 - sigma^2 - v), 0) / sum(d^2)): the method-of-moments estimate with the
+    truncation at 0 applied once, to the sum. :func:`sd_per_distance` truncates every row
+    before summing, and E max(X, 0) > max(E X, 0): rows whose error is smaller than the law's
+    noise add nothing instead of pulling the estimate down, so it is biased upwards."""
+    law_var = errors["law_sd"] ** 2 if "law_sd" in errors else 0.0
+    excess = float(np.sum(errors["log_error"] ** 2 - errors["noise_sd"] ** 2 - law_var))
+    return float(np.sqrt(max(excess, 0.0) / np.sum(errors["distance"] ** 2)))
+
+
+def z_scale_sd(errors: pd.DataFrame, upper: float = 1.0) -> float:
+    """The tilt SD t at which the rows' squared predictive z-scores average 1 (a Paule-Mandel
+    type estimate): each row weighted by its own predictive variance, so one benchmark with a
+    loose law (BoolQ's noise is the largest) does not dominate the sum. 0 when the errors are
+    no larger than the law's noise and uncertainty already allow."""
+    from scipy.optimize import brentq
+
+    def excess(t: float) -> float:
+        return float(np.mean(predictive_z(errors, t) ** 2) - 1.0)
+
+    if excess(0.0) <= 0:
+        return 0.0
+    return float(brentq(excess, 0.0, upper)) if excess(upper) < 0 else upper
+
+
 def benchmark_bootstrap(errors: pd.DataFrame, seed: int, n: int = BOOTSTRAP) -> np.ndarray:
     """``sd_per_distance`` over ``n`` resamples of the benchmarks, with replacement."""
     frame = pd.DataFrame({"benchmark": errors["benchmark"], "excess": _excess(errors),
@@ -222,6 +247,10 @@ def calibrate(data: DensingData, spec: ModelSpec, **sample_kwargs) -> dict:
             "mean_distance": float(errors["distance"].mean()),
             "sd_per_unit_distance": sd_per_distance(errors),
             "sd_per_unit_distance_90": [float(q) for q in np.quantile(boot, [0.05, 0.95])],
+            # the same data by two estimators without the per-row truncation (diagnostics: the
+            # spec's rule is the one above)
+            "sd_moment_untruncated": moment_sd(errors),
+            "sd_z_scale": z_scale_sd(errors),
             "mean_log_error_by_benchmark": errors.groupby("benchmark")["log_error"].mean()
             .round(4).to_dict(),
         })

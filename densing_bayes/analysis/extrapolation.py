@@ -28,6 +28,12 @@ and the result depended on the numerical stack (0.035 when committed, 0.027 on a
 package set; docs/model.md, "Extrapolation tilt"). The posterior is well posed and the result
 reproducible from the seed up to Monte Carlo error.
 
+The record also tests the rule out of sample: each split's held-back rows are predicted with
+the tilt SD recalibrated without the row's own benchmark (``held_out``; the report's
+``leave_size_out`` check), and it gives two estimates of the same SD without the rule's per-row
+truncation at 0, which biases it upwards (``sd_moment_untruncated``, ``sd_z_scale``). On the
+bundled ladder both are far below the rule's (docs/model.md, "Extrapolation tilt").
+
 Run: ``python -m densing_bayes.analysis.extrapolation --out reports/extrapolation``.
 """
 

@@ -861,7 +861,7 @@ LEAVE_SIZE_OUT_CAVEATS = {
             "predicts the held-back larger sizes with intervals that hold more of them than "
             "nominal: the tilt's SD is larger than the ladder supports, so the part of the "
             "effective sizes' uncertainty that comes from reading the law beyond the ladder is "
-            "overstated (conservative, not biased).",
+            "overstated (conservative).",
 }
 
 

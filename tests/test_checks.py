@@ -54,6 +54,18 @@ def test_pareto_k_detail_names_its_draws_and_a_thinned_copy():
     assert thin["passed"] is False  # the caveat explains the verdict, it does not change it
 
 
+def test_loo_pit_detail_names_a_thinned_copy():
+    # from the thinned copy 22 PIT values sat above 0.99 where the full run had 17, and the
+    # LOO-PIT record, unlike the Pareto-k one, did not say its draws were a thinned copy
+    pit = (np.arange(200) + 0.5) / 200
+    full = checks.loo_pit_record(pit, n_draws=6000)
+    assert "thinned" not in full["detail"]
+    thin = checks.loo_pit_record(pit, n_draws=250, thinned_from_draws=6000)
+    assert "computed from 250 draws, the committed thinned copy of a 6,000-draw run" \
+        in thin["detail"]
+    assert thin["passed"] == full["passed"] is True
+
+
 def test_reachability_without_replicates_allows_no_score_above_the_ceiling():
     reachable = np.array([np.full(100, 0.6), np.full(100, 1.0)])  # chance + span draws
     scores = np.array([0.5, 0.7, 0.65, 0.3, 0.9])

@@ -381,7 +381,11 @@ def _loo_pit(ctx: CheckContext):
     label = f"LOO-PIT of reported scores inside a simultaneous {LOO_PIT_BAND_PROB:.0%} band"
     if not ctx.has_scores:
         return None
-    return loo_pit_record(ctx.loo_pit, label=label)
+    from densing_bayes.inference.thin import thinned_from
+
+    n_draws = None if ctx.log_likelihood is None else ctx.log_likelihood.shape[0]
+    return loo_pit_record(ctx.loo_pit, label=label, n_draws=n_draws,
+                          thinned_from_draws=thinned_from(ctx.idata))
 
 
 def loo_pit_band(n: int, prob: float = LOO_PIT_BAND_PROB, grid: np.ndarray = LOO_PIT_GRID
@@ -581,8 +585,11 @@ def one_sided_excess(tails: dict, exits: list[tuple[float, str, bool]]) -> str |
     return side if excess_at and all(beyond) else None
 
 
-def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
-    """Where the ECDF of the PIT values leaves the simultaneous band, and its shape."""
+def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT", n_draws: int | None = None,
+                   thinned_from_draws: int | None = None) -> dict:
+    """Where the ECDF of the PIT values leaves the simultaneous band, and its shape. The PIT
+    values come from PSIS weights of the draws at hand: from the committed thinned copy they
+    differ from the full run's (fewer draws, noisier weights), and the detail says so."""
     pit = np.sort(np.asarray(pit, float)[np.isfinite(pit)])
     n = pit.size
     grid = LOO_PIT_GRID
@@ -629,7 +636,16 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT") -> dict:
                           f"{diff[i_hi]:+.3f} at {grid[i_hi]:.2f} and {diff[i_lo]:+.3f} at "
                           f"{grid[i_lo]:.2f} (band half-width about "
                           f"{np.median((upper - lower) / 2):.3f}); {extreme}; simultaneous "
-                          f"test p {p_text(ecdf_uniformity_p(pit))}; {shape}"))
+                          f"test p {p_text(ecdf_uniformity_p(pit))}; {shape}"
+                          f"{thinned_note(n_draws, thinned_from_draws)}"))
+
+
+def thinned_note(n_draws: int | None, thinned_from_draws: int | None) -> str:
+    """The clause a LOO-based record adds when its draws are a thinned copy of a larger run."""
+    if not (thinned_from_draws and n_draws and thinned_from_draws > n_draws):
+        return ""
+    return (f"; computed from {n_draws:,} draws, the committed thinned copy of a "
+            f"{thinned_from_draws:,}-draw run, whose own report is the reference")
 
 
 def p_text(p: float) -> str:

@@ -95,7 +95,10 @@ def test_target_accept_reaches_the_spec_and_out_of_range_is_one_line(capsys):
     args = build_parser().parse_args(["sbc", "default", "--simulations", "3",
                                       "--target-accept", "0.97"])
     spec = _spec_with_flags(args)
-    assert spec.sampler.target_accept == 0.97 and spec.sampler.draws == 1500
+    from densing_bayes.model.spec import load_spec
+
+    assert spec.sampler.target_accept == 0.97
+    assert spec.sampler.draws == load_spec("default").sampler.draws  # the other settings kept
     default = _spec_with_flags(build_parser().parse_args(["sbc", "default", "--simulations", "3"]))
     assert default.sampler.target_accept == 0.9
     for bad in ("1.2", "0", "high"):

@@ -711,10 +711,9 @@ def pareto_k_record(k: np.ndarray, good_k: float = 0.7, *, n_draws: int | None =
     if n_draws:
         detail += f"; from {n_draws:,} draws"
     detail += f"); passes up to {PARETO_K_TOLERATED_SHARE:.0%}"
-    if thinned_from_draws and n_draws and thinned_from_draws > n_draws:
-        detail += (f"; these draws are the committed thinned copy of a {thinned_from_draws:,}"
-                   "-draw run, and k from fewer draws is larger and judged against a lower "
-                   "threshold: the full run's check is in its own report")
+    if thinned_note(n_draws, thinned_from_draws):
+        detail += (thinned_note(n_draws, thinned_from_draws)
+                   + "; k from fewer draws is larger and judged against a lower threshold")
     return record("pareto_k", f"share of reported scores with Pareto k > {good_k:.2f}",
                   value=share, nominal=0.0, passed=share <= PARETO_K_TOLERATED_SHARE,
                   detail=detail)

@@ -318,7 +318,16 @@ def test_sbc_record_judges_the_quantities_as_a_family():
     assert rec["passed"] is True
     assert "chi-square or KS rejects slope_pre (about 0.3 such rejections expected" in rec[
         "detail"]
-    assert "smallest adjusted p 0.06 (slope_pre)" in rec["detail"]
+    assert "smallest adjusted p 0.06 (slope_pre, at the edge: below 0.1)" in rec["detail"]
+    # 2 x 3 x 0.00834 = 0.05004 passes, and must not read as "0.05" (the 100-simulation
+    # bundled batch's slope before, Holm p 0.0501, once printed so)
+    edge = {**ok, "uniformity": {**ok["uniformity"],
+                                 "slope_pre": {"n": 26, "p_chi2": 0.00834, "p_ks": 0.2,
+                                               "uniform": False}}}
+    rec = checks.sbc_record(edge, "bundled")
+    assert rec["passed"] is True and "smallest adjusted p 0.05004 (slope_pre" in rec["detail"]
+    assert checks.p_beside(0.0499, 0.05) == "0.0499" and checks.p_beside(0.7, 0.05) == "0.7"
+    assert "at the edge" not in checks.sbc_record(ok, "bundled")["detail"]
     bad = {**ok, "uniformity": {**ok["uniformity"],
                                 "slope_pre": {"n": 26, "p_chi2": 0.001, "p_ks": 0.2,
                                               "uniform": False}}}

@@ -648,6 +648,16 @@ def thinned_note(n_draws: int | None, thinned_from_draws: int | None) -> str:
             f"{thinned_from_draws:,}-draw run, whose own report is the reference")
 
 
+def p_beside(p: float, alpha: float) -> str:
+    """``p`` to two significant digits, or more where two would round it onto ``alpha`` or
+    across it (0.0501 is not "0.05" beside a rule that rejects below 0.05)."""
+    for digits in range(2, 6):
+        text = f"{p:.{digits}g}"
+        if float(text) != alpha and (float(text) < alpha) == (p < alpha):
+            return text
+    return text
+
+
 def p_text(p: float) -> str:
     """A Monte Carlo p-value: three decimals, or "< 0.001" below what 10,000 samples resolve."""
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
@@ -1210,7 +1220,9 @@ def sbc_record(report: dict, design: str, *, name: str = "sbc_uniformity",
                 f"({s.get('chains')} chain{'' if s.get('chains') == 1 else 's'} x "
                 f"{s.get('draws')} draws each); family-wise at {alpha:g} (Holm): "
                 + (f"rejected: {', '.join(rejected)}" if rejected else "none rejected")
-                + f", smallest adjusted p {adjusted[worst]:.2g} ({worst}); alone at {alpha:g}, "
+                + f", smallest adjusted p {p_beside(adjusted[worst], alpha)} ({worst}"
+                + (f", at the edge: below {2 * alpha:g}" if adjusted[worst] < 2 * alpha else "")
+                + f"); alone at {alpha:g}, "
                 + (f"chi-square or KS rejects {', '.join(alone)}" if alone
                    else "no quantity's chi-square or KS rejects")
                 + f" (about {2 * alpha * len(tests):.1f} such rejections expected by chance)"

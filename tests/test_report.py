@@ -395,6 +395,9 @@ def test_report_has_every_section(report_run):
     status = verdict(stored)["status"]
     assert ('class="ok"' in html) == (status == "passed")  # never green while a check fails
     assert ('class="banner' in html) == (status != "passed")
+    markdown = (run / "answer.md").read_text(encoding="utf-8")  # the header in Markdown
+    assert ("computed checks pass**" in markdown) == (status == "passed")
+    assert all(f"**{r['label']}**" in markdown for r in stored)
     assert 'id="how-sure"' in html and "e-folds per year" in html
     # the Robustness section: one verdict line per check, the refits, their figure
     section = html[html.index('id="robustness"'):html.index('id="reproducibility"')]

@@ -1002,6 +1002,19 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
     }
 
 
+def prob_text(p) -> str:
+    """A posterior probability with its comparison: "= 0.985", and "> 0.999" / "< 0.001"
+    where three decimals would print a certainty that a finite number of draws cannot give."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "= -"
+    p = float(p)
+    if p > 0.999:
+        return "> 0.999"
+    if p < 0.001:
+        return "< 0.001"
+    return f"= {p:.3f}"
+
+
 def _headline(summary: dict) -> list[tuple[str, str]]:
     ci = summary.get("ci_prob", plots.CI_PROB)
     if summary.get("doubling_time_days") is None:
@@ -1028,13 +1041,13 @@ def _headline(summary: dict) -> list[tuple[str, str]]:
         if diff:
             rows.append(("acceleration: slope after - slope before",
                          format_interval(diff, ci, lambda v: f"{v:+.2f}") + " e-folds per year; "
-                         f"P(> 0) = {_num(summary.get('prob_slope_difference_positive'))}"))
+                         f"P(> 0) {prob_text(summary.get('prob_slope_difference_positive'))}"))
         if summary.get("doubling_time_ratio"):
             ratio = format_interval(summary["doubling_time_ratio"], ci, lambda v: f"{v:.2f}")
             prob = summary.get("prob_acceleration")
             rows.append(("acceleration: doubling time before / after (infinite where density "
                          "doubled after but not before)",
-                         f"{ratio}; P(ratio > 1) = {_num(prob)}"))
+                         f"{ratio}; P(ratio > 1) {prob_text(prob)}"))
     by_bench = summary.get("doubling_time_days_by_benchmark") or {}
     if by_bench:
         order = sorted(by_bench, key=lambda b: by_bench[b].get("median") or math.inf)
@@ -1043,7 +1056,7 @@ def _headline(summary: dict) -> list[tuple[str, str]]:
                                for b in order)))
     if summary.get("prob_growth") is not None:
         rows.append(("P(density grows after the changepoint)" if has_cp
-                     else "P(density grows)", f"{summary['prob_growth']:.3f}"))
+                     else "P(density grows)", prob_text(summary["prob_growth"])))
     if summary.get("changepoint_shift_days"):
         rows.append(("changepoint shift from its prior centre",
                      f"{days('changepoint_shift_days')} days"))
@@ -1153,6 +1166,8 @@ def checks_header_context(records: Sequence[dict], summary: dict,
                             r.get("passed")]} for r in rows],
         "headline": _headline(summary),
         "estimand": estimand_text(summary, benchmarks),
+        "binding": model_checks.binding_caveats(list(records)),
+        "standing": list(STANDING_CAVEATS),
         "caveats": model_checks.binding_caveats(list(records)) + list(STANDING_CAVEATS),
     }
 
@@ -1198,8 +1213,8 @@ def _use_agg() -> None:
 def write_report(run_folder: Path, *, force: bool = True,
                  compare: Sequence[Path] = (), svg: bool = False,
                  run: FittedRun | None = None) -> Path:
-    """Write ``run_folder/report.html`` and ``run_folder/figures/*.png`` (and ``*.svg`` with
-    ``svg``); return the HTML path.
+    """Write ``run_folder/report.html``, ``run_folder/figures/*.png`` (and ``*.svg`` with
+    ``svg``) and ``run_folder/answer.md`` (the header in Markdown); return the HTML path.
 
     ``compare``: other run folders (changepoint variants fitted to the same data) for the LOO
     comparison. With ``force=False`` an existing report is not replaced. ``run``: the run
@@ -1228,6 +1243,9 @@ def write_report(run_folder: Path, *, force: bool = True,
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
     log.info("report: wrote %s", out)
+    from densing_bayes.presentation.answer import write_answer
+
+    write_answer(run_folder, run.summary)  # the header in Markdown, from the checks just stored
     return out
 
 

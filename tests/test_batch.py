@@ -72,6 +72,26 @@ def test_resume_refuses_a_different_batch(tmp_path):
                         processes=False, progress=False)
 
 
+def test_a_manifest_recorded_before_the_data_hash_resumes_and_keeps_its_form(tmp_path):
+    """Batches started before manifests named their design's data hash resume as before, and
+    the folder's manifest is not rewritten to claim a hash it never recorded; once recorded,
+    another data hash refuses the resume."""
+    out = tmp_path / "out"
+    legacy = {"job": "sbc", "design": "bundled"}
+    batch.run_batch(_tasks(square, 2), out, manifest=legacy, processes=False, progress=False)
+    newer = {**legacy, "data_hash": "a" * 64}
+    records = batch.run_batch(_tasks(square, 3), out, manifest=newer, resume=True,
+                              processes=False, progress=False)
+    assert len(records) == 3
+    assert json.loads((out / batch.MANIFEST_FILE).read_text()) == legacy
+    fresh = tmp_path / "fresh"
+    batch.run_batch(_tasks(square, 2), fresh, manifest=newer, processes=False, progress=False)
+    with pytest.raises(batch.BatchFolderError, match="data_hash"):
+        batch.run_batch(_tasks(square, 2), fresh, manifest={**legacy, "data_hash": "b" * 64},
+                        resume=True, processes=False, progress=False)
+    assert json.loads((fresh / batch.MANIFEST_FILE).read_text()) == newer
+
+
 def test_resume_runs_only_missing_tasks(tmp_path):
     out = tmp_path / "out"
     _run(_tasks(square, 2), out)

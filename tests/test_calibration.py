@@ -355,3 +355,14 @@ def test_the_sbc_command_prints_the_family_wise_verdict_under_the_quantities():
     text = uniformity_table({"uniformity": tests,
                              "family_wise": sbc.family_wise_uniformity(tests)})
     assert text.splitlines()[-1].endswith("no quantity rejected")
+
+
+def test_a_data_designs_batches_record_the_data_hash_of_their_design():
+    from densing_bayes.inference.run_io import data_hash
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import resolve_data_folder
+
+    spec = load_spec("default")
+    assert sbc.design_provenance(sbc.PAPER_DESIGN, spec) == {}
+    assert sbc.design_provenance("bundled", spec) == {
+        "data_hash": data_hash(resolve_data_folder(spec.data.folder))}

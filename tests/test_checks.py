@@ -447,6 +447,40 @@ def test_a_calibration_batch_without_its_model_hash_does_not_vouch_for_a_run(tmp
     assert rec["passed"] is True
 
 
+def test_a_batch_simulated_on_another_versions_data_design_does_not_vouch_for_a_run(tmp_path):
+    """The bundled-design SBC and misspecification batches recorded no data hash, so after a
+    re-derived table the report would have counted them as calibrating the new data's design;
+    they now name it, and another one makes them not computed."""
+    import json as _json
+
+    from densing_bayes.model.spec import load_spec
+
+    spec = load_spec("default")
+    ctx = checks.CheckContext(idata=None, spec=spec, run_folder=tmp_path,
+                              summary={"data_hash": "a" * 64})
+    report = {"uniformity": {"slope_post": {"n": 100, "p_chi2": 0.4, "p_ks": 0.5,
+                                            "uniform": True}},
+              "sampler": {"chains": 2, "draws": 300}, "model_hash": spec.model_hash()}
+    folder = tmp_path / "sbc_bundled"
+    folder.mkdir()
+    (folder / "sbc.json").write_text(_json.dumps(report))
+    for manifest, passed in (({"design": "bundled"}, True),  # recorded before the hash: as before
+                             ({"design": "bundled", "data_hash": "a" * 64}, True),
+                             ({"design": "bundled", "data_hash": "b" * 64}, None)):
+        (folder / "batch.json").write_text(_json.dumps(manifest))
+        (rec,) = checks.run_checks(ctx, names=["sbc_uniformity"])
+        assert rec["passed"] is passed, manifest
+    assert rec["detail"].startswith("computed on other data (data hash bbbbbbbbbbbb) than "
+                                     "this run's (aaaaaaaaaaaa): its simulated worlds take "
+                                     "their design from other data")
+    study = tmp_path / checks.MISSPECIFICATION_FOLDER
+    study.mkdir()
+    (study / "misspecification.json").write_text(_json.dumps({"model_hash": spec.model_hash()}))
+    (study / "batch.json").write_text(_json.dumps({"design": "bundled", "data_hash": "b" * 64}))
+    recs = checks.run_checks(ctx, names=["misspecification_coverage"])
+    assert [r["passed"] for r in recs] == [None] and "other data" in recs[0]["detail"]
+
+
 def test_loo_pit_by_group_reads_too_wide_and_too_narrow():
     central = np.full(40, 0.5)  # every PIT in the middle: intervals far too wide
     edges = np.r_[np.full(20, 0.01), np.full(20, 0.99)]  # every PIT in a tail: too narrow

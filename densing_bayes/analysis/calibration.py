@@ -113,6 +113,32 @@ class _Structure:
 PAPER_DESIGN = "paper"
 
 
+def design_folder(design: str, spec: ModelSpec | None = None) -> Path | None:
+    """The data folder a data design takes its covariates from (None for the paper's)."""
+    if design == PAPER_DESIGN:
+        return None
+    from densing_bayes.resources import resolve_data_folder
+
+    if design == "bundled":
+        design = spec.data.folder if spec is not None else "default"
+    return resolve_data_folder(design)
+
+
+def design_provenance(design: str, spec: ModelSpec | None = None) -> dict:
+    """``{"data_hash": ...}`` of a data design's folder ({} for the paper's), for a batch's
+    manifest: a batch simulated on one version of the data must neither be resumed on another
+    nor vouch for a run fitted to another (the report's checks compare the hashes)."""
+    try:
+        folder = design_folder(design, spec)
+    except FileNotFoundError:  # no such folder: the batch stops at its design with that message
+        return {}
+    if folder is None:
+        return {}
+    from densing_bayes.inference.run_io import data_hash
+
+    return {"data_hash": data_hash(folder)}
+
+
 def design_data(design_seed: int = DESIGN_SEED, design: str = PAPER_DESIGN,
                 spec: ModelSpec | None = None):
     """The design as a DensingData (only its covariates matter here): the paper's simulated
@@ -122,11 +148,8 @@ def design_data(design_seed: int = DESIGN_SEED, design: str = PAPER_DESIGN,
 
     if design != PAPER_DESIGN:
         from densing_bayes.data.load import load_data
-        from densing_bayes.resources import resolve_data_folder
 
-        if design == "bundled":
-            design = spec.data.folder if spec is not None else "default"
-        return load_data(resolve_data_folder(design))
+        return load_data(design_folder(design, spec))
     sim = simulate_design("paper", seed=design_seed)
     return DensingData(folder=Path(f"simulated-paper-seed-{design_seed}"),
                        reference_runs=sim.reference_runs, models=sim.models,
@@ -752,7 +775,8 @@ def run_sbc(spec: ModelSpec, n_simulations: int, out: Path, *, resume: bool = Fa
     tasks = sbc_tasks(spec, n_simulations, only=only, design_seed=design_seed, design=design)
     # The number of simulations is not part of the manifest: a resume may add simulations.
     manifest = {"job": "sbc", "spec": spec.name, "config_hash": spec.config_hash(),
-                "design_seed": design_seed, "design": design}
+                "design_seed": design_seed, "design": design,
+                **design_provenance(design, spec)}
     start = time.perf_counter()
     records = batch.run_batch(tasks, out, manifest=manifest, resume=resume, force=force,
                               scheduler=scheduler, n_workers=n_workers, progress=progress,

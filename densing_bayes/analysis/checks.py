@@ -1097,15 +1097,20 @@ def _stored_batch(ctx: CheckContext, folder: str, report_name: str) -> tuple[dic
     return json.loads(path.read_text()), manifest
 
 
-def other_data_note(run_data_hash: str | None, manifest: dict | None) -> str | None:
-    """Why a batch of refits of the real data does not belong to this run's data, or None: its
-    manifest names the data hash it refitted and the run's differs (a re-derived table, another
-    folder). Batches that name no data hash are judged by the model hash alone."""
+def other_data_note(run_data_hash: str | None, manifest: dict | None, *,
+                    design: bool = False) -> str | None:
+    """Why a batch of refits of the real data (or, with ``design``, of simulations on the real
+    data's design: its models, dates, sizes and formats) does not belong to this run's data,
+    or None: its manifest names the data hash it used and the run's differs (a re-derived
+    table, another folder). Batches that name no data hash are judged by the model hash
+    alone."""
     theirs = (manifest or {}).get("data_hash")
     if not run_data_hash or not theirs or theirs == run_data_hash:
         return None
+    what = ("its simulated worlds take their design from other data" if design
+            else "its refits are not of this fit's data")
     return (f"computed on other data (data hash {theirs[:12]}) than this run's "
-            f"({run_data_hash[:12]}): its refits are not of this fit's data; re-run it")
+            f"({run_data_hash[:12]}): {what}; re-run it")
 
 
 def _stale_calibration(ctx: CheckContext, stored: dict) -> str | None:
@@ -1136,7 +1141,8 @@ def _sbc_uniformity(ctx: CheckContext):
                       detail="no SBC batch stored beside this run (densing-bayes sbc "
                              "--design bundled --out RUN/sbc_bundled)")
     report, manifest = stored
-    stale = _stale_calibration(ctx, report)
+    stale = _stale_calibration(ctx, report) or other_data_note(
+        ctx.summary.get("data_hash"), manifest, design=True)
     if stale:
         return record("sbc_uniformity", label, passed=None, kind="calibration", detail=stale)
     result = sbc_record(report, manifest.get("design", "?"))
@@ -1275,7 +1281,9 @@ def _vouching_batch(ctx: CheckContext, name: str, label: str, folder: str, repor
     stored = _stored_batch(ctx, folder, report_name)
     if stored is None:
         return None, record(name, label, passed=None, kind="calibration", detail=missing)
-    stale = _stale_calibration(ctx, stored[0]) or (also(ctx, stored[0]) if also else None)
+    stale = (_stale_calibration(ctx, stored[0])
+             or other_data_note(ctx.summary.get("data_hash"), stored[1], design=True)
+             or (also(ctx, stored[0]) if also else None))
     if stale:
         return None, record(name, label, passed=None, kind="calibration", detail=stale)
     return stored[0], None

@@ -534,7 +534,8 @@ def run_misspecification(spec: ModelSpec, n_per_world: int, out: Path, *,
                          "seed": simulation_seed(spec.sampler.seed, w, i), "design": design})
              for i in range(n_per_world) for w in worlds]
     manifest = {"job": "misspecification", "spec": spec.name,
-                "config_hash": spec.config_hash(), "design": design}
+                "config_hash": spec.config_hash(), "design": design,
+                **calibration.design_provenance(design, spec)}
     start = time.perf_counter()
     if resume:
         # only into this study's own folder: the manifest must match before anything is written

@@ -154,14 +154,28 @@ def _entries(out: Path) -> list[str]:
                   and not (p.name == TASKS_DIR and p.is_dir() and not any(p.iterdir())))
 
 
-def check_folder(out: Path, manifest: dict, *, resume: bool, force: bool) -> None:
-    """Refuse, changing nothing, a folder the batch must not use (see the module docstring)."""
+#: Manifest keys added after batches were first written (the data hash of a data design,
+#: 2026-12-03). A folder whose manifest predates a key resumes as before and keeps its own
+#: manifest: nothing claims a fact (which data it simulated) that it did not record.
+LATER_MANIFEST_KEYS = ("data_hash",)
+
+
+def _as_recorded(previous: dict, manifest: dict) -> dict:
+    """``manifest`` without the later keys that ``previous`` (the folder's) did not record."""
+    current = _jsonable(manifest)
+    return {k: v for k, v in current.items()
+            if k in previous or k not in LATER_MANIFEST_KEYS}
+
+
+def check_folder(out: Path, manifest: dict, *, resume: bool, force: bool) -> dict:
+    """Refuse, changing nothing, a folder the batch must not use (see the module docstring);
+    return the manifest the folder is to hold (on a resume, in the form it was recorded)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BatchFolderError(f"{out} exists and is not a folder")
     entries = _entries(out)
     if not entries:
-        return
+        return manifest
     existing = out / MANIFEST_FILE
     if not existing.is_file():
         raise BatchFolderError(
@@ -175,13 +189,16 @@ def check_folder(out: Path, manifest: dict, *, resume: bool, force: bool) -> Non
         raise BatchFolderError(f"{existing} is not a readable batch manifest; "
                                "move the folder away or choose another --out")
     if resume:
-        if previous != _jsonable(manifest):
+        recorded = _as_recorded(previous, manifest)
+        if previous != recorded:
             raise BatchFolderError(
-                f"{out} holds a different batch ({_differences(previous, manifest)}); "
+                f"{out} holds a different batch ({_differences(previous, recorded)}); "
                 "resume it with the same settings, or start a new folder")
-    elif not force:
+        return recorded
+    if not force:
         raise BatchFolderError(f"{out} is not empty; pass --resume to continue the batch "
                                "in it, or --force to start it again")
+    return manifest
 
 
 def prepare_folder(out: Path, manifest: dict, *, resume: bool, force: bool) -> Path:
@@ -191,7 +208,7 @@ def prepare_folder(out: Path, manifest: dict, *, resume: bool, force: bool) -> P
     another spec) must never be mixed into one result.
     """
     out = Path(out)
-    check_folder(out, manifest, resume=resume, force=force)
+    manifest = check_folder(out, manifest, resume=resume, force=force)
     if force and not resume:
         shutil.rmtree(out / TASKS_DIR, ignore_errors=True)
     (out / TASKS_DIR).mkdir(parents=True, exist_ok=True)

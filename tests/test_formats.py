@@ -34,6 +34,16 @@ from conftest import prior_draws_as_fit
     ("piqa", "Table 20; 0-shot accuracy", 0, "rc"),
     ("boolq", "", 0, "rc"),
     ("arc_challenge", "25-shot", 25, "unknown"),
+    # a source-level note about other benchmarks' settings does not make a 25-shot row 0-shot
+    # (the Qwen2 blog's "HumanEval/MBPP via EvalPlus 0-shot": 61 rows were read as cloze)
+    ("arc_challenge", "Qwen team evaluation (Qwen2 blog); HumanEval/MBPP via EvalPlus 0-shot",
+     25, "unknown"),
+    ("winogrande", "Qwen team evaluation (Qwen2 blog); HumanEval/MBPP via EvalPlus 0-shot", 5,
+     "unknown"),
+    ("piqa", "0-shot accuracy", pd.NA, "rc"),  # shots not stated: the notes decide
+    # perplexity scoring does not say whether the options are shown (Kimi K2's re-evaluations)
+    ("arc_challenge", "Moonshot evaluation of base models under identical settings; "
+     "perplexity-based", 0, "unknown"),
     ("hellaswag", "Qwen team evaluation of base models (Qwen2.5 blog)", pd.NA, "unknown"),
 ])
 def test_score_format_rule(benchmark, notes, shots, expected):

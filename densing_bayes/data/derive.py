@@ -290,6 +290,10 @@ CHOICE_BENCHMARKS = {"mmlu", "hellaswag", "arc_challenge", "arc_easy", "piqa", "
 MC_WORDS = ("acc_char", "MMLU-style", "choice-based", "choice-likelihood")
 BEST_OF_TWO_WORDS = ("higher of PPL-scoring and direct-generation",)
 RC_WORDS = ("partial scoring", "cloze")
+#: Scoring named without saying whether the prompt lists the options: a perplexity-scored
+#: choice task can be cloze or multiple choice (Kimi K2's re-evaluations score 0.94-0.96 on
+#: ARC-Challenge at 0 shots, where no cloze score of the ladder comes near).
+UNSTATED_OPTION_WORDS = ("perplexity-based",)
 HARNESS_WORDS = ("lm-eval", "Open LLM Leaderboard", "HuggingFace H6", "LM Evaluation Harness",
                  "acc_norm", "GPT4All")
 
@@ -321,7 +325,13 @@ def score_format(benchmark: str, notes: str, shots) -> tuple[str, str]:
     for word in HARNESS_WORDS:
         if word in notes:
             return "rc", f"harness default for this task (notes: '{word}')"
-    if (not pd.isna(shots) and shots == 0) or re.search(r"\b0-shot\b", notes):
+    for word in UNSTATED_OPTION_WORDS:
+        if word in notes:
+            return "unknown", f"notes say '{word}': whether the options were shown is not stated"
+    # A row's own shot count decides; notes are read only where it is missing, since a
+    # source's notes can describe other benchmarks' settings ("HumanEval/MBPP ... 0-shot").
+    zero_shot = (shots == 0) if not pd.isna(shots) else bool(re.search(r"\b0-shot\b", notes))
+    if zero_shot:
         return "rc", "0-shot on a choice task (LLaMA-style cloze protocol)"
     return "unknown", "format not stated"
 

@@ -202,7 +202,7 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "effects, the mean of the benchmark's (model, benchmark) shifts. The format "
         "itself (cloze vs multiple choice) is carried by separate curves, not by this offset. "
         "Scale from data: on the bundled scores, distinct reports of the same (model, "
-        "benchmark, format) differ by SD 0.45 logit, i.e. 0.32 per report "
+        "benchmark, format) differ by SD 0.48 logit, i.e. 0.34 per report "
         "(`densing_bayes.data.derive.harness_spread`); a benchmark-wide offset is a mean of "
         "such shifts, so 0.3 is generous. The sensitivity analysis refits at 0.15 and 0.6.",
     ),

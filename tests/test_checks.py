@@ -831,6 +831,13 @@ def test_leave_size_out_record_passes_in_the_binomial_band_and_knows_its_data():
     # another data folder's calibration cannot vouch for this run
     other = checks.leave_size_out_records(calibration(54), "xyz", 0.016)[0]
     assert other["passed"] is None and "other data" in other["detail"]
+    # ... unless it read the same ladder: the calibration reads reference_runs.csv alone, so
+    # re-derived scores (2026-12-03, the format rules) leave it the run's
+    same_ladder = {**calibration(54), "reference_runs_sha256": "f" * 64}
+    assert checks.leave_size_out_records(same_ladder, "xyz", 0.016,
+                                         run_reference_sha256="f" * 64)[0]["passed"] is True
+    assert checks.leave_size_out_records(same_ladder, "xyz", 0.016,
+                                         run_reference_sha256="e" * 64)[0]["passed"] is None
     # a run with another tilt SD is told so
     assert "not the calibrated 0.016" in checks.leave_size_out_records(
         calibration(54), "abc", 0.035)[0]["detail"]

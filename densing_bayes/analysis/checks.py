@@ -902,14 +902,34 @@ def _leave_size_out(ctx: CheckContext):
                              f"densing_bayes.analysis.extrapolation --out {path.parent})")
     return leave_size_out_records(json.loads(path.read_text()), ctx.summary.get("data_hash"),
                                   getattr(getattr(ctx.spec, "loss_law", None),
-                                          "extrapolation_sd", None))
+                                          "extrapolation_sd", None),
+                                  run_reference_sha256=_reference_runs_sha256(ctx))
+
+
+def _reference_runs_sha256(ctx: CheckContext) -> str | None:
+    """SHA-256 of the run's data folder's reference_runs.csv (the ladder), or None."""
+    from densing_bayes.inference.run_io import file_sha256
+
+    folder = ctx.data_folder or ctx.summary.get("data_folder")
+    path = Path(folder) / REFERENCE_RUNS_FILE if folder else None
+    return file_sha256(path) if path is not None and path.is_file() else None
+
+
+#: The one table the leave-size-out calibration reads: the ladder's runs.
+REFERENCE_RUNS_FILE = "reference_runs.csv"
 
 
 def leave_size_out_records(calibration: dict, run_data_hash: str | None = None,
-                           run_tilt_sd: float | None = None) -> list[dict]:
+                           run_tilt_sd: float | None = None, *,
+                           run_reference_sha256: str | None = None) -> list[dict]:
     """One record per split of the ladder: coverage of the held-back sizes' final losses, with
-    the tilt SD calibrated without each row's benchmark, in the binomial band of the rows."""
-    stale = other_data_note(run_data_hash, calibration)
+    the tilt SD calibrated without each row's benchmark, in the binomial band of the rows.
+    The calibration belongs to the run when it read the run's ladder (its reference table's
+    SHA-256, where both are known: a change to the evaluated models' scores does not touch
+    it), else when the whole data folder's hash matches."""
+    theirs = calibration.get("reference_runs_sha256")
+    same_ladder = bool(theirs) and theirs == run_reference_sha256
+    stale = None if same_ladder else other_data_note(run_data_hash, calibration)
     out = []
     for split in calibration.get("splits") or []:
         label = f"leave-size-out ({split['split']}): held-back losses inside 90% intervals"

@@ -284,11 +284,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from densing_bayes import resources
 
-    from densing_bayes.inference.run_io import data_hash
+    from densing_bayes.inference.run_io import data_hash, file_sha256
 
     folder = resources.resolve_data_folder(args.data)
     result = calibrate(load_data(folder), load_spec(args.spec))
     result["data_hash"] = data_hash(folder)
+    # the one table it reads: a run on the same ladder with other scores is still its run
+    result["reference_runs_sha256"] = file_sha256(folder / "reference_runs.csv")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

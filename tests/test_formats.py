@@ -67,6 +67,22 @@ def test_aggregator_copies_inherit_the_format_of_the_row_they_copy():
     assert out.loc[1, "format_rule"] == "aggregator copy of a classified row"
 
 
+def test_a_report_of_unstated_format_that_repeats_a_classified_row_takes_its_format():
+    """The same number from two reports is one evaluation transcribed: 45 values on the ten
+    benchmarks entered twice, once under the stated format and once as unknown."""
+    scores = _rows(model=["m", "m", "m", "m"], benchmark=["piqa"] * 4,
+                   score=[0.7, 0.7, 0.71, 0.7],
+                   source_kind=["own", "other", "other", "own"],
+                   format=["rc", "unknown", "unknown", "rc"],
+                   format_rule=["0-shot", "format not stated", "format not stated", "0-shot"])
+    out = _inherit_formats(scores.copy())
+    assert list(out["format"]) == ["rc", "rc", "unknown", "rc"]
+    assert out.loc[1, "format_rule"] == "copy of a classified row (same model, benchmark, score)"
+    # two classified rows that disagree decide nothing
+    clash = scores.assign(format=["rc", "unknown", "unknown", "mc"])
+    assert _inherit_formats(clash.copy())["format"].tolist() == ["rc", "unknown", "unknown", "mc"]
+
+
 def test_bundled_scores_carry_a_format_for_every_row():
     scores = pd.read_csv("data/default/scores.csv")
     assert set(scores["format"]) <= {"mc", "rc", "gen", "best", "unknown"}

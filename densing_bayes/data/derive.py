@@ -362,20 +362,30 @@ def harness_spread(scores: pd.DataFrame, chance: pd.Series) -> dict:
 
 
 def _inherit_formats(scores: pd.DataFrame) -> pd.DataFrame:
-    """An aggregator row that repeats a classified row's (model, benchmark, score) exactly is a
-    transcription of it and takes its format; other aggregator rows stay unknown (MMLU rows
-    keep MMLU's standard-protocol rule)."""
-    known = scores[(scores["source_kind"] != "aggregator")
-                   & scores["format"].isin(["mc", "rc", "best"])]
+    """A row of unstated format that repeats a classified row's (model, benchmark, score)
+    exactly is a transcription of the same evaluation and takes its format: an aggregator's
+    row, or another report that names no protocol (a paper's table quoting a model card).
+    Other aggregator rows stay unknown (MMLU rows keep MMLU's standard-protocol rule)."""
+    classified = ["mc", "rc", "best"]
+    known = scores[(scores["source_kind"] != "aggregator") & scores["format"].isin(classified)]
     lookup = (known.groupby(["model", "benchmark", "score"])["format"]
               .agg(lambda f: f.iloc[0] if f.nunique() == 1 else "unknown"))
+
+    def copied(rows: pd.Series) -> pd.Series:
+        keys = pd.MultiIndex.from_frame(scores.loc[rows, ["model", "benchmark", "score"]])
+        return pd.Series(lookup.reindex(keys).to_numpy(), index=scores.index[rows])
+
     agg = (scores["source_kind"] == "aggregator") & (scores["benchmark"] != "mmlu")
-    keys = pd.MultiIndex.from_frame(scores.loc[agg, ["model", "benchmark", "score"]])
-    inherited = pd.Series(lookup.reindex(keys).to_numpy(), index=scores.index[agg])
-    hit = inherited.isin(["mc", "rc", "best"])
+    inherited = copied(agg)
+    hit = inherited.isin(classified)
     scores.loc[agg, "format"] = np.where(hit, inherited, "unknown")
     scores.loc[agg, "format_rule"] = np.where(
         hit, "aggregator copy of a classified row", "aggregator row, format not stated")
+    unstated = (scores["source_kind"] != "aggregator") & (scores["format"] == "unknown")
+    inherited = copied(unstated)
+    hit = inherited[inherited.isin(classified)]
+    scores.loc[hit.index, "format"] = hit
+    scores.loc[hit.index, "format_rule"] = "copy of a classified row (same model, benchmark, score)"
     gen = agg & ~scores["benchmark"].isin(CHOICE_BENCHMARKS)
     scores.loc[gen, ["format", "format_rule"]] = ["gen", "generative benchmark"]
     return scores

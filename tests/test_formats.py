@@ -294,7 +294,7 @@ def test_precision_mixing_in_the_model_is_pointwise_and_one_node_is_the_beta(mon
 
     plain = pointwise(plain_spec)
     mixed = pointwise(mixed_spec)
-    assert mixed.shape == plain.shape == (700,)
+    assert mixed.shape == plain.shape == (_n_measurements(),)  # one term per measurement
     assert not np.allclose(mixed, plain)
     monkeypatch.setattr(build, "precision_mixing_nodes", lambda df, k=1: np.array([1.0]))
     np.testing.assert_allclose(pointwise(mixed_spec), plain, rtol=1e-9)
@@ -368,7 +368,7 @@ def test_favourable_protocol_in_the_model_is_pointwise_and_vanishes_with_its_sha
     plain = pointwise(plain_spec)
     vanishing = pointwise(spec, score_favourable_share_logodds__=np.float64(-200.0))
     present = pointwise(spec, score_favourable_share_logodds__=np.float64(-1.0))
-    assert vanishing.shape == plain.shape == (700,)
+    assert vanishing.shape == plain.shape == (_n_measurements(),)
     np.testing.assert_allclose(vanishing, plain, rtol=1e-9, atol=1e-9)
     assert not np.allclose(present, plain)
 
@@ -454,7 +454,7 @@ def test_skewed_scores_in_the_model_are_pointwise_and_one_tail_model():
     plain = pointwise(plain_spec)
     small = pointwise(spec, score_skew_scale_log__=np.float64(np.log(1e-3)))
     large = pointwise(spec, score_skew_scale_log__=np.float64(np.log(0.8)))
-    assert small.shape == plain.shape == (700,)
+    assert small.shape == plain.shape == (_n_measurements(),)
     near = plain > 0.0   # rows near their prediction (far out the logit-normal's tail differs)
     assert near.sum() > 50
     assert np.median(np.abs(small - plain)[near]) < 0.05
@@ -472,3 +472,14 @@ def test_elementary_digamma_and_trigamma_match_scipy():
     tensor = pt.as_tensor(x)
     np.testing.assert_allclose(_digamma(tensor).eval(), digamma(x), rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(_trigamma(tensor).eval(), polygamma(1, x), rtol=1e-8)
+
+
+def _n_measurements() -> int:
+    """The bundled data's (model, benchmark, format) measurements under the default spec."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.inputs import prepare_inputs
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import bundled_data_folder
+
+    return len(prepare_inputs(load_data(bundled_data_folder("default")),
+                              load_spec("default")).score_model)

@@ -779,6 +779,15 @@ def test_loo_pit_tells_a_one_sided_excess_from_heavy_tails_on_both_sides():
     rec = checks.loo_pit_record(both)
     assert rec["passed"] is False and "19 values below 0.01 and 19 above 0.99" in rec["detail"]
     assert "one-sided" not in rec["caveat"] and "one side" not in rec["detail"]
+    # the refit on the corrected tables (2026-12-03): the ECDF left its band at 9 bulk points
+    # (too few values below 0.22-0.35) besides the extreme excess above 0.99, and the record
+    # named only the excess; a bulk too close to the medians is named where it leaves the band
+    tight = stats.beta(1.6, 1.6).ppf((np.arange(674) + 0.5) / 674) * 0.98 + 0.01
+    rec = checks.loo_pit_record(np.concatenate([np.full(7, 0.005), tight, np.full(19, 0.995)]))
+    assert "far above the predictions only" in rec["detail"]
+    assert "the bulk closer to the medians than uniform (the ECDF leaves its band there" in rec[
+        "detail"]
+    assert "bulk closer" not in checks.loo_pit_record(one_sided)["detail"]
     # a bias (every value shifted up) is read as a bias, not as an extreme one-sided excess
     shifted = checks.loo_pit_record(np.clip((np.arange(n) + 0.5) / n + 0.15, 0, 0.9999))
     assert "too low" in shifted["caveat"] and "one-sided" not in shifted["caveat"]

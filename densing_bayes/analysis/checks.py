@@ -617,9 +617,15 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT", n_draws: int | No
     tails = extreme_tails(pit)
     one_sided = one_sided_excess(tails, exits)
     if one_sided is not None:
-        shape, key = (f"too many values far {one_sided} the predictions only (every excess "
-                      f"where the ECDF leaves its band lies beyond {EXTREME_EXIT:.2f} on that "
-                      f"side): the errors are heavier-tailed than the Beta on one side (a "
+        # exits inside (0.05, 0.95) with no excess there: the bulk too close to the medians
+        bulk = [x for x, _, excess in exits
+                if not excess and 1.0 - EXTREME_EXIT < x < EXTREME_EXIT]
+        bulk_text = (f"the bulk closer to the medians than uniform (the ECDF leaves its band "
+                     f"there at {len(bulk)} grid points, {min(bulk):.2f}-{max(bulk):.2f}: most "
+                     f"intervals wider than needed), and " if bulk and key == "heavy" else "")
+        shape, key = (f"{bulk_text}too many values far {one_sided} the predictions only (every "
+                      f"excess where the ECDF leaves its band lies beyond {EXTREME_EXIT:.2f} on "
+                      f"that side): the errors are heavier-tailed than the Beta on one side (a "
                       f"skewed misfit)"), f"heavy_{one_sided}"
     extreme = (f"{tails['below']} values below {EXTREME_TAIL:g} and {tails['above']} above "
                f"{1 - EXTREME_TAIL:g} where {tails['expected']:.0f} each are expected "

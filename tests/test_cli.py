@@ -100,7 +100,7 @@ def test_target_accept_reaches_the_spec_and_out_of_range_is_one_line(capsys):
     assert spec.sampler.target_accept == 0.97
     assert spec.sampler.draws == load_spec("default").sampler.draws  # the other settings kept
     default = _spec_with_flags(build_parser().parse_args(["sbc", "default", "--simulations", "3"]))
-    assert default.sampler.target_accept == 0.9
+    assert default.sampler.target_accept == load_spec("default").sampler.target_accept
     for bad in ("1.2", "0", "high"):
         with pytest.raises(SystemExit) as exc:
             build_parser().parse_args(["fit", "default", "--out", "x", "--target-accept", bad])

@@ -56,31 +56,32 @@ def _rows(**columns):
     return pd.DataFrame(columns)
 
 
-def test_aggregator_copies_inherit_the_format_of_the_row_they_copy():
-    scores = _rows(model=["m", "m", "m", "m"], benchmark=["piqa", "piqa", "piqa", "mmlu"],
-                   score=[0.7, 0.7, 0.71, 0.5],
-                   source_kind=["own", "aggregator", "aggregator", "aggregator"],
-                   format=["rc", "unknown", "unknown", "mc"],
-                   format_rule=["0-shot", "", "", "MMLU's standard protocol"])
+@pytest.mark.parametrize("kinds, rules, expected, copy_rule", [
+    # an aggregator's transcription (Epoch AI) of a classified row; MMLU keeps its own rule
+    (["own", "aggregator", "aggregator", "aggregator"], ["0-shot", "", "", "MMLU's standard"],
+     ["rc", "rc", "unknown", "mc"], "aggregator copy of a classified row"),
+    # any other report of unstated format: the same number from two reports is one evaluation
+    # (45 values on the ten benchmarks entered twice, stated and unknown, until 2026-12-03)
+    (["own", "other", "other", "own"], ["0-shot", "format not stated", "format not stated",
+                                        "0-shot"],
+     ["rc", "rc", "unknown", "rc"], "copy of a classified row (same model, benchmark, score)"),
+])
+def test_a_copy_of_a_classified_row_takes_its_format(kinds, rules, expected, copy_rule):
+    last_benchmark = "mmlu" if kinds[-1] == "aggregator" else "piqa"
+    scores = _rows(model=["m"] * 4, benchmark=["piqa"] * 3 + [last_benchmark],
+                   score=[0.7, 0.7, 0.71, 0.5 if last_benchmark == "mmlu" else 0.7],
+                   source_kind=kinds, format=["rc", "unknown", "unknown", expected[3]],
+                   format_rule=rules)
     out = _inherit_formats(scores.copy())
-    assert list(out["format"]) == ["rc", "rc", "unknown", "mc"]
-    assert out.loc[1, "format_rule"] == "aggregator copy of a classified row"
+    assert list(out["format"]) == expected
+    assert out.loc[1, "format_rule"] == copy_rule
 
 
-def test_a_report_of_unstated_format_that_repeats_a_classified_row_takes_its_format():
-    """The same number from two reports is one evaluation transcribed: 45 values on the ten
-    benchmarks entered twice, once under the stated format and once as unknown."""
-    scores = _rows(model=["m", "m", "m", "m"], benchmark=["piqa"] * 4,
-                   score=[0.7, 0.7, 0.71, 0.7],
-                   source_kind=["own", "other", "other", "own"],
-                   format=["rc", "unknown", "unknown", "rc"],
-                   format_rule=["0-shot", "format not stated", "format not stated", "0-shot"])
-    out = _inherit_formats(scores.copy())
-    assert list(out["format"]) == ["rc", "rc", "unknown", "rc"]
-    assert out.loc[1, "format_rule"] == "copy of a classified row (same model, benchmark, score)"
-    # two classified rows that disagree decide nothing
-    clash = scores.assign(format=["rc", "unknown", "unknown", "mc"])
-    assert _inherit_formats(clash.copy())["format"].tolist() == ["rc", "unknown", "unknown", "mc"]
+def test_two_classified_rows_that_disagree_decide_no_copy():
+    scores = _rows(model=["m"] * 3, benchmark=["piqa"] * 3, score=[0.7, 0.7, 0.7],
+                   source_kind=["own", "other", "own"], format=["rc", "unknown", "mc"],
+                   format_rule=["0-shot", "format not stated", "acc_char"])
+    assert _inherit_formats(scores.copy())["format"].tolist() == ["rc", "unknown", "mc"]
 
 
 def test_bundled_scores_carry_a_format_for_every_row():

@@ -765,6 +765,23 @@ def test_pit_extremes_list_every_score_outside_its_interval(report_run):
     assert all(float(r["pit"]) > 0.9 for r in table["rows"][:table["n_high"]])
 
 
+def test_the_loo_pit_is_split_by_format_as_well_as_by_benchmark(report_run):
+    """On the corrected tables the cloze rows' PIT sat in the middle (intervals too wide) and
+    the multiple-choice rows' in the tails: a shared precision misfit only a split by format
+    shows, so the report carries one."""
+    from densing_bayes.analysis.checks import CheckContext
+    from densing_bayes.inference.run_io import load_run
+
+    run = load_run(report_run[0])
+    ctx = CheckContext.from_run(run)
+    table = report.loo_pit_table(run, ctx)
+    labels = report.score_format_labels(run.idata.constant_data)
+    assert {r["group"] for r in table["by_format"]} == set(labels)
+    assert sum(r["n"] for r in table["by_format"]) == sum(r["n"] for r in table["rows"]) \
+        == len(ctx.loo_pit)
+    assert "The same split by the format" in report_run[1]
+
+
 def test_the_estimand_names_the_terms_that_change_what_a_density_is():
     """Benchmark drift and loadings change what 'the density' of a model means (the
     benchmarks' mean reading): the estimand must say so when, and only when, they are on."""

@@ -593,7 +593,9 @@ def holdout_table(run: FittedRun, ctx: model_checks.CheckContext | None = None) 
 
 
 def loo_pit_table(run: FittedRun, ctx: model_checks.CheckContext) -> dict | None:
-    """The LOO-PIT split by benchmark (``checks.loo_pit_by_group``), or None without it."""
+    """The LOO-PIT split by benchmark and by scoring format (``checks.loo_pit_by_group``), or
+    None without it: a shared score precision that fits one format and not another shows as
+    "too wide" in one row of the format table and "too narrow" in another."""
     const = run.idata.constant_data if "constant_data" in run.idata.groups() else {}
     if "score_benchmark" not in const:
         return None
@@ -602,12 +604,18 @@ def loo_pit_table(run: FittedRun, ctx: model_checks.CheckContext) -> dict | None
     except LookupError:
         return None
     names = [str(b) for b in run.idata.posterior["benchmark"].values]
-    groups = [names[i] for i in np.asarray(const["score_benchmark"].values, int)]
-    rows = model_checks.loo_pit_by_group(pit, groups)
+    splits = {"benchmark": [names[i] for i in np.asarray(const["score_benchmark"].values, int)],
+              "format": score_format_labels(const)}
+
+    def shown(rows):
+        return [{**r, "tails": f"{r['tails']:.2f}", "central": f"{r['central']:.2f}",
+                 "p_tails": f"{r['p_tails']:.2g}", "p_central": f"{r['p_central']:.2g}"}
+                for r in sorted(rows, key=lambda r: -r["central"])]
+
+    tables = {key: shown(model_checks.loo_pit_by_group(pit, groups))
+              for key, groups in splits.items() if len(groups) == len(pit)}
     return {"tail": f"{model_checks.PIT_TAIL:g}", "nominal_tails": f"{2 * model_checks.PIT_TAIL:.2f}",
-            "rows": [{**r, "tails": f"{r['tails']:.2f}", "central": f"{r['central']:.2f}",
-                      "p_tails": f"{r['p_tails']:.2g}", "p_central": f"{r['p_central']:.2g}"}
-                     for r in sorted(rows, key=lambda r: -r["central"])]}
+            "rows": tables["benchmark"], "by_format": tables.get("format", [])}
 
 
 #: PIT values below it or above 1 minus it are listed one by one (the LOO-PIT check's band

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from densing_bayes.presentation.report import checks_header_context
+from densing_bayes.presentation.report import checks_header_context, prob_text
 
 ANSWER_FILE = "answer.md"
 BEGIN_MARK = ("<!-- BEGIN generated answer: python -m densing_bayes.presentation.answer "
@@ -82,8 +82,6 @@ def lead_sentence(summary: dict) -> str | None:
                  f"{slow} {medians[slow]:.0f}")
     diff = summary.get("slope_difference_per_year")
     if has_cp and diff and diff.get("median") is not None:
-        from densing_bayes.presentation.report import prob_text
-
         text += (f"; the slope after minus the slope before is {diff['median']:+.2f} e-folds "
                  f"per year ({ci}% interval {diff['lower']:+.2f} to {diff['upper']:+.2f}), "
                  f"P(> 0) {prob_text(summary.get('prob_slope_difference_positive'))}")

@@ -170,3 +170,24 @@ def test_refreshing_a_saved_run_replaces_the_slope_ratio_without_refitting(tmp_p
     table = pd.read_csv(out / "summary.csv")
     assert "doubling_time_ratio" in set(table["quantity"])
     run_io.load_run(out)  # the marker's checksums were updated with the files
+
+
+def test_lineage_profile_summary_lists_the_offsets_whose_interval_excludes_zero():
+    import xarray as xr
+
+    from densing_bayes.analysis.derived import lineage_profile_summary
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    omega = rng.normal(0.0, 0.1, (1, n, 2, 3))
+    omega[..., 0, 1] += 1.0  # Qwen reads MMLU 1 e-fold larger
+    omega[..., 1, 2] -= 0.5  # Falcon reads BoolQ smaller
+    post = xr.Dataset(
+        {"lineage_profile": (("chain", "draw", "lineage", "benchmark"), omega),
+         "lineage_profile_sd": (("chain", "draw"), np.full((1, n), 0.4))},
+        coords={"lineage": ["Qwen", "Falcon"], "benchmark": ["arc", "mmlu", "boolq"]})
+    out = lineage_profile_summary(post, 0.9)
+    assert [(c["lineage"], c["benchmark"]) for c in out["lineage_profile_nonzero"]] == \
+        [("Qwen", "mmlu"), ("Falcon", "boolq")]
+    assert out["lineage_profile_nonzero"][0]["median"] == pytest.approx(1.0, abs=0.01)
+    assert out["lineage_profile_sd"]["median"] == pytest.approx(0.4)

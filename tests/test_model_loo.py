@@ -241,3 +241,58 @@ def test_the_score_chain_carries_the_one_sided_tail_models(tail):
     expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))
     expected = expected.transpose("sample", ...).values[chain.draws]
     np.testing.assert_allclose(ll, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_the_score_chain_carries_the_lineage_profile():
+    """With [trend] lineage_profile the NumPy chain is still the model's likelihood; each
+    lineage's offsets sum to zero over benchmarks; models of one lineage share them."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import bundled_data_folder
+
+    spec = load_spec("default").with_overrides({"trend": {"lineage_profile": True}})
+    idata, inputs = prior_draws_as_fit(load_data(bundled_data_folder("default")), spec,
+                                       draws=6, seed=13)
+    omega = idata.posterior["lineage_profile"]
+    assert omega.dims[2:] == ("lineage", "benchmark") and omega.sizes["lineage"] > 10
+    np.testing.assert_allclose(omega.sum("benchmark").values, 0.0, atol=1e-9)
+    chain = score_chain(idata, spec.data.d0_tokens)
+    ll, _, _ = chain.loglik(chain.logit(chain.sampled_x_n(idata)))
+    expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))
+    expected = expected.transpose("sample", ...).values[chain.draws]
+    np.testing.assert_allclose(ll, expected, rtol=1e-6, atol=1e-6)
+    # the drift is zero at the changepoint: what is left of x_shift there is the profile
+    qwen = inputs.lineages.index("Qwen")
+    rows = np.flatnonzero(inputs.model_lineage[inputs.score_model] == qwen)
+    b = inputs.score_benchmark[rows]
+    drift = idata.posterior["benchmark_drift"].stack(sample=("chain", "draw")).values.T
+    time = inputs.model_time[inputs.score_model[rows]]
+    profile = chain.x_shift[:, rows] - drift[chain.draws][:, b] * time
+    flat = omega.stack(sample=("chain", "draw")).transpose("sample", ...).values[chain.draws]
+    np.testing.assert_allclose(profile, flat[:, qwen, b], atol=1e-9)
+
+
+def test_a_lineage_the_fit_has_not_seen_gets_a_zero_sum_profile_of_the_learnt_scale():
+    """Held-out families: a profile drawn per (draw, new lineage), centred over benchmarks,
+    shared by the lineage's models, with the SD the fit learnt."""
+    import xarray as xr
+
+    from densing_bayes.analysis.score_chain import lineage_profile_rows
+
+    n_draws, n_bench = 4000, 10
+    sd = np.full((1, n_draws), 0.7)
+    post = xr.Dataset({
+        "lineage_profile": (("chain", "draw", "lineage", "benchmark"),
+                            np.ones((1, n_draws, 2, n_bench))),
+        "lineage_profile_sd": (("chain", "draw"), sd)})
+    # models: 0 of seen lineage 1, 1 and 2 of one new lineage, 3 of another new one
+    const = xr.Dataset({"model_lineage": (("model",), np.array([1, -1, -1, -2]))})
+    model = np.array([0, 1, 2, 3, 1] + [1] * (n_bench - 1))
+    b = np.array([0, 3, 3, 3] + list(range(n_bench)))
+    rows = lineage_profile_rows(post, const, np.arange(n_draws), model, b)
+    assert (rows[:, 0] == 1.0).all()
+    np.testing.assert_array_equal(rows[:, 1], rows[:, 2])  # one lineage, one profile
+    assert np.corrcoef(rows[:, 1], rows[:, 3])[0, 1] < 0.1  # two lineages, two profiles
+    np.testing.assert_allclose(rows[:, 4:].sum(axis=1), 0.0, atol=1e-9)  # zero-sum
+    # the zero-sum normal's marginal SD: sd * sqrt(1 - 1/B)
+    assert abs(rows[:, 4].std() - 0.7 * np.sqrt(1 - 1 / n_bench)) < 0.03

@@ -15,6 +15,7 @@ import xarray as xr
 
 from densing_bayes import resources
 from densing_bayes.analysis import robustness as rb
+from densing_bayes.data.lineage import lineage, model_lineages
 from densing_bayes.data.load import load_data
 from densing_bayes.model.spec import load_spec, parse_spec
 
@@ -35,7 +36,13 @@ def default_data():
     ("DeepSeek", "DeepSeek"), ("InternLM2", "InternLM"),
 ])
 def test_lineage_rule(family, expected):
-    assert rb.lineage(family) == expected
+    assert lineage(family) == expected
+
+
+def test_a_model_without_a_family_is_a_lineage_of_its_own():
+    models = pd.DataFrame({"model": ["Qwen2-7B", "Mystery-1B", "Other-2B", "Qwen1.5-4B"],
+                           "family": ["Qwen2", None, "", "Qwen1.5"]})
+    assert model_lineages(models).tolist() == ["Qwen", "Mystery-1B", "Other-2B", "Qwen"]
 
 
 def test_refits_of_the_default_spec(default_data):
@@ -430,3 +437,12 @@ def test_reachable_mean_is_the_chain_at_the_loss_floor(paper_data, paper_spec):
                            "beyond_reach": [True, False, True, False]})
     assert rb._beyond_reach(scores) == {"n_beyond_reach": 2, "n_above": 2,
                                         "n_above_beyond_reach": 1}
+
+
+def test_held_out_models_keep_the_fits_lineages_and_number_new_ones():
+    from types import SimpleNamespace
+
+    held = SimpleNamespace(lineages=["Falcon", "Mystery", "Qwen", "Zeta"],
+                           model_lineage=np.array([2, 1, 3, 1, 0]))
+    codes = rb.fit_lineage_codes(held, ["Baichuan", "Qwen", "Yi"])
+    assert codes.tolist() == [1, -1, -2, -1, -3]  # Qwen, Mystery, Zeta, Mystery, Falcon

@@ -43,6 +43,21 @@ def interval(draws, ci_prob: float) -> dict[str, float]:
     return {"median": float(med), "lower": float(lo), "upper": float(hi)}
 
 
+def lineage_profile_summary(posterior, ci_prob: float) -> dict:
+    """The lineage profiles' SD and every (lineage, benchmark) offset whose interval excludes 0,
+    largest first: which developers' models read larger or smaller on which benchmark."""
+    omega = posterior["lineage_profile"]
+    cells = []
+    for lin in omega["lineage"].values:
+        for bench in omega["benchmark"].values:
+            entry = interval(omega.sel(lineage=lin, benchmark=bench), ci_prob)
+            if entry["lower"] > 0 or entry["upper"] < 0:
+                cells.append({"lineage": str(lin), "benchmark": str(bench), **entry})
+    cells.sort(key=lambda c: -abs(c["median"]))
+    return {"lineage_profile_sd": interval(posterior["lineage_profile_sd"], ci_prob),
+            "lineage_profile_nonzero": cells}
+
+
 def quantiles_keeping_infinity(values, probs) -> np.ndarray:
     """NumPy's default (linear) quantiles of draws that may be +-inf (NaN draws are dropped).
 
@@ -161,6 +176,8 @@ def trend_summary(idata: az.InferenceData, spec: ModelSpec, model_time=None) -> 
         loading = idata.posterior["benchmark_loading"]
         out["benchmark_loading"] = {str(b): interval(loading.sel(benchmark=b), ci)
                                     for b in loading["benchmark"].values}
+    if "lineage_profile" in idata.posterior:
+        out.update(lineage_profile_summary(idata.posterior, ci))
     if "inefficiency_trend" in idata.posterior:
         out.update(inefficiency_trend_summary(idata, s["post"], ci, model_time))
     if "changepoint_shift" in idata.posterior:

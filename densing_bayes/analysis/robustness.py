@@ -33,7 +33,6 @@ tails (the default is one).
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -46,6 +45,7 @@ from scipy import stats
 from scipy.special import expit, softmax
 
 from densing_bayes import resources
+from densing_bayes.data.lineage import lineage
 from densing_bayes.data.schema import DensingData
 from densing_bayes.inference import batch
 from densing_bayes.model.inputs import stated_mc_rows
@@ -93,22 +93,6 @@ ROBUSTNESS_JSON = "robustness.json"
 ROBUSTNESS_CSV = "robustness.csv"
 HELDOUT_SCORES_CSV = "heldout_scores.csv"
 HELDOUT_MODELS_CSV = "heldout_models.csv"
-
-_VERSION_SUFFIX = re.compile(r"(\s*\(.*\))|([-\s]?v?\d+(\.\d+)*)$")
-
-
-def lineage(family: str) -> str:
-    """A model family's lineage: the family name without a trailing version or parenthesis.
-
-    The written rule (tests/test_robustness.py): drop a parenthetical, then a trailing version
-    number with an optional '-' or space before it. 'Qwen1.5', 'Qwen2.5' -> 'Qwen';
-    'Llama-3.1' -> 'Llama'; 'Yi-1.5' -> 'Yi'; 'Minitron (NVIDIA)' -> 'Minitron'; 'GPT-NeoX'
-    stays (a different developer's series than 'GPT-3' -> 'GPT').
-    """
-    name = str(family).strip()
-    for _ in range(2):
-        name = _VERSION_SUFFIX.sub("", name).strip()
-    return name or str(family)
 
 
 @dataclass(frozen=True)
@@ -269,7 +253,22 @@ def _heldout_inputs(fit_inputs, heldout_data: DensingData, spec: ModelSpec):
     log_weight = format_log_weights(held.score_format, held.score_benchmark,
                                     fit_inputs.mc_weight, tuple(fit_inputs.formats))
     return replace(held, score_source=np.where(usable, source, 0),
-                   score_format_log_weight=log_weight), usable
+                   score_format_log_weight=log_weight,
+                   model_lineage=fit_lineage_codes(held, fit_inputs.lineages),
+                   lineages=list(fit_inputs.lineages)), usable
+
+
+def fit_lineage_codes(held, fit_lineages: Sequence[str]) -> np.ndarray:
+    """Each held-out model's lineage as an index into the fit's lineages, or -1 - k for the
+    k-th lineage the fit has not seen (``score_chain.lineage_profile_rows`` draws its
+    profile)."""
+    known = {name: i for i, name in enumerate(fit_lineages)}
+    new: dict[str, int] = {}
+    codes = []
+    for i in held.model_lineage:
+        name = held.lineages[i]
+        codes.append(known[name] if name in known else -1 - new.setdefault(name, len(new)))
+    return np.array(codes, int)
 
 
 def _prediction_idata(fit_idata, held):
@@ -288,6 +287,7 @@ def _prediction_idata(fit_idata, held):
         "score_best": (row, held.score_best.astype("int8")),
         "score_format_log_weight": (("score_row", "format"), held.score_format_log_weight),
         "model_time": (("model",), held.model_time),
+        "model_lineage": (("model",), held.model_lineage),
         "chance": (("benchmark",), np.asarray(fit_idata.constant_data["chance"].values)),
     })
     observed = xr.Dataset({"score_obs": (row, held.score_value)})

@@ -40,7 +40,8 @@ class ScoreChain:
     likelihood of its observed score (F: scoring formats)."""
 
     model: np.ndarray  # (N,) model index of each row
-    x_shift: np.ndarray | None  # (S, N) benchmark drift kappa_b t_m added to log N, or None
+    x_shift: np.ndarray | None  # (S, N) benchmark drift kappa_b t_m and lineage profile
+    #                             omega_lb added to log N, or None without either
     loading: np.ndarray | None  # (S, N) benchmark loading lambda_b, or None without the term
     pivot_x: float  # centred log N about which the loadings turn
     law: dict  # E, A, B, alpha, beta: (S, N)
@@ -149,6 +150,9 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
     if "benchmark_drift" in post:
         time = np.asarray(const["model_time"].values, float)[model]
         x_shift = stack(post["benchmark_drift"], index)[:, b] * time
+    if "lineage_profile" in post:
+        profile = lineage_profile_rows(post, const, index, model, b)
+        x_shift = profile if x_shift is None else x_shift + profile
     loading, pivot_x = None, 0.0
     if "benchmark_loading" in post:
         from densing_bayes.model.build import loading_pivot
@@ -183,6 +187,33 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
                     if "score_favourable_share" in post else None),
         skew=stack(post["score_skew_scale"], index) if "score_skew_scale" in post else None,
         y=np.asarray(idata.observed_data["score_obs"].values, float), draws=index)
+
+
+#: Seed of the profiles drawn for lineages the fit has not seen (held-out families): fixed, so a
+#: prediction is reproducible from the run alone.
+NEW_LINEAGE_SEED = 20241205
+
+
+def lineage_profile_rows(post, const, index, model, b) -> np.ndarray:
+    """(S, N) each row's lineage profile omega_lb on log N. ``const["model_lineage"]`` holds
+    each model's index into the fit's lineages; a negative code -1 - k marks the k-th lineage
+    the fit has not seen, whose profile is drawn from the population the fit learnt: iid
+    Normal(0, sd) centred over benchmarks (exactly the zero-sum normal), one draw per (draw,
+    new lineage), shared by that lineage's models."""
+    omega = stack(post["lineage_profile"].transpose("chain", "draw", "lineage", "benchmark"),
+                  index)  # (S, L, B)
+    code = np.asarray(const["model_lineage"].values, int)[model]  # (N,)
+    rows = np.zeros((len(index), len(b)))
+    known = code >= 0
+    rows[:, known] = omega[:, code[known], b[known]]
+    if (~known).any():
+        n_new = int((-1 - code[~known]).max()) + 1
+        rng = np.random.default_rng(NEW_LINEAGE_SEED)
+        z = rng.standard_normal((len(index), n_new, omega.shape[2]))
+        z = z - z.mean(axis=2, keepdims=True)
+        new = stack(post["lineage_profile_sd"], index)[:, None, None] * z
+        rows[:, ~known] = new[:, -1 - code[~known], b[~known]]
+    return rows
 
 
 def row_loglik(logit, span, chance, precision, log_weight, outlier_share, y, best=None,

@@ -15,7 +15,9 @@ Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e
     L_mb = loss law at (N_hat_m e^{kappa_b t_m}, D0); kappa_b = 0 unless [trend] benchmark_drift
            (each benchmark's drift rate per year, summing to zero over benchmarks); with
            [trend] benchmark_loading log N_hat_m is first read as p + lambda_b (log N_hat_m - p),
-           p the models' mean log N, log lambda_b summing to zero
+           p the models' mean log N, log lambda_b summing to zero; with [trend]
+           lineage_profile it is then read at + omega_lb, l the model's lineage (a developer's
+           series of families), omega summing to zero over benchmarks within each lineage
     s_mb ~ Normal(delta_b, tau_b): the (model, benchmark) pair's logit shift, shared by every
            distinct report of the pair (delta_b: the benchmark's residual harness offset within a
            format; [observation] score_pair_effect; without it s_mb = delta_b)
@@ -579,6 +581,14 @@ def _benchmark_loading(spec: ModelSpec):
     return pm.Deterministic("benchmark_loading", pt.exp(sd * z), dims="benchmark")
 
 
+def _lineage_profile(spec: ModelSpec):
+    """omega_lb = sd * z_lb, z zero-sum over benchmarks within each lineage (non-centred, as
+    the drift): benchmark b reads a model of lineage l at log N_eff + omega_lb."""
+    sd = spec.prior("lineage_profile_sd").create_variable("lineage_profile_sd")
+    z = spec.prior("lineage_profile_std").create_variable("lineage_profile_std")
+    return pm.Deterministic("lineage_profile", sd * z, dims=("lineage", "benchmark"))
+
+
 def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
     """The PyMC model for ``inputs`` under ``spec`` (no sampling happens here)."""
     with pm.Model(coords=inputs.coords()) as model:
@@ -602,6 +612,9 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
             x_n = pivot + _benchmark_loading(spec)[b] * (x_n - pivot)
         if spec.trend.benchmark_drift:
             x_n = x_n + _benchmark_drift(spec)[b] * model["model_time"][m]
+        if spec.trend.lineage_profile:
+            lineage = pm.Data("model_lineage", inputs.model_lineage, dims="model")
+            x_n = x_n + _lineage_profile(spec)[lineage[m], b]
         loss = loss_law_centred(x_n, inputs.log_d0_centred, E[b], A[b], B[b], alpha[b], beta[b])
         extrapolation = _extrapolation_tilt(spec)
         if extrapolation is not None:

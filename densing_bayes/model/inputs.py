@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from densing_bayes import laws
+from densing_bayes.data.lineage import model_lineages
 from densing_bayes.data.schema import DensingData, truthy
 from densing_bayes.model.spec import ModelSpec
 
@@ -79,6 +80,9 @@ class ModelInputs:
     model_log_params: np.ndarray = field(default_factory=lambda: np.zeros(0))
     model_time: np.ndarray = field(default_factory=lambda: np.zeros(0))  # years since changepoint
     model_release: np.ndarray = field(default_factory=lambda: np.zeros(0, "datetime64[D]"))
+    #: each model's lineage (index into ``lineages``: data/lineage.py's rule on its family)
+    model_lineage: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    lineages: list[str] = field(default_factory=list)
     score_model: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     score_benchmark: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     score_source: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
@@ -121,6 +125,8 @@ class ModelInputs:
             coords["model"] = list(self.models)
             coords["score_obs"] = list(range(len(self.score_value)))
             coords["source_kind"] = list(self.source_kinds)
+            if len(self.lineages):
+                coords["lineage"] = list(self.lineages)
             if len(self.pairs):
                 coords["pair"] = list(self.pairs)
         coords["format"] = list(self.formats)
@@ -510,6 +516,8 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
     best = code == SCORE_FORMAT_CODES["best"]
     pair_label = scores["model"].astype(str) + "|" + scores["benchmark"].astype(str)
     pairs = list(dict.fromkeys(pair_label))
+    model_lineage = model_lineages(models)
+    lineages = sorted(model_lineage.unique())
     copies = (scores["copies"].to_numpy(int) if "copies" in scores
               else np.ones(len(scores), int))
     sources = (scores["sources"].astype(str).tolist() if "sources" in scores
@@ -521,6 +529,9 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
         model_log_params=np.log(models["params"].to_numpy(float)),
         model_time=laws.years_since(release, np.datetime64(spec.trend.changepoint_date, "D")),
         model_release=release,
+        model_lineage=model_lineage.map({name: i for i, name in enumerate(lineages)})
+        .to_numpy(int),
+        lineages=lineages,
         score_model=scores["model"].map(midx).to_numpy(int),
         score_benchmark=score_bidx,
         score_source=kinds.map({k: i for i, k in enumerate(source_kinds)}).to_numpy(int),

@@ -290,6 +290,20 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "to zero over benchmarks so that the loadings cannot rescale every effective size at "
         "once (which the latent densities would absorb) (non-centred: log lambda = sd * z).",
     ),
+    "lineage_profile_sd": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=4.0),
+        "with [trend] lineage_profile: SD of the lineages' per-benchmark offsets on log "
+        "effective size; mean 0.5 e-folds (a developer's models read 1.6 times larger or "
+        "smaller on one benchmark than on their average), 90% in [0.09, 1.19], as the drift "
+        "rates' SD; boundary-avoiding, like the other scales.",
+        "log N",
+    ),
+    "lineage_profile_std": PriorDoc(
+        Prior("ZeroSumNormal", sigma=1.0, dims=("lineage", "benchmark")),
+        "with [trend] lineage_profile: standardised offsets omega_lb / sd, summing to zero "
+        "over benchmarks within each lineage, so that a profile cannot move a lineage's mean "
+        "reading (its latent densities carry that) (non-centred: omega = sd * z).",
+    ),
     "mc_drift": PriorDoc(
         Prior("Normal", mu=0.0, sigma=0.5),
         "with [observation] mc_drift: change per year of the logit of multiple-choice scores "

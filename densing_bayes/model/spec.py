@@ -116,6 +116,7 @@ OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "score_skewed"): ("score_skew_scale",),
                 ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std"),
                 ("trend", "benchmark_loading"): ("benchmark_loading_sd", "benchmark_loading_std"),
+                ("trend", "lineage_profile"): ("lineage_profile_sd", "lineage_profile_std"),
                 ("observation", "mc_drift"): ("mc_drift",),
                 ("trend", "size_covariate"): ("size_slope", "size_slope_post"),
                 ("trend", "inefficiency_trend"): ("inefficiency_trend",)}
@@ -227,6 +228,16 @@ class TrendSettings(_Section):
         "term: the largest models may score higher on some benchmarks (ARC, CSQA, Winogrande) "
         "than one effective size and the reference family's exponent predict. The loadings "
         "do not move the common level or the trend (docs/model.md, 'Observation model')")
+    lineage_profile: bool = Field(
+        False, description="each lineage (a developer's series of model families, "
+        "data/lineage.py) reads each benchmark at its own offset omega_lb on log effective "
+        "size: benchmark b reads model m of lineage l as log N_eff + omega_lb, with omega "
+        "summing to zero over benchmarks within a lineage (priors `lineage_profile_sd`, "
+        "`lineage_profile_std`). A (developer x benchmark) term for training-data choices "
+        "shared across a developer's versions: the reference run's multiple-choice MMLU reports "
+        "sit above their LOO intervals for Qwen and Baichuan models and below for Falcon, MPT, "
+        "OPT and Llama ones. Zero-sum, so it moves no lineage's mean reading and no trend "
+        "(docs/model.md, 'Observation model')")
     drift_coordinates: Literal["non_centred", "centred"] = Field(
         "non_centred", description="with benchmark_drift: the coordinates in which the drift "
         "rates are sampled, 'non_centred' (kappa = sd * z, z ~ `benchmark_drift_std`) or "

@@ -160,6 +160,10 @@ def _inputs_from_run(run: FittedRun) -> ModelInputs:
         model_log_params=cd["model_log_params"].values.astype(float),
         model_time=time,
         model_release=release,
+        model_lineage=(cd["model_lineage"].values.astype(int) if "model_lineage" in cd
+                       else np.zeros(len(models), int)),
+        lineages=([str(v) for v in post.coords["lineage"].values] if "lineage" in post.coords
+                  else []),
         score_model=cd["score_model"].values.astype(int),
         score_benchmark=cd["score_benchmark"].values.astype(int),
         score_source=(cd["score_source"].values.astype(int) if "score_source" in cd

@@ -41,9 +41,20 @@ def run_record(folder: Path) -> tuple[dict, object, np.ndarray]:
                              "above_0.99": int((pit > 0.99).sum()),
                              "below_0.15": int((pit < 0.15).sum()),
                              "above_0.85": int((pit > 0.85).sum()), "n": int(pit.size)}}
-    if summary.get("benchmark_loading"):
-        record["benchmark_loading"] = summary["benchmark_loading"]
+    for key in ("benchmark_loading", "lineage_profile_sd", "lineage_profile_nonzero"):
+        if summary.get(key):
+            record[key] = summary[key]
+    record["pit_by_format"] = pit_by_format(run.idata, pit)
     return record, run.idata, pit
+
+
+def pit_by_format(idata, pit: np.ndarray) -> list[dict]:
+    """The LOO-PIT's share in the two 5% tails and in [0.25, 0.75] per scoring format (the
+    report's table): a shared precision too low for one format and too high for another."""
+    from densing_bayes.analysis.checks import loo_pit_by_group
+    from densing_bayes.presentation.report import score_format_labels
+
+    return loo_pit_by_group(pit, score_format_labels(idata.constant_data))
 
 
 def extreme_rows(idata, pits: dict[str, np.ndarray], tail: float = 0.01) -> list[dict]:

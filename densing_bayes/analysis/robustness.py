@@ -65,6 +65,8 @@ STRUCTURES = {
     "mean_trend": {"trend": {"kind": "mean"}},
     "size_covariate": {"trend": {"size_covariate": True}},
     "inefficiency_trend": {"trend": {"inefficiency_trend": True}},
+    # not a trend but how benchmarks read the models: compared by the same held-out scores
+    "lineage_profile": {"trend": {"lineage_profile": True}},
 }
 
 #: Structures refitted by default (the size covariate and the inefficiency trend are asked for

@@ -604,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--structures", metavar="NAME[,NAME...]",
                    help="trend structures to refit on the full data (default: no_changepoint,"
                         "unknown_changepoint,mean_trend; '' for none; also size_covariate, "
-                        "inefficiency_trend)")
+                        "inefficiency_trend, lineage_profile)")
     p.add_argument("--future-structures", default="", metavar="NAME[,NAME...]",
                    help="also refit each cut-off's leave-future-out under these structures "
                         "(e.g. size_covariate): which structure predicts later models")

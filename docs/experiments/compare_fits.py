@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 CHECKS = ("heldout_coverage", "loo_pit", "pareto_k", "anchor_size:olmo-7B", "protocol_offsets")
-TREND = ("doubling_time_days", "doubling_time_days_pre", "doubling_time_ratio")
+TREND = ("doubling_time_days", "doubling_time_days_pre", "doubling_time_ratio",
+         "slope_difference_per_year", "prob_slope_difference_positive")
 
 
 def run_record(folder: Path) -> tuple[dict, object, np.ndarray]:
@@ -41,9 +42,12 @@ def run_record(folder: Path) -> tuple[dict, object, np.ndarray]:
                              "above_0.99": int((pit > 0.99).sum()),
                              "below_0.15": int((pit < 0.15).sum()),
                              "above_0.85": int((pit > 0.85).sum()), "n": int(pit.size)}}
-    for key in ("benchmark_loading", "lineage_profile_sd", "lineage_profile_nonzero"):
-        if summary.get(key):
-            record[key] = summary[key]
+    if summary.get("benchmark_loading"):
+        record["benchmark_loading"] = summary["benchmark_loading"]
+    if "lineage_profile" in run.idata.posterior:  # from the draws: older summaries lack it
+        from densing_bayes.analysis.derived import lineage_profile_summary
+
+        record.update(lineage_profile_summary(run.idata.posterior, summary.get("ci_prob", 0.9)))
     record["pit_by_format"] = pit_by_format(run.idata, pit)
     return record, run.idata, pit
 

@@ -206,6 +206,73 @@ def test_heldout_predictions_are_calibrated_when_truth_and_fit_are_exchangeable(
 
 
 @pytest.fixture(scope="module")
+def lineage_world(default_data):
+    """Prior draws with [trend] lineage_profile on 10 bundled models of 5 lineages, profiles
+    of about 8 e-folds (so that they, not the prior's other spread, set the scores' spread)."""
+    keep = ["Llama-1-7B", "Llama-2-13B", "Llama-3-8B", "Qwen1.5-7B", "Qwen2-7B", "Qwen2.5-3B",
+            "Gemma-7B", "Gemma2-9B", "Yi-6B", "Mistral-7B"]
+    _, data = rb.split_models(default_data, keep)
+    spec = load_spec("default").with_overrides({
+        "trend": {"lineage_profile": True},
+        "priors": {"lineage_profile_sd": {"dist": "Gamma", "kwargs": {"alpha": 20.0,
+                                                                     "beta": 2.5}}}})
+    idata, inputs = prior_draws_as_fit(data, spec, draws=330, seed=23, prior_predictive=True)
+    return idata, inputs, spec
+
+
+def test_heldout_predictions_with_lineage_profiles_are_calibrated(lineage_world):
+    """The exchangeable check with the profile: held-out models of lineages the fit has seen
+    take their lineage's drawn offsets."""
+    idata, inputs, spec = lineage_world
+    fit = idata.isel(draw=slice(30, None))
+    simulated = idata.prior_predictive["score_obs"].values[0]
+    pits, inside = [], []
+    for j in range(30):
+        scores, _ = rb.predict_rows(fit, replace(inputs, score_value=simulated[j]), spec, seed=j)
+        pits.append(scores["pit"].to_numpy())
+        inside.append(scores["inside"].to_numpy())
+    assert 0.85 <= np.concatenate(inside).mean() <= 0.95
+    assert abs(np.concatenate(pits).mean() - 0.5) < 0.04
+
+
+def test_a_new_lineages_drawn_profile_carries_the_profiles_uncertainty(lineage_world):
+    """Every parameter known (the truth's draw) except the profiles of lineages the fit has
+    not seen: the prediction must draw them from the SD, centred and shared within a lineage.
+    Then 90% of scores fall inside their 90% intervals; leaving the new profiles at 0 (a
+    prediction that ignores them) puts far fewer inside."""
+    import densing_bayes.analysis.score_chain as sc
+
+    idata, inputs, spec = lineage_world
+    post = idata.posterior.isel(draw=slice(30, None))
+    simulated = idata.prior_predictive["score_obs"].values[0]
+    new = replace(inputs, model_lineage=-1 - inputs.model_lineage)
+
+    def coverage(monkeypatched: bool) -> float:
+        inside = []
+        for j in range(30):
+            truth = idata.posterior.isel(draw=j)
+            known = post.copy()
+            for name in post.data_vars:
+                if not name.startswith("lineage_profile") or name == "lineage_profile_sd":
+                    known[name] = truth[name].broadcast_like(post[name]).transpose(
+                        *post[name].dims)
+            fit = idata.isel(draw=slice(30, None))
+            fit.posterior = known
+            scores, _ = rb.predict_rows(fit, replace(new, score_value=simulated[j]), spec,
+                                        seed=j)
+            inside.append(scores["inside"].to_numpy())
+        return float(np.concatenate(inside).mean())
+
+    assert 0.85 <= coverage(False) <= 0.95
+    original = sc.lineage_profile_rows
+    try:
+        sc.lineage_profile_rows = lambda *args: 0.0 * original(*args)
+        assert coverage(True) < 0.8
+    finally:
+        sc.lineage_profile_rows = original
+
+
+@pytest.fixture(scope="module")
 def posterior_world(default_data):
     """The committed reference run's thinned posterior (reports/default/posterior_thin.nc) as
     the world: 12 models' log densities drawn anew from its trend, their scores from its chain

@@ -370,3 +370,25 @@ def test_a_pilot_whitens_a_cold_dense_fit_and_keeps_the_closed_form_posterior(pr
     cold, _ = sample_model(model, settings.model_copy(update={"pilot_draws": 0}),
                            progress=False, predictive=False, metric_key=None)
     assert cold.posterior.attrs["nuts_metric"] == "diag"
+
+
+def test_an_unused_lineage_field_leaves_the_metric_key_alone():
+    """The lineage fields were added to the inputs after metrics were stored: empty (a model
+    without [trend] lineage_profile) they must not change the key, filled they must."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from densing_bayes import resources
+    from densing_bayes.data.load import load_data
+    from densing_bayes.inference.metric import load_metric, metric_key
+    from densing_bayes.model.inputs import prepare_inputs
+    from densing_bayes.model.spec import load_spec
+
+    spec = load_spec("default")
+    inputs = prepare_inputs(load_data(resources.resolve_data_folder("default")), spec)
+    assert len(inputs.lineages) == 0
+    key = metric_key(spec.model_hash(), inputs)
+    assert load_metric(key) is not None  # the shipped metric of the reference
+    filled = replace(inputs, lineages=["Qwen"], model_lineage=np.zeros(len(inputs.models), int))
+    assert metric_key(spec.model_hash(), filled) != key

@@ -256,7 +256,8 @@ def _heldout_inputs(fit_inputs, heldout_data: DensingData, spec: ModelSpec):
                                     fit_inputs.mc_weight, tuple(fit_inputs.formats))
     return replace(held, score_source=np.where(usable, source, 0),
                    score_format_log_weight=log_weight,
-                   model_lineage=fit_lineage_codes(held, fit_inputs.lineages),
+                   model_lineage=(fit_lineage_codes(held, fit_inputs.lineages)
+                                  if len(fit_inputs.lineages) else held.model_lineage),
                    lineages=list(fit_inputs.lineages)), usable
 
 
@@ -289,9 +290,10 @@ def _prediction_idata(fit_idata, held):
         "score_best": (row, held.score_best.astype("int8")),
         "score_format_log_weight": (("score_row", "format"), held.score_format_log_weight),
         "model_time": (("model",), held.model_time),
-        "model_lineage": (("model",), held.model_lineage),
         "chance": (("benchmark",), np.asarray(fit_idata.constant_data["chance"].values)),
     })
+    if len(held.model_lineage):  # a fit with [trend] lineage_profile
+        const["model_lineage"] = (("model",), held.model_lineage)
     observed = xr.Dataset({"score_obs": (row, held.score_value)})
     return az.InferenceData(posterior=fit_idata.posterior, constant_data=const,
                             observed_data=observed)

@@ -134,10 +134,17 @@ def _digest_value(value, h) -> None:
         h.update(repr(value).encode())
 
 
+#: Input fields added after metrics were stored, filled only for a model that uses them: left
+#: out of the key while empty, so that the stored metrics of models without them stay valid.
+OPTIONAL_INPUT_FIELDS = ("model_lineage", "lineages")
+
+
 def metric_key(model_hash: str, inputs) -> str:
     """Key of a stored metric: the model (spec without sampler settings) and every input array."""
     h = hashlib.sha256(model_hash.encode())
     for f in dataclasses.fields(inputs):
+        if f.name in OPTIONAL_INPUT_FIELDS and len(getattr(inputs, f.name)) == 0:
+            continue
         h.update(f.name.encode())
         _digest_value(getattr(inputs, f.name), h)
     return h.hexdigest()[:24]

@@ -516,7 +516,10 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
     best = code == SCORE_FORMAT_CODES["best"]
     pair_label = scores["model"].astype(str) + "|" + scores["benchmark"].astype(str)
     pairs = list(dict.fromkeys(pair_label))
-    model_lineage = model_lineages(models)
+    # Only a model that reads lineages carries them: the stored metric's key hashes every
+    # input array, so an unused one would orphan the metrics of models without the term.
+    model_lineage = (model_lineages(models) if spec.trend.lineage_profile
+                     else pd.Series([], dtype=str))
     lineages = sorted(model_lineage.unique())
     copies = (scores["copies"].to_numpy(int) if "copies" in scores
               else np.ones(len(scores), int))
@@ -530,7 +533,7 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
         model_time=laws.years_since(release, np.datetime64(spec.trend.changepoint_date, "D")),
         model_release=release,
         model_lineage=model_lineage.map({name: i for i, name in enumerate(lineages)})
-        .to_numpy(int),
+        .to_numpy(int) if len(lineages) else np.zeros(0, int),
         lineages=lineages,
         score_model=scores["model"].map(midx).to_numpy(int),
         score_benchmark=score_bidx,

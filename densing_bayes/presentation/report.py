@@ -161,7 +161,7 @@ def _inputs_from_run(run: FittedRun) -> ModelInputs:
         model_time=time,
         model_release=release,
         model_lineage=(cd["model_lineage"].values.astype(int) if "model_lineage" in cd
-                       else np.zeros(len(models), int)),
+                       else np.zeros(0, int)),
         lineages=([str(v) for v in post.coords["lineage"].values] if "lineage" in post.coords
                   else []),
         score_model=cd["score_model"].values.astype(int),

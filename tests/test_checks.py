@@ -30,6 +30,18 @@ def test_heldout_coverage_uses_a_binomial_range():
     assert checks.heldout_record(20, 20, 0.9)["passed"] is True
 
 
+def test_heldout_coverage_fails_on_a_systematic_error_beyond_the_tolerance():
+    # Issue 18's bar is coverage *and* |mean error| <= 0.015: a candidate fit with 36 of 40
+    # inside and +0.0160 had shown a green pass beside "the model under-predicts".
+    biased = checks.heldout_record(36, 40, 0.9, bias=0.0160)
+    assert biased["passed"] is False
+    assert "under-predicts" in biased["detail"] and "coverage in range" in biased["detail"]
+    assert checks.heldout_record(36, 40, 0.9, bias=-0.0151)["passed"] is False
+    assert checks.heldout_record(36, 40, 0.9, bias=0.0149)["passed"] is True
+    # no bias given (a leave-size-out count): coverage alone decides
+    assert checks.heldout_record(36, 40, 0.9)["passed"] is True
+
+
 def test_pareto_k_share():
     k = np.array([0.1, 0.8, 0.2, 0.3])
     rec = checks.pareto_k_record(k, good_k=0.7)

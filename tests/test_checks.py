@@ -178,6 +178,25 @@ def test_sensitivity_spread_and_failed_refits():
     assert checks.refits_converged_record(refits[:1])["passed"] is True
 
 
+def test_failed_refits_name_the_refit_and_the_threshold_it_missed():
+    # The 2026-12-04 sensitivity batch: the baseline missed only the tail ESS, and the detail
+    # quoted its (passing) R-hat and bulk ESS as if they were the reason.
+    refits = [
+        {"name": "baseline", "status": "ok", "diagnostics": {
+            "passed": False, "max_rhat": 1.007, "min_ess_bulk": 616, "min_ess_tail": 310,
+            "failures": ["min tail ESS 310 < 400: too few effective draws for interval ends: "
+                         "raise [sampler] draws"]}},
+        {"name": "without_source:aggregator", "status": "ok",
+         "diagnostics": {"passed": True, "max_rhat": 1.008, "min_ess_bulk": 622}},
+        {"name": "broken", "status": "failed", "diagnostics": None},
+    ]
+    detail = checks.refits_converged_record(refits)["detail"]
+    assert "baseline: min tail ESS 310 < 400" in detail
+    assert "raise [sampler]" not in detail
+    assert "broken: did not finish" in detail
+    assert "without_source" not in detail
+
+
 # ============================================================== registry and verdict
 class _Thresholds:
     max_rhat, min_ess, max_divergences, min_bfmi = 1.01, 400.0, 0, 0.3

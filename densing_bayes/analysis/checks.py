@@ -1104,7 +1104,18 @@ def refits_converged_record(refits: list[dict], sampler: dict | None = None) -> 
                   "diagnostics", value=len(failed), nominal=0, passed=not failed,
                   kind="sensitivity",
                   detail=(f"{len(failed)} of {len(refits)} refits{how}"
-                          + (f" ({'; '.join(ranges)})" if ranges else "")))
+                          + (f" ({'; '.join(ranges)})" if ranges else "")
+                          + (f"; missed: {'; '.join(_missed(v) for v in failed)}"
+                             if failed else "")))
+
+
+def _missed(refit: dict) -> str:
+    """'name: the thresholds it missed' (each failure's first clause, without the advice)."""
+    diag = refit.get("diagnostics")
+    if str(refit.get("status", "ok")) != "ok" or not isinstance(diag, dict):
+        return f"{refit.get('name', '?')}: did not finish"
+    reasons = [str(f).split(":")[0] for f in diag.get("failures") or []]
+    return f"{refit.get('name', '?')}: {', '.join(reasons) or 'diagnostics failed'}"
 
 
 # ============================================================================ calibration

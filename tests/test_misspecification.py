@@ -81,12 +81,36 @@ def test_each_world_adds_only_its_term(paper_data, paper_spec):
         if world.name == "extrapolation_in_size":  # the same tilt, in more directions
             assert len(model.coords["extrapolation"]) > len(
                 fitted.coords.get("extrapolation", ())), world.name
-        elif world.name in ("well_specified", "precision_per_benchmark"):
+        elif world.name in ("well_specified", "precision_per_benchmark", "peaked_errors"):
             assert not added, world.name
         else:
             assert added, world.name
         assert ({model.rvs_to_values[r].name for r in model.observed_RVs}
                 == {fitted.rvs_to_values[r].name for r in fitted.observed_RVs})
+
+
+def test_worlds_the_default_spec_already_fits_are_left_out():
+    """Since 2026-12-04 the default fits a protocol scale and a precision per benchmark: those
+    two worlds would repeat the control, so a study of it leaves them out by default and
+    refuses them by name; the paper's design spec (without either term) keeps them."""
+    default = load_spec("default")
+    assert ms.study_worlds(default) == ["well_specified", "extrapolation_in_size",
+                                        "pair_errors", "protocol_scale_wide", "peaked_errors"]
+    with pytest.raises(ValueError, match=r"add nothing to spec 'default'.*control"):
+        ms.study_worlds(default, ["well_specified", "protocol_scale"])
+    assert ms.study_worlds(load_spec("paper_design")) == list(ms.WORLDS)
+    wide = ms.world_spec(default, ms.WORLDS["protocol_scale_wide"])
+    assert wide.prior("protocol_scale").parameters["sigma"] == 0.4
+
+
+def test_peaked_errors_world_draws_valid_scores(paper_data, paper_spec):
+    """The precision-mixing world generates every observed array the fitted model reads,
+    each valid (scores strictly inside (0, 1))."""
+    generator = ms._build_generator(paper_spec, ms.WORLDS["peaked_errors"], "paper")
+    truth, observed, _ = ms.draw_world(generator, 3)
+    fitted = build_model(prepare_inputs(paper_data, paper_spec), paper_spec)
+    assert set(observed) == {fitted.rvs_to_values[r].name for r in fitted.observed_RVs}
+    assert ms._valid(observed) and set(truth) >= {"slope_pre", "slope_post"}
 
 
 def test_protocol_scale_multiplies_the_curves_slope(paper_data, paper_spec):

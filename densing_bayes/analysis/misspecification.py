@@ -18,10 +18,20 @@ term added that the default leaves out:
   are collapsed, a pair's reports are one evaluation, not independent measurements.
 * ``precision_per_benchmark``: each benchmark scatters with its own Beta precision (the
   default prior, drawn independently per benchmark: a spread of about 2.7x per prior SD),
-  where the default shares one (the fits that let them differ found MMLU about 10, PIQA
-  about 1,400).
+  where a spec that shares one leaves it out (the fits that let them differ found MMLU about
+  10-65, PIQA about 1,400-1,700).
+* ``protocol_scale_wide``: as ``protocol_scale`` with twice the spread, k_b ~ LogNormal(0,
+  0.4): the bundled data put ARC-Easy's factor at 1.71, beyond the fitted prior's 99%.
+* ``peaked_errors``: each reported score's precision is multiplied by a Gamma(2, 2) draw (the
+  Beta analogue of a Student-t with 4 degrees of freedom, ``score_precision_mixing_df = 4``):
+  errors more peaked with heavier tails than one Beta, which is what the bundled data's
+  LOO-PIT shows benchmark by benchmark.
 * ``well_specified``: the default model itself, the control: its coverage is the nominal
   level up to the sampler's error at the study's reduced draws.
+
+A world whose term the fitted spec already has (the default spec since 2026-12-04 fits a
+protocol scale and a precision per benchmark) would be the control twice: such worlds are
+left out of a study's default world list, and asking for one by name is an error.
 
 The design is the bundled data's (its models, release dates, sizes, benchmarks, formats and
 measurement structure); every simulation draws a truth from the world's prior (the default
@@ -101,12 +111,40 @@ WORLDS: dict[str, World] = {w.name: w for w in (
                                                "dims": ["benchmark"]}}},
           "each benchmark its own score precision (default prior, per benchmark)",
           ("score_precision_eval",)),
+    World("protocol_scale_wide",
+          {"observation": {"protocol_scale": True},
+           "priors": {"protocol_scale": {"dist": "LogNormal", "kwargs": {"mu": 0.0, "sigma": 0.4},
+                                         "dims": ["benchmark"]}}},
+          "harness scales the logit slope by k_b ~ LogNormal(0, 0.4)", ("protocol_scale",)),
+    World("peaked_errors", {"observation": {"score_precision_mixing_df": 4.0}},
+          "each score's precision times a Gamma(2, 2) draw (a Beta 'Student-t', nu = 4)"),
 )}
 
 
 def world_spec(spec: ModelSpec, world: World) -> ModelSpec:
     """The spec that generates ``world``'s data: the fitted spec plus the world's term."""
     return spec.with_overrides(world.overrides) if world.overrides else spec
+
+
+def adds_a_term(spec: ModelSpec, world: World) -> bool:
+    """Whether ``world`` generates data from another model than ``spec`` fits (the control
+    always counts): a world whose term the spec already has is the control twice."""
+    return not world.overrides or world_spec(spec, world).config_hash() != spec.config_hash()
+
+
+def study_worlds(spec: ModelSpec, worlds: Sequence[str] | None = None) -> list[str]:
+    """The worlds of a study of ``spec``: the named ones (an error for an unknown one or one
+    that adds nothing to ``spec``), else every world that adds a term to it."""
+    if worlds is None:
+        return [name for name, world in WORLDS.items() if adds_a_term(spec, world)]
+    unknown = [w for w in worlds if w not in WORLDS]
+    if unknown:
+        raise ValueError(f"unknown world(s) {unknown}; choose from {list(WORLDS)}")
+    idle = [w for w in worlds if not adds_a_term(spec, WORLDS[w])]
+    if idle:
+        raise ValueError(f"world(s) {idle} add nothing to spec '{spec.name}' (it already fits "
+                         "their term): their study would repeat the well-specified control")
+    return list(worlds)
 
 
 # ------------------------------------------------------------------- the generating model
@@ -523,10 +561,7 @@ def run_misspecification(spec: ModelSpec, n_per_world: int, out: Path, *,
                          progress: bool = True) -> dict:
     """Run (or resume) the study into ``out``: ``n_per_world`` simulations per world."""
     calibration.check_simulation_batch(spec, n_per_world, "The misspecification study")
-    worlds = list(worlds or WORLDS)
-    unknown = [w for w in worlds if w not in WORLDS]
-    if unknown:
-        raise ValueError(f"unknown world(s) {unknown}; choose from {list(WORLDS)}")
+    worlds = study_worlds(spec, worlds)
     # Interleaved by simulation index, so a stopped batch leaves every world with about the
     # same number of simulations.
     tasks = [batch.Task(f"{w}_{i:04d}", simulate_and_fit,

@@ -32,9 +32,16 @@ def test_variants_of_the_default_spec(default_data):
         "wide_slopes", "narrow_slopes", "exponential_inefficiency",
         "halfnormal_inefficiency_scale", "low_ceilings", "protocol_offset_tight",
         "protocol_offset_wide", "wide_trend_intercept", "d0_300B", "d0_5T",
-        "wide_exponent_hyperprior", "no_benchmark_drift", "precision_per_benchmark"}
+        "wide_exponent_hyperprior", "no_benchmark_drift", "shared_precision"}
     assert not next(v for v in variants
                     if v.name == "no_benchmark_drift").spec.trend.benchmark_drift
+    # the default reads each benchmark's scores with its own precision and logit-slope factor;
+    # the shared_precision variant is the score model the default had before 2026-12-04
+    assert spec.observation.protocol_scale
+    assert spec.prior("score_precision_eval").dims == ("benchmark",)
+    shared = next(v for v in variants if v.name == "shared_precision").spec
+    assert not shared.observation.protocol_scale
+    assert not shared.prior("score_precision_eval").dims
     wide = next(v for v in variants if v.name == "wide_slopes")
     assert wide.spec.prior("slope_post").parameters["sigma"] == 5.0
     tight = next(v for v in variants if v.name == "protocol_offset_tight")

@@ -120,10 +120,11 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         Prior("LogNormal", mu=math.log(100.0), sigma=1.0),
         "Beta precision of reported scores around the chain's prediction (100 ~ SD 0.05 at "
         "0.5): the scatter of a (model, benchmark) measurement, harness noise and the model's "
-        "own strength on the benchmark. One shared value by default; per benchmark "
-        "(dims = ['benchmark']) predicts the reported scores better but bends the shared "
-        "curves away from the reference family (held-out 7B 29 of 40 inside) and, without "
-        "benchmark drift, made some densities bimodal (docs/model.md, 'Observation model').",
+        "own strength on the benchmark. One shared value unless a spec says otherwise; the "
+        "bundled default spec takes it per benchmark (dims = ['benchmark']) together with "
+        "[observation] protocol_scale: alone, a precision per benchmark bent the shared curves "
+        "away from the reference family (held-out 7B 29 of 40 inside); with the scale it "
+        "predicts unseen models better by 98 ELPD and keeps the curves (docs/model.md).",
     ),
     "score_broad_share": PriorDoc(
         Prior("Beta", alpha=2.0, beta=8.0),

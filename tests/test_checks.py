@@ -824,6 +824,28 @@ def test_loo_pit_tells_a_one_sided_excess_from_heavy_tails_on_both_sides():
     assert "too low" in shifted["caveat"] and "one-sided" not in shifted["caveat"]
 
 
+def test_loo_pit_with_a_tight_bulk_and_a_significant_extreme_excess_is_not_called_conservative():
+    """Bug (2026-12-04, the reference under the new score model): 16 of 721 PIT values above
+    0.99 where 7 are expected (binomial p 0.003) and 8 below 0.01, but the ECDF left its band
+    only in the bulk (too few values at 0.18-0.26), so the record read "too few values in the
+    tails: under-confident" and its caveat called the misfit conservative for the scores. An
+    extreme excess the binomial test rejects is a heavy (here one-sided) tail whether or not
+    the ECDF leaves its band at 0.99."""
+    rng = np.random.default_rng(0)
+    pit = np.concatenate([0.99 + 0.01 * rng.random(16), 0.01 * rng.random(8),
+                          0.01 + 0.98 * rng.beta(1.5, 1.5, 697)])
+    rec = checks.loo_pit_record(pit)
+    assert rec["passed"] is False
+    assert "8 values below 0.01 and 16 above 0.99" in rec["detail"]
+    assert "conservative" not in rec["caveat"] and "under-confident" not in rec["detail"]
+    assert "far above their predictions" in rec["caveat"]
+    assert "the bulk closer to the medians than uniform" in rec["detail"]
+    # the same bulk without an extreme excess stays what it is: intervals too wide
+    calm = np.concatenate([0.99 + 0.01 * rng.random(7), 0.01 * rng.random(7),
+                           0.01 + 0.98 * rng.beta(1.5, 1.5, 707)])
+    assert "conservative" in checks.loo_pit_record(calm)["caveat"]
+
+
 def test_extreme_tail_counts_and_their_binomial_p_values():
     pit = np.concatenate([np.full(3, 0.001), np.full(95, 0.5), np.full(2, 0.999)])
     tails = checks.extreme_tails(pit)

@@ -576,12 +576,15 @@ def band_exits(ecdf: np.ndarray, lower: np.ndarray, upper: np.ndarray, grid: np.
 EXTREME_EXIT = 0.95
 
 
-def one_sided_excess(tails: dict, exits: list[tuple[float, str, bool]]) -> str | None:
+def one_sided_excess(tails: dict, exits: list[tuple[float, str, bool]], *,
+                     tight_bulk: bool = False) -> str | None:
     """"above" or "below" when the PIT's misfit is an excess of extreme values on that side
     only: one tail's binomial excess is significant and the other's is not, and every band
     exit with an excess lies beyond ``EXTREME_EXIT`` on that side; otherwise None. A bias
     (a shifted bulk) leaves the band with an excess nearer the middle too, and keeps its own
-    reading."""
+    reading. With ``tight_bulk`` (the bulk already read as too close to the medians) the
+    excess may sit wholly beyond the last grid point the band is checked at, with no exit of
+    its own: the binomial test alone then names the side."""
     significant = {side: tails[f"p_{side}"] < EXTREME_TAIL_ALPHA for side in ("above", "below")}
     if significant["above"] == significant["below"]:
         return None
@@ -589,7 +592,7 @@ def one_sided_excess(tails: dict, exits: list[tuple[float, str, bool]]) -> str |
     excess_at = [x for x, _, excess in exits if excess]
     beyond = [x >= EXTREME_EXIT if side == "above" else x <= 1.0 - EXTREME_EXIT
               for x in excess_at]
-    return side if excess_at and all(beyond) else None
+    return side if (excess_at or tight_bulk) and all(beyond) else None
 
 
 def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT", n_draws: int | None = None,
@@ -622,7 +625,12 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT", n_draws: int | No
         shape, key = ("the bulk closer to the medians than uniform and too many values in the "
                       "extreme tail: the errors are heavier-tailed than the Beta"), "heavy"
     tails = extreme_tails(pit)
-    one_sided = one_sided_excess(tails, exits)
+    if key == "wide" and min(tails["p_above"], tails["p_below"]) < EXTREME_TAIL_ALPHA:
+        # the bulk too concentrated and an extreme excess the binomial test rejects, though
+        # the ECDF stays inside its band at 0.01 and 0.99: heavy tails, not conservative
+        shape, key = ("the bulk closer to the medians than uniform and too many values in the "
+                      "extreme tail: the errors are heavier-tailed than the Beta"), "heavy"
+    one_sided = one_sided_excess(tails, exits, tight_bulk=key == "heavy")
     if one_sided is not None:
         # exits inside (0.05, 0.95) with no excess there: the bulk too close to the medians
         bulk = [x for x, _, excess in exits

@@ -81,12 +81,17 @@ def test_the_score_chain_has_drift_and_best_of_two_rows(bundled_prior_fit):
     unstated = const["score_unstated"].values == 1
     assert mc.sum() > 0 and not (mc & unstated).any()
     s = chain.draws[0]
-    phi = post["score_precision_eval"].stack(sample=("chain", "draw")).values[s]
+    phi = post["score_precision_eval"].stack(sample=("chain", "draw")).transpose(
+        "sample", ...).values[s]
     f_mc = post["score_precision_mc"].stack(sample=("chain", "draw")).values[s]
     f_un = post["score_precision_unstated"].stack(sample=("chain", "draw")).values[s]
-    np.testing.assert_allclose(chain.precision[0][~mc & ~unstated], phi)
-    np.testing.assert_allclose(chain.precision[0][mc], phi * f_mc)
-    np.testing.assert_allclose(chain.precision[0][unstated], phi * f_un)
+    if phi.ndim:  # a precision per benchmark (the default since 2026-12-04): each row's own
+        phi = phi[const["score_benchmark"].values.astype(int)]
+    else:
+        phi = np.full(mc.shape, phi)
+    np.testing.assert_allclose(chain.precision[0][~mc & ~unstated], phi[~mc & ~unstated])
+    np.testing.assert_allclose(chain.precision[0][mc], phi[mc] * f_mc)
+    np.testing.assert_allclose(chain.precision[0][unstated], phi[unstated] * f_un)
     ll, _, _ = chain.loglik(chain.logit(chain.sampled_x_n(idata)))
     expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))
     expected = expected.transpose("sample", ...).values[chain.draws]
@@ -218,9 +223,37 @@ def test_the_loss_score_figure_puts_each_model_at_the_models_loss(bundled_prior_
     loss = evaluated_loss_draws(idata=idata, inputs=inputs, max_draws=None)[chain.draws]
     rows = loss[:, np.asarray(inputs.score_model), np.asarray(inputs.score_benchmark)]
     rc = list(idata.posterior["gamma"]["format"].values).index("rc")
-    logit = -chain.gamma[..., rc] * (rows - chain.midpoint[..., rc]) + chain.shift
+    scale = chain.scale if chain.scale is not None else 1.0  # the reported scores' slope factor
+    logit = -chain.gamma[..., rc] * (rows - chain.midpoint[..., rc]) * scale + chain.shift
     np.testing.assert_allclose(logit, chain.logit(chain.sampled_x_n(idata))[..., rc],
                                rtol=1e-9, atol=1e-9)
+
+
+def test_the_loss_score_figures_reported_curve_has_the_protocol_scale(bundled_prior_fit):
+    """Bug (2026-12-04): the loss -> score figure drew the reported scores' curve as the
+    reference curve shifted by the protocol offset only; with [observation] protocol_scale (the
+    default since 2026-12-04; ARC-Easy's factor 1.71) their logit slope is k_b times the
+    reference's, so the drawn curve was not the one the model fits the reported scores to."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.inputs import prepare_inputs
+    from densing_bayes.presentation.plots import draws, loss_score_data
+    from densing_bayes.resources import bundled_data_folder
+
+    idata, spec = bundled_prior_fit
+    assert spec.observation.protocol_scale
+    inputs = prepare_inputs(load_data(bundled_data_folder("default")), spec)
+    curves = loss_score_data(idata=idata, inputs=inputs)["curves"]
+    post = idata.posterior.sel(format="rc")
+    gamma, mid, span, delta, k = (draws(post, v) for v in (
+        "gamma", "midpoint", "score_span", "protocol_offset", "protocol_scale"))
+    for bi, b in enumerate(inputs.benchmarks):
+        rows = curves[curves["benchmark"] == b]
+        grid = rows["loss"].to_numpy()
+        logit = -gamma[:, bi, None] * (grid - mid[:, bi, None]) * k[:, bi, None] \
+            + delta[:, bi, None]
+        expected = np.median(inputs.chance[bi] + span[:, bi, None] / (1 + np.exp(-logit)),
+                             axis=0)
+        np.testing.assert_allclose(rows["eval_median"].to_numpy(), expected, rtol=1e-9)
 
 
 @pytest.mark.parametrize("tail", ["score_skewed", "score_favourable"])

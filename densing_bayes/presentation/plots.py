@@ -956,7 +956,7 @@ def loss_score_data(*, idata, inputs, ci_prob: float = CI_PROB, n_grid: int = 12
 
     ``curve_points``: the reference family's (loss, score) rows. ``curves``: per benchmark, a loss
     grid with the median and ``ci_prob`` credible band of the reference sigmoid, and the median
-    of the evaluated-protocol curve (with the protocol offset delta_b). ``models``: per reported
+    of the evaluated-protocol curve (with the protocol offset delta_b and scale k_b). ``models``: per reported
     score, the model, benchmark, score and the posterior median and interval of the model's loss.
     """
     post = idata.posterior
@@ -972,6 +972,10 @@ def loss_score_data(*, idata, inputs, ci_prob: float = CI_PROB, n_grid: int = 12
                         for k in ("gamma", "midpoint", "score_span"))
     delta = (draws(post, "protocol_offset", max_draws=MAX_CURVE_DRAWS)
              if "protocol_offset" in post else np.zeros_like(gamma))
+    # with [observation] protocol_scale the reported scores' logit slope is k_b times the
+    # reference curve's (the model's score chain, analysis.score_chain)
+    scale = (draws(post, "protocol_scale", max_draws=MAX_CURVE_DRAWS)
+             if "protocol_scale" in post else np.ones_like(gamma))
     chance = np.asarray(inputs.chance)
     models = pd.DataFrame(columns=["model", "benchmark", "score", "loss_median", "loss_lower",
                                    "loss_upper"])
@@ -1000,7 +1004,8 @@ def loss_score_data(*, idata, inputs, ci_prob: float = CI_PROB, n_grid: int = 12
         grid = np.linspace(lo - pad, hi + pad, n_grid)
         logit = -gamma[:, bi, None] * (grid[None, :] - mid[:, bi, None])
         ref = chance[bi] + span[:, bi, None] / (1.0 + np.exp(-logit))
-        evald = chance[bi] + span[:, bi, None] / (1.0 + np.exp(-(logit + delta[:, bi, None])))
+        evald = chance[bi] + span[:, bi, None] / (
+            1.0 + np.exp(-(logit * scale[:, bi, None] + delta[:, bi, None])))
         q = quantiles(ref, (ci_prob,))
         qe = quantiles(evald, (ci_prob,))
         rows.append(pd.DataFrame({"benchmark": b, "loss": grid, "median": q["median"],
@@ -1014,8 +1019,9 @@ def loss_score_data(*, idata, inputs, ci_prob: float = CI_PROB, n_grid: int = 12
 @styled
 def plot_loss_score(*, idata, inputs, ci_prob: float = CI_PROB) -> Figure:
     """Loss -> score per benchmark: the reference family's rows (grey), the fitted sigmoid
-    (median and ``ci_prob`` credible band), the curve shifted by the protocol offset of reported
-    scores (dashed), and the evaluated models' reported scores at their posterior median loss."""
+    (median and ``ci_prob`` credible band), the reported scores' curve (the reference curve with
+    their protocol offset and, with [observation] protocol_scale, their slope factor; dashed),
+    and the evaluated models' reported scores at their posterior median loss."""
     data = loss_score_data(idata=idata, inputs=inputs, ci_prob=ci_prob)
     benchmarks = list(inputs.benchmarks)
     rows, cols = _grid_shape(len(benchmarks))
@@ -1060,7 +1066,7 @@ def plot_loss_score(*, idata, inputs, ci_prob: float = CI_PROB) -> Figure:
     if len(models):
         handles[2:2] = [
             mpl.lines.Line2D([], [], color=OKABE_ITO["vermillion"], lw=1.1, ls="--",
-                             label="with protocol offset (reported scores)"),
+                             label="reported scores' curve (protocol offset and scale)"),
             mpl.lines.Line2D([], [], color=OKABE_ITO["orange"], marker="o", lw=0,
                              markeredgecolor="black", markersize=4,
                              label="evaluated model: reported score at its median loss")]

@@ -876,9 +876,11 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             + (" Orange dots: each reported score of an evaluated model, placed at the "
                "posterior median loss the loss law gives the model at its effective size and D0 "
                "tokens. Reported scores follow other protocols than the reference family's "
-               "evaluation; the model absorbs this as a per-benchmark protocol offset, and the "
-               "red dashed curve is the sigmoid with that offset (posterior median): the orange "
-               "dots should scatter around it, not around the blue curve." if has_models
+               "evaluation; the model absorbs this as a per-benchmark protocol offset (and, "
+               "where the spec has [observation] protocol_scale, as in the default, a factor on "
+               "the curve's logit slope), and the red dashed curve is the sigmoid with them "
+               "(posterior median): the orange dots should scatter around it, not around the "
+               "blue curve." if has_models
                else "")),
         "envelope": (
             "The paper's number and this model's are different statistics. Blue: the posterior "

@@ -329,3 +329,23 @@ def test_a_lineage_the_fit_has_not_seen_gets_a_zero_sum_profile_of_the_learnt_sc
     np.testing.assert_allclose(rows[:, 4:].sum(axis=1), 0.0, atol=1e-9)  # zero-sum
     # the zero-sum normal's marginal SD: sd * sqrt(1 - 1/B)
     assert abs(rows[:, 4].std() - 0.7 * np.sqrt(1 - 1 / n_bench)) < 0.03
+
+
+def test_the_protocol_figure_shows_the_scales_beside_the_offsets(bundled_prior_fit):
+    """With [observation] protocol_scale (the default since 2026-12-04) the report showed the
+    offsets but not the scales, 6 of 10 of which exclude 1 on the bundled data: the figure
+    has a second panel, on a log axis, with the scales' posterior medians."""
+    from densing_bayes.presentation.plots import (draws, plot_protocol_offsets,
+                                                  protocol_offsets_data)
+
+    idata, spec = bundled_prior_fit
+    table = protocol_offsets_data(idata=idata)
+    scales = table[(table["variable"] == "protocol_scale") & (table["series"] == "posterior")]
+    k = draws(idata.posterior, "protocol_scale")
+    np.testing.assert_allclose(scales["median"].to_numpy(), np.median(k, axis=0))
+    assert list(scales["row"]) == [str(b) for b in idata.posterior["benchmark"].values]
+    fig = plot_protocol_offsets(idata=idata)
+    assert len(fig.axes) == 2 and fig.axes[1].get_xscale() == "log"
+    without = idata.copy()
+    del without.posterior["protocol_scale"]
+    assert len(plot_protocol_offsets(idata=without).axes) == 1

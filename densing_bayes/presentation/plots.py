@@ -1771,11 +1771,14 @@ def plot_sensitivity(*, sensitivity: dict, summary: dict | None = None) -> Figur
 # ============================================================================= protocol offsets
 def protocol_offsets_data(*, idata, ci_prob: float = CI_PROB) -> pd.DataFrame:
     """Per benchmark (``protocol_offset``, delta_b) and per source kind (``source_offset``,
-    eta_k): posterior and prior median and intervals (logit scale); empty without them."""
+    eta_k): posterior and prior median and intervals (logit scale); with [observation]
+    protocol_scale also the slope factors k_b (variable ``protocol_scale``, a ratio); empty
+    without them."""
     rows = []
     p, pi = _pct(ci_prob), _pct(INNER_PROB)
     for var, dim, prefix in (("protocol_offset", "benchmark", ""),
-                             ("source_offset", "source_kind", "source: ")):
+                             ("source_offset", "source_kind", "source: "),
+                             ("protocol_scale", "benchmark", "")):
         if var not in idata.posterior:
             continue
         coords = [str(c) for c in idata.posterior.coords[dim].values]
@@ -1797,10 +1800,12 @@ def protocol_offsets_data(*, idata, ci_prob: float = CI_PROB) -> pd.DataFrame:
 def plot_protocol_offsets(*, idata, ci_prob: float = CI_PROB) -> Figure:
     """Forest plot of the protocol offsets delta_b (per benchmark) and source offsets eta_k
     (per source kind) on the logit scale: posterior against prior."""
-    table = protocol_offsets_data(idata=idata, ci_prob=ci_prob)
+    everything = protocol_offsets_data(idata=idata, ci_prob=ci_prob)
+    is_scale = everything["variable"] == "protocol_scale"
+    table, scales = everything[~is_scale], everything[is_scale]
     rows = list(dict.fromkeys(table["row"]))
-    fig = new_figure(7.0, 0.3 * max(1, len(rows)) + 1.6)
-    ax = fig.add_subplot()
+    fig = new_figure(11.0 if len(scales) else 7.0, 0.3 * max(1, len(rows)) + 1.6)
+    ax = fig.add_subplot(1, 2 if len(scales) else 1, 1)
     if table.empty:
         ax.text(0.5, 0.5, "no protocol offsets in this run", ha="center",
                 transform=ax.transAxes)
@@ -1810,8 +1815,22 @@ def plot_protocol_offsets(*, idata, ci_prob: float = CI_PROB) -> Figure:
                             OKABE_ITO["blue"], "o")}
     draw_forest(ax, table, series=series, rows=rows)
     ax.axvline(0.0, color=OKABE_ITO["black"], lw=0.8)
-    ax.set_xlabel("offset on the logit scale of the score (reported protocol vs reference "
+    ax.set_xlabel("offset on the logit scale of the score\n(reported protocol vs reference "
                   "family's)")
+    ax.set_title("offsets: shift the curve", fontsize=9)
+    if len(scales):
+        ax_k = fig.add_subplot(1, 2, 2)
+        draw_forest(ax_k, scales, series=series, rows=list(dict.fromkeys(scales["row"])),
+                    log_x=True)
+        ax_k.axvline(1.0, color=OKABE_ITO["black"], lw=0.8)
+        ticks = [t for t in (0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+                 if scales["lower"].min() * 0.9 <= t <= scales["upper"].max() * 1.1]
+        ax_k.xaxis.set_major_locator(mpl.ticker.FixedLocator(ticks))
+        ax_k.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax_k.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+        ax_k.set_xlabel("factor k_b on the reported scores' logit slope\n(1 = the reference "
+                        "curve's shape; log scale)")
+        ax_k.set_title("protocol scales: stretch the curve", fontsize=9)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
     return fig
 

@@ -959,7 +959,11 @@ def _captions(run: FittedRun, ci: float, has_models: bool = True) -> dict[str, s
             f"moves the sigmoid of reported scores relative to the reference family's "
             f"evaluation; a posterior at the edge of its prior means the prior, not the data, "
             f"locates the absolute density level. An offset on the logit scale cannot raise a "
-            f"benchmark's ceiling (chance + span)."),
+            f"benchmark's ceiling (chance + span). Right panel (with [observation] "
+            f"protocol_scale, as in the default): the factor k_b on the reported scores' logit "
+            f"slope, log scale, 1 = the reference curve's shape; an interval that excludes 1 "
+            f"means the benchmark's reported scores rise faster (k_b > 1) or slower with the "
+            f"task loss than the reference family's scores do."),
         "holdout": (
             f"Reference runs kept out of the fit (larger than every fitted run), predicted "
             f"from their size and training tokens through the fitted loss law and sigmoid: "

@@ -620,14 +620,11 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT", n_draws: int | No
     else:
         shape, key = "PIT values pile up high: the model predicts scores too low", "low"
     exits = band_exits(ecdf, lower, upper, grid, n)
-    if key == "wide" and any(excess for _, _, excess in exits):
-        # the bulk too concentrated, yet an excess beyond an extreme point: heavy tails
-        shape, key = ("the bulk closer to the medians than uniform and too many values in the "
-                      "extreme tail: the errors are heavier-tailed than the Beta"), "heavy"
     tails = extreme_tails(pit)
-    if key == "wide" and min(tails["p_above"], tails["p_below"]) < EXTREME_TAIL_ALPHA:
-        # the bulk too concentrated and an extreme excess the binomial test rejects, though
-        # the ECDF stays inside its band at 0.01 and 0.99: heavy tails, not conservative
+    if key == "wide" and (any(excess for _, _, excess in exits)
+                          or min(tails["p_above"], tails["p_below"]) < EXTREME_TAIL_ALPHA):
+        # the bulk too concentrated, yet an excess beyond an extreme point, or one the binomial
+        # test rejects though the ECDF stays inside its band at 0.01 and 0.99: heavy tails
         shape, key = ("the bulk closer to the medians than uniform and too many values in the "
                       "extreme tail: the errors are heavier-tailed than the Beta"), "heavy"
     one_sided = one_sided_excess(tails, exits, tight_bulk=key == "heavy")

@@ -956,8 +956,9 @@ def loss_score_data(*, idata, inputs, ci_prob: float = CI_PROB, n_grid: int = 12
 
     ``curve_points``: the reference family's (loss, score) rows. ``curves``: per benchmark, a loss
     grid with the median and ``ci_prob`` credible band of the reference sigmoid, and the median
-    of the evaluated-protocol curve (with the protocol offset delta_b and scale k_b). ``models``: per reported
-    score, the model, benchmark, score and the posterior median and interval of the model's loss.
+    of the evaluated-protocol curve (with the protocol offset delta_b and scale k_b).
+    ``models``: per reported score, the model, benchmark, score and the posterior median and
+    interval of the model's loss.
     """
     post = idata.posterior
     if "format" in post["gamma"].dims:  # the reference protocol's (RC) curve

@@ -366,3 +366,25 @@ def test_a_data_designs_batches_record_the_data_hash_of_their_design():
     assert sbc.design_provenance(sbc.PAPER_DESIGN, spec) == {}
     assert sbc.design_provenance("bundled", spec) == {
         "data_hash": data_hash(resolve_data_folder(spec.data.folder))}
+
+
+def test_the_protocol_scales_and_the_precisions_are_ranked_by_their_log_mean():
+    """The default's protocol scales and per-benchmark precisions are ranked as the mean of
+    their logarithms over the benchmarks (one quantity each, so the family-wise test keeps its
+    power for the trend); a shared precision is ranked as its own logarithm."""
+    values = {"slope_pre": np.zeros((1, 2)), "slope_post": np.ones((1, 2)),
+              "alpha": np.ones((1, 2, 2)),
+              "protocol_scale": np.array([[[2.0, 0.5], [np.e, np.e]]]),
+              "score_precision_eval": np.array([[[100.0, 1.0], [np.e, 1.0]]])}
+    q = sbc.rank_quantities(values, ["a", "b"],
+                            per_benchmark={"protocol_scale", "score_precision_eval"})
+    assert q["protocol_scale_log_mean"] == pytest.approx(np.array([[0.0, 1.0]]))
+    assert q["score_precision_eval_log_mean"] == pytest.approx(
+        np.array([[np.log(10.0), 0.5]]))
+    shared = sbc.rank_quantities({**values, "score_precision_eval": np.full((1, 2), np.e)},
+                                 ["a", "b"], per_benchmark={"protocol_scale"})
+    assert shared["score_precision_eval_log_mean"] == pytest.approx(np.ones((1, 2)))
+    # a truth (no sample dimensions) gives the same quantity as its draws
+    truth = sbc.rank_quantities({k: v[0, 0] for k, v in values.items()}, ["a", "b"],
+                                per_benchmark={"protocol_scale", "score_precision_eval"})
+    assert truth["score_precision_eval_log_mean"] == pytest.approx(np.log(10.0))

@@ -907,3 +907,26 @@ def test_leave_size_out_record_passes_in_the_binomial_band_and_knows_its_data():
     old = calibration(54)
     del old["splits"][0]["held_out"]
     assert checks.leave_size_out_records(old, "abc")[0]["passed"] is None
+
+
+def test_an_sbc_rejection_of_a_nuisance_parameter_only_says_so_in_its_caveat():
+    """At 79 simulations the posterior SBC of the reference rejected ARC-Challenge's loss
+    exponent alone, and the report's caveat said the headline interval "does not mean what it
+    says": a caveat must name what was rejected and not implicate the trend it passed."""
+    def tests_with(rejected):
+        uniform = {"n": 100, "p_chi2": 0.5, "p_ks": 0.6, "uniform": True}
+        bad = {"n": 100, "p_chi2": 1e-5, "p_ks": 0.2, "uniform": False}
+        return {q: (bad if q == rejected else uniform)
+                for q in ("slope_post", "slope_pre", "trend_intercept", "log_likelihood",
+                          "alpha[arc_challenge]", "alpha[mmlu]")}
+    report = {"uniformity": tests_with("alpha[arc_challenge]"),
+              "sampler": {"chains": 1, "draws": 300}}
+    rec = checks.sbc_record(report, "posterior", name="posterior_sbc_uniformity")
+    assert rec["passed"] is False
+    assert "alpha[arc_challenge]" in rec["caveat"]
+    assert "slopes" in rec["caveat"] and "pass" in rec["caveat"]
+    assert "does not mean what it says" not in rec["caveat"]
+    # a rejected trend quantity keeps the registry's caveat (filled in by run_checks)
+    rec = checks.sbc_record({**report, "uniformity": tests_with("slope_post")}, "posterior",
+                            name="posterior_sbc_uniformity")
+    assert rec["passed"] is False and rec["caveat"] == ""

@@ -59,7 +59,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -106,6 +106,8 @@ class _Structure:
     loglik_params: list[str]  # its parameter inputs, in order (untransformed free variables)
     loglik_data: list[str]  # its data inputs, in order
     benchmarks: list[str]
+    #: Variables whose last axis is the benchmark (``rank_quantities``' ``per_benchmark``).
+    per_benchmark: frozenset = frozenset()
 
 
 #: Design names: the simulated paper design, or a data folder (bundled name or path) whose
@@ -188,6 +190,8 @@ def _fit_parts(model, compile_nutpie: bool = True) -> dict:
 
     return {"compiled": nutpie.compile_pymc_model(model) if compile_nutpie else None,
             "data": [model.rvs_to_values[rv].name for rv in model.observed_RVs],
+            "per_benchmark": frozenset(name for name, dims in model.named_vars_to_dims.items()
+                                       if dims and dims[-1] == "benchmark"),
             **_loglik_parts(model)}
 
 
@@ -267,11 +271,32 @@ WEAKLY_IDENTIFIED_RANKED = ("frontier_inefficiency", "frontier_noise", "loss_log
 #: family-wise verdict, where they would count the slope's evidence twice.
 MIRRORED_RANKED = {"doubling_time_days_pre": "slope_pre", "doubling_time_days": "slope_post"}
 
+#: Ranked by the mean of their logarithms over the benchmarks (one quantity each, so that the
+#: family-wise test keeps its power for the trend): the protocol scales and the Beta precisions
+#: of the evaluated scores, the default score model's terms added in issue 18 (a shared
+#: precision is ranked as its own logarithm).
+LOG_MEAN_RANKED = ("protocol_scale", "score_precision_eval")
 
-def rank_quantities(values: Mapping[str, Any], benchmarks: list[str]) -> dict[str, np.ndarray]:
+#: The ranked quantities the answer is read from (the trend's slopes and level, the doubling
+#: times and their ratio) and the log-likelihoods, which test the joint posterior as a whole;
+#: the other ranked quantities are nuisance parameters of the loss law or the score model.
+ANSWER_RANKED = ("slope", "slope_pre", "slope_post", "doubling_time_days",
+                 "doubling_time_days_pre", "doubling_time_ratio", "trend_intercept")
+
+
+def is_answer_quantity(name: str) -> bool:
+    """True for a quantity the answer is read from, or a log-likelihood (``ANSWER_RANKED``)."""
+    return name in ANSWER_RANKED or name.startswith("log_likelihood")
+
+
+def rank_quantities(values: Mapping[str, Any], benchmarks: list[str],
+                    per_benchmark: Collection[str] = ()) -> dict[str, np.ndarray]:
     """The ranked quantities from parameter values (a truth, or arrays of draws).
 
     A doubling time is +inf where its slope is not positive: the density never doubles.
+    ``per_benchmark``: the variables whose last axis is the benchmark (a truth and its draws
+    differ in their leading axes, so the shape alone cannot tell a shared value from one per
+    benchmark).
     """
     def doubling_days(slope):
         slope = np.asarray(slope, dtype=float)
@@ -295,6 +320,10 @@ def rank_quantities(values: Mapping[str, Any], benchmarks: list[str]) -> dict[st
             out[name] = np.asarray(values[name], dtype=float)
     if "protocol_offset" in values:
         out["protocol_offset_mean"] = np.asarray(values["protocol_offset"], float).mean(-1)
+    for name in LOG_MEAN_RANKED:
+        if name in values:
+            logs = np.log(np.asarray(values[name], dtype=float))
+            out[f"{name}_log_mean"] = logs.mean(-1) if name in per_benchmark else logs
     alpha = np.asarray(values["alpha"], dtype=float)
     for i, name in enumerate(benchmarks):
         out[f"alpha[{name}]"] = alpha[..., i]
@@ -415,7 +444,7 @@ def _ranked_record(structure: _Structure, truth: Mapping[str, Any],
     scalar quantities of a parameter set (the truth, each draw), ranked like the others."""
     draws = _posterior_quantities(structure, idata, observed, extra)
     thinned, factor, ess = thin_to_ess(draws)
-    true_values = {**rank_quantities(truth, structure.benchmarks),
+    true_values = {**rank_quantities(truth, structure.benchmarks, structure.per_benchmark),
                    "log_likelihood": _loglik(structure, truth, observed),
                    **(extra(truth) if extra else {})}
     rng = np.random.default_rng(tie_seed)
@@ -443,7 +472,7 @@ def _posterior_quantities(structure: _Structure, idata, observed,
     post = idata.posterior
     values = {name: post[name].values
               for name in [*structure.loglik_params, *RANKED_DETERMINISTICS]}
-    draws = rank_quantities(values, structure.benchmarks)
+    draws = rank_quantities(values, structure.benchmarks, structure.per_benchmark)
     n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
     scalars: dict[str, np.ndarray] = {}
     for c in range(n_chains):

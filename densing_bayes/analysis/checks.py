@@ -1246,6 +1246,27 @@ def _divergence_places(diag: dict, top: int = 3) -> str:
     return f"; their divergences start in the tails of {named}"
 
 
+def _nuisance_only_caveat(rejected: list[str], tests: dict, name: str) -> str:
+    """The caveat of a batch that rejects only nuisance parameters while every quantity the
+    answer is read from passes (``calibration.is_answer_quantity``); "" otherwise, which leaves
+    the check's own caveat (the headline's interval is implicated)."""
+    from densing_bayes.analysis.calibration import is_answer_quantity
+
+    answer = [q for q in tests if is_answer_quantity(q)]
+    if not rejected or not answer or any(is_answer_quantity(q) for q in rejected):
+        return ""
+    which = ("Posterior SBC" if name == "posterior_sbc_uniformity"
+             else "Simulation-based calibration")
+    many = len(rejected) > 1
+    return (f"{which} rejects uniform ranks for {', '.join(rejected)} only, a nuisance "
+            f"parameter{'s' if many else ''} of the loss law or the score model, while the "
+            "slopes, the level and the log-likelihood pass: "
+            f"{'their' if many else 'its'} posterior is biased or mis-scaled as computed, so "
+            f"read {'their intervals' if many else 'its interval'} with that caveat; the "
+            "headline's interval is not implicated by these ranks, though an error in a "
+            "parameter it depends on can reach it where this test has little power.")
+
+
 def sbc_record(report: dict, design: str, *, name: str = "sbc_uniformity",
                label: str | None = None) -> dict:
     """Passes when the family-wise test (Holm over the quantities, each Bonferroni over its
@@ -1270,7 +1291,7 @@ def sbc_record(report: dict, design: str, *, name: str = "sbc_uniformity",
     n_text = (f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}")
     return record(
         name, label, value=len(rejected), nominal=0, passed=not rejected,
-        kind="calibration",
+        kind="calibration", caveat=_nuisance_only_caveat(rejected, tests, name),
         detail=(f"{len(tests)} quantities ranked over {n_text} simulations "
                 f"({s.get('chains')} chain{'' if s.get('chains') == 1 else 's'} x "
                 f"{s.get('draws')} draws each); family-wise at {alpha:g} (Holm): "

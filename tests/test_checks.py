@@ -178,6 +178,30 @@ def test_sensitivity_spread_and_failed_refits():
     assert checks.refits_converged_record(refits[:1])["passed"] is True
 
 
+def test_the_spread_does_not_pass_on_unconverged_refits_alone():
+    """2026-12-04: the sensitivity batch of the new default held the baseline and one refit
+    (without aggregator rows) at R-hat 1.53, and the spread check passed on that refit's median:
+    an unconverged median inside the interval is no evidence of robustness (one outside it
+    still fails the check: it can only err towards an alarm)."""
+    def refit(name, median, converged):
+        return {"name": name, "status": "ok", "doubling_time_days": {"median": median},
+                "diagnostics": {"passed": converged, "max_rhat": 1.001 if converged else 1.53,
+                                "min_ess_bulk": 900 if converged else 7}}
+    main = {"median": 219.0, "lower": 173.0, "upper": 289.0}
+    rec = checks.sensitivity_spread_record(
+        [refit("baseline", 219.0, True), refit("without_source:aggregator", 263.0, False)], main)
+    assert rec["passed"] is None
+    assert "no refit besides the baseline converged" in rec["detail"]
+    assert "263" in rec["detail"]
+    rec = checks.sensitivity_spread_record(
+        [refit("baseline", 219.0, True), refit("without_source:aggregator", 300.0, False)], main)
+    assert rec["passed"] is False and "outside: without_source:aggregator" in rec["detail"]
+    rec = checks.sensitivity_spread_record(
+        [refit("baseline", 219.0, True), refit("wide_slopes", 230.0, True),
+         refit("without_source:aggregator", 263.0, False)], main)
+    assert rec["passed"] is True
+
+
 def test_failed_refits_name_the_refit_and_the_threshold_it_missed():
     # The 2026-12-04 sensitivity batch: the baseline missed only the tail ESS, and the detail
     # quoted its (passing) R-hat and bulk ESS as if they were the reason.

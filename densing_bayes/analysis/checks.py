@@ -1067,6 +1067,20 @@ def sensitivity_spread_record(refits: list[dict], main: dict, ci_prob: float = 0
     lo_name, hi_name = min(medians, key=medians.get), max(medians, key=medians.get)
     n_failed = sum(_refit_failed(v) for v in refits)
     hi_text = "unbounded" if hi is None else f"{hi:.0f}"
+    # A median outside the interval fails the check even from an unconverged refit (an alarm
+    # to look at); a pass needs a converged refit besides the baseline: unconverged medians
+    # inside the interval are no evidence of robustness.
+    converged = [v for v in refits if not _refit_failed(v) and v.get("name") != "baseline"
+                 and v.get("name") in medians]
+    if not outside and not converged:
+        return record(
+            "sensitivity_spread", label, passed=None, kind="sensitivity",
+            detail=("no refit besides the baseline converged, so the spread says nothing "
+                    "about robustness; unconverged medians "
+                    + ", ".join(f"{medians[k]:.0f} ({k})" for k in sorted(medians)
+                                if k != "baseline")
+                    + f" days against this fit's {main.get('median', float('nan')):.0f} "
+                    f"[{lo:.0f}, {hi_text}] ({ci_prob:.0%})"))
     return record(
         "sensitivity_spread", label, value=medians[hi_name] - medians[lo_name],
         nominal=f"every median inside [{lo:.0f}, {hi_text}] days", passed=not outside,

@@ -1094,9 +1094,9 @@ def sensitivity_spread_record(refits: list[dict], main: dict, ci_prob: float = 0
 
 
 @register("sensitivity_refits_converged", kind="sensitivity",
-          caveat="The sensitivity refits did not converge (short chains): their intervals are "
-                 "indicative only, and the sensitivity analysis does not yet establish "
-                 "robustness.")
+          caveat="Some sensitivity refits did not converge (chains too short, or chains that "
+                 "disagree): their numbers are indicative only, and the sensitivity analysis "
+                 "does not yet establish robustness.")
 def _sensitivity_converged(ctx: CheckContext):
     label = "sensitivity refits that failed their diagnostics"
     why = _sensitivity_usable(ctx)

@@ -328,6 +328,23 @@ def test_the_shipped_metric_is_the_one_that_whitened_the_committed_reference():
     assert M.metric_digest(shipped) == recorded["sha256"]
 
 
+def test_a_shipped_metric_wins_over_the_cache_for_its_key(private_cache, tmp_path, monkeypatch):
+    """2026-12-04: a sensitivity baseline refit (same model and data, so the same key) refreshed
+    the cache, and the next `run default` whitened with that covariance instead of the shipped
+    one the committed reference recorded: other draws from the same spec and seed. The shipped
+    metric must win for its key; other keys still come from the cache."""
+    shipped_dir = tmp_path / "shipped"
+    monkeypatch.setattr(M, "bundled_metrics_dir", lambda: shipped_dir)
+    shipped = M.StoredMetric("reference", ("a",), ((2,),), np.zeros(2), np.eye(2), 4000)
+    M.save_metric(shipped, shipped_dir)
+    refreshed = M.StoredMetric("reference", ("a",), ((2,),), np.ones(2), 3 * np.eye(2), 2000)
+    M.save_metric(refreshed)  # the user's cache, as a later fit of the same key leaves it
+    M.save_metric(M.StoredMetric("user data", ("a",), ((2,),), np.ones(2), 2 * np.eye(2), 800))
+    assert M.metric_digest(M.load_metric("reference")) == M.metric_digest(shipped)
+    assert M.load_metric("user data").n_draws == 800
+    assert M.load_metric("nothing stored") is None
+
+
 def test_the_cache_keeps_only_the_newest_metrics(tmp_path, monkeypatch):
     import os
 

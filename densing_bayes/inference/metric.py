@@ -27,9 +27,10 @@ coordinates (on the log-odds scale their exponential tails made the whitened sam
 
 Store: ``<cache>/metrics/<key>.npz`` (:func:`densing_bayes.inference.compile_cache.cache_dir`),
 refreshed after every fit that met its sampler thresholds; the bundled spec's metric for the
-bundled data ships in ``models/metrics/``. The key hashes the model (spec without sampler
-settings) and every input array, so a changed model or data set never reuses a stale metric:
-it falls back to the diagonal metric and stores the covariance of that fit for the next one.
+bundled data ships in ``models/metrics/`` and, for its key, wins over the cache. The key hashes
+the model (spec without sampler settings) and every input array, so a changed model or data set
+never reuses a stale metric: it falls back to the diagonal metric and stores the covariance of
+that fit for the next one.
 """
 
 from __future__ import annotations
@@ -351,8 +352,15 @@ def _prune_cache(folder: Path) -> None:
 
 
 def load_metric(key: str) -> StoredMetric | None:
-    """The user's cached metric for ``key``, else the bundled one, else None."""
-    for folder in (cache_metrics_dir(), bundled_metrics_dir()):
+    """The shipped metric for ``key``, else the user's cached one, else None.
+
+    Why the shipped one first: it is the covariance that whitened the committed reference, so
+    `run default` gives the same draws whatever the machine fitted before. With the cache first,
+    a sensitivity batch's baseline refit (same model and data, so the same key) refreshed the
+    cache and the next `run default` whitened with that covariance and drew other draws of the
+    same posterior (2026-12-04). Keys without a shipped metric (other specs, user data) use the
+    cache, refreshed by every clean fit."""
+    for folder in (bundled_metrics_dir(), cache_metrics_dir()):
         path = metric_path(key, folder)
         if not path.is_file():
             continue

@@ -38,6 +38,20 @@ def test_heldout_coverage_fails_on_a_systematic_error_beyond_the_tolerance():
     assert "under-predicts" in biased["detail"] and "coverage in range" in biased["detail"]
     assert checks.heldout_record(36, 40, 0.9, bias=-0.0151)["passed"] is False
     assert checks.heldout_record(36, 40, 0.9, bias=0.0149)["passed"] is True
+
+
+def test_a_failed_heldout_check_gets_the_caveat_of_its_reason():
+    # 2026-12-04: 36 of 40 inside with mean error +0.0154 printed "fall outside their
+    # predictive intervals more often than nominal", which the same record's detail contradicted.
+    biased = checks.heldout_record(36, 40, 0.9, bias=0.0154)["caveat"]
+    assert "about as often as nominal" in biased and "under-predicts by 0.015" in biased
+    assert "more often than nominal" not in biased
+    assert "over-predicts by 0.020" in checks.heldout_record(36, 40, 0.9, bias=-0.02)["caveat"]
+    narrow = checks.heldout_record(9, 20, 0.9, bias=0.038)["caveat"]
+    assert narrow.startswith("Held-out reference runs fall outside") and "too narrow" in narrow
+    wide = checks.heldout_record(40, 40, 0.9, bias=0.0)  # Binomial(40, 0.9) range: 32-39
+    assert wide["passed"] is False and "conservative" in wide["caveat"]
+    assert checks.heldout_record(36, 40, 0.9, bias=0.001)["caveat"] == ""
     # no bias given (a leave-size-out count): coverage alone decides
     assert checks.heldout_record(36, 40, 0.9)["passed"] is True
 

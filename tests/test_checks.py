@@ -52,6 +52,14 @@ def test_a_failed_heldout_check_gets_the_caveat_of_its_reason():
     wide = checks.heldout_record(40, 40, 0.9, bias=0.0)  # Binomial(40, 0.9) range: 32-39
     assert wide["passed"] is False and "conservative" in wide["caveat"]
     assert checks.heldout_record(36, 40, 0.9, bias=0.001)["caveat"] == ""
+
+
+def test_the_heldout_detail_shows_each_runs_mean_error():
+    # a run's rows share its error: the overall mean can hide one run carrying it
+    rec = checks.heldout_record(36, 40, 0.9, bias=0.0154,
+                                run_errors={"olmo-7B-step925000": 0.0048, "olmo-7B-anneal": 0.0261})
+    assert "by run olmo-7B-anneal +0.0261, olmo-7B-step925000 +0.0048" in rec["detail"]
+    assert "by run" not in checks.heldout_record(36, 40, 0.9, bias=0.0154)["detail"]
     # no bias given (a leave-size-out count): coverage alone decides
     assert checks.heldout_record(36, 40, 0.9)["passed"] is True
 

@@ -44,9 +44,9 @@ def test_a_failed_heldout_check_gets_the_caveat_of_its_reason():
     # 2026-12-04: 36 of 40 inside with mean error +0.0154 printed "fall outside their
     # predictive intervals more often than nominal", which the same record's detail contradicted.
     biased = checks.heldout_record(36, 40, 0.9, bias=0.0154)["caveat"]
-    assert "about as often as nominal" in biased and "under-predicts by 0.015" in biased
+    assert "about as often as nominal" in biased and "under-predicts by 0.0154" in biased
     assert "more often than nominal" not in biased
-    assert "over-predicts by 0.020" in checks.heldout_record(36, 40, 0.9, bias=-0.02)["caveat"]
+    assert "over-predicts by 0.0200" in checks.heldout_record(36, 40, 0.9, bias=-0.02)["caveat"]
     narrow = checks.heldout_record(9, 20, 0.9, bias=0.038)["caveat"]
     assert narrow.startswith("Held-out reference runs fall outside") and "too narrow" in narrow
     wide = checks.heldout_record(40, 40, 0.9, bias=0.0)  # Binomial(40, 0.9) range: 32-39

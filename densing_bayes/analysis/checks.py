@@ -348,7 +348,7 @@ HELDOUT_CAVEATS = {
             "over-confident.",
     "biased": "Held-out reference runs fall inside their predictive intervals about as often "
               "as nominal, but the chain misses them in one direction on average ({direction} "
-              "by {size:.3f} in score): effective sizes read off the chain near those runs are "
+              "by {size:.4f} in score): effective sizes read off the chain near those runs are "
               "shifted one way. A shift shared by every model moves the level of the densities, "
               "not their growth rate; one that changes with model size or date tilts the "
               "slope, which this check cannot tell apart.",

@@ -575,6 +575,22 @@ def test_loo_pit_by_group_reads_too_wide_and_too_narrow():
         checks.stats.binomtest(40, 40, 0.10).pvalue)
 
 
+def test_loo_pit_by_group_reads_a_one_sided_shift_by_a_sign_test():
+    """A group whose scores all sit above their predictions' medians is shifted, whatever its
+    spread; ties at 0.5 carry no sign, so a group of exact medians is not called shifted."""
+    uniform = (np.arange(200) + 0.5) / 200
+    high = 0.5 + uniform[:40] / 2  # spread over (0.5, 1): every score above its median
+    low = 0.5 - uniform[:40] / 2
+    pit = np.r_[uniform, high, low, np.full(30, 0.5)]
+    groups = ["u"] * 200 + ["h"] * 40 + ["l"] * 40 + ["t"] * 30
+    rows = {r["group"]: r for r in checks.loo_pit_by_group(pit, groups)}
+    assert rows["h"]["reading"].endswith(", scores high") and rows["h"]["above"] == 1.0
+    assert rows["l"]["reading"].endswith(", scores low") and rows["l"]["above"] == 0.0
+    assert rows["h"]["p_above"] == pytest.approx(checks.stats.binomtest(40, 40, 0.5).pvalue)
+    assert rows["u"]["reading"] == "consistent" and rows["u"]["p_above"] == pytest.approx(1.0)
+    assert "scores" not in rows["t"]["reading"] and rows["t"]["p_above"] == 1.0
+
+
 # ---------------------------------------------------------------- robustness refits
 def _robustness_report():
     def days(median, lower, upper):

@@ -782,6 +782,33 @@ def test_the_loo_pit_is_split_by_format_as_well_as_by_benchmark(report_run):
     assert "The same split by the format" in report_run[1]
 
 
+def test_size_bands_have_exact_edges():
+    """Each band holds its lower edge and stops short of the next one."""
+    labels = report.size_band_labels(np.log([1.1e9, 2.99e9, 3e9, 9.9e9, 1e10, 7e10, 1e11, 4e11]))
+    assert labels == ["under 3B", "under 3B", "3B to 10B", "3B to 10B", "10B to 30B",
+                      "30B to 100B", "100B and over", "100B and over"]
+
+
+def test_the_loo_pit_is_split_by_model_size(report_run):
+    """Every score row falls in the band of its model's actual size, bands in size order, and
+    the report prints the split."""
+    from densing_bayes.analysis.checks import CheckContext
+    from densing_bayes.inference.run_io import load_run
+
+    run = load_run(report_run[0])
+    ctx = CheckContext.from_run(run)
+    table = report.loo_pit_table(run, ctx)
+    const = run.idata.constant_data
+    log_params = np.asarray(const["model_log_params"].values)[
+        np.asarray(const["score_model"].values, int)]
+    expected = report.size_band_labels(log_params)
+    order = [label for _, label in report.SIZE_BANDS]
+    assert [r["group"] for r in table["by_size"]] == [b for b in order if b in expected]
+    assert {r["group"]: r["n"] for r in table["by_size"]} == \
+        {b: expected.count(b) for b in set(expected)}
+    assert "The same split by the model's actual size" in report_run[1]
+
+
 def test_the_estimand_names_the_terms_that_change_what_a_density_is():
     """Benchmark drift and loadings change what 'the density' of a model means (the
     benchmarks' mean reading): the estimand must say so when, and only when, they are on."""

@@ -722,7 +722,10 @@ def loo_pit_by_group(pit: np.ndarray, groups, alpha: float = 0.05) -> list[dict]
     two ``PIT_TAIL`` tails (nominal 2 x PIT_TAIL) and in the central half (nominal 0.5), each
     with an exact two-sided binomial p-value. The reading is "too wide" when the central half
     holds significantly more than half or the tails significantly fewer than nominal, "too
-    narrow" in the opposite cases, "mixed" when both hold, else "consistent"."""
+    narrow" in the opposite cases, "mixed" when both hold, else "consistent". A sign test of
+    the values above against below 0.5 (ties at 0.5 left out) adds "scores high" or "scores
+    low" when the group's scores sit on one side of their predictions: a shift that a spread
+    reading alone would miss (the size split of the reference run: the largest models above)."""
     pit, groups = np.asarray(pit, float), np.asarray(groups)
     out = []
     for g in dict.fromkeys(groups.tolist()):
@@ -739,8 +742,14 @@ def loo_pit_by_group(pit: np.ndarray, groups, alpha: float = 0.05) -> list[dict]
         wide, narrow = more_central or fewer_tails, more_tails or fewer_central
         reading = ("mixed" if wide and narrow else "too wide" if wide
                    else "too narrow" if narrow else "consistent")
+        above, below = int(np.sum(p > 0.5)), int(np.sum(p < 0.5))
+        p_above = float(stats.binomtest(above, above + below, 0.5).pvalue) if above + below \
+            else 1.0
+        if p_above < alpha:
+            reading += ", scores high" if above > below else ", scores low"
         out.append({"group": str(g), "n": n, "tails": tails / n, "p_tails": p_tails,
-                    "central": central / n, "p_central": p_central, "reading": reading})
+                    "central": central / n, "p_central": p_central,
+                    "above": above / n, "p_above": p_above, "reading": reading})
     return out
 
 

@@ -596,10 +596,26 @@ def holdout_table(run: FittedRun, ctx: model_checks.CheckContext | None = None) 
             "bias": f"{table['error'].mean():+.3f}"}
 
 
+#: Bands of a model's actual parameter count for the LOO-PIT's size split: (lower edge in
+#: parameters, label). On the reference run the scores of models under 3B scatter more than
+#: their predictions allow and those of the largest models sit above them.
+SIZE_BANDS = ((0.0, "under 3B"), (3e9, "3B to 10B"), (1e10, "10B to 30B"),
+              (3e10, "30B to 100B"), (1e11, "100B and over"))
+
+
+def size_band_labels(log_params) -> list[str]:
+    """The ``SIZE_BANDS`` label of each natural-log parameter count."""
+    edges = np.log([max(lower, 1.0) for lower, _ in SIZE_BANDS[1:]])
+    return [SIZE_BANDS[int(i)][1] for i in np.searchsorted(edges, np.asarray(log_params, float),
+                                                            side="right")]
+
+
 def loo_pit_table(run: FittedRun, ctx: model_checks.CheckContext) -> dict | None:
-    """The LOO-PIT split by benchmark and by scoring format (``checks.loo_pit_by_group``), or
-    None without it: a shared score precision that fits one format and not another shows as
-    "too wide" in one row of the format table and "too narrow" in another."""
+    """The LOO-PIT split by benchmark, by scoring format and by the model's size
+    (``checks.loo_pit_by_group``), or None without it: a shared score precision that fits one
+    format and not another shows as "too wide" in one row of the format table and "too
+    narrow" in another; a misfit that grows with size (the extrapolation the held-out runs
+    test) shows in the size table."""
     const = run.idata.constant_data if "constant_data" in run.idata.groups() else {}
     if "score_benchmark" not in const:
         return None
@@ -610,16 +626,25 @@ def loo_pit_table(run: FittedRun, ctx: model_checks.CheckContext) -> dict | None
     names = [str(b) for b in run.idata.posterior["benchmark"].values]
     splits = {"benchmark": [names[i] for i in np.asarray(const["score_benchmark"].values, int)],
               "format": score_format_labels(const)}
+    if "score_model" in const and "model_log_params" in const:
+        log_params = np.asarray(const["model_log_params"].values, float)
+        splits["size"] = size_band_labels(log_params[np.asarray(const["score_model"].values,
+                                                                int)])
+    band_order = {label: i for i, (_, label) in enumerate(SIZE_BANDS)}
 
-    def shown(rows):
+    def shown(rows, key):
+        order = ((lambda r: band_order[r["group"]]) if key == "size"
+                 else (lambda r: -r["central"]))
         return [{**r, "tails": f"{r['tails']:.2f}", "central": f"{r['central']:.2f}",
-                 "p_tails": f"{r['p_tails']:.2g}", "p_central": f"{r['p_central']:.2g}"}
-                for r in sorted(rows, key=lambda r: -r["central"])]
+                 "above": f"{r['above']:.2f}", "p_tails": f"{r['p_tails']:.2g}",
+                 "p_central": f"{r['p_central']:.2g}", "p_above": f"{r['p_above']:.2g}"}
+                for r in sorted(rows, key=order)]
 
-    tables = {key: shown(model_checks.loo_pit_by_group(pit, groups))
+    tables = {key: shown(model_checks.loo_pit_by_group(pit, groups), key)
               for key, groups in splits.items() if len(groups) == len(pit)}
     return {"tail": f"{model_checks.PIT_TAIL:g}", "nominal_tails": f"{2 * model_checks.PIT_TAIL:.2f}",
-            "rows": tables["benchmark"], "by_format": tables.get("format", [])}
+            "rows": tables["benchmark"], "by_format": tables.get("format", []),
+            "by_size": tables.get("size", [])}
 
 
 #: PIT values below it or above 1 minus it are listed one by one (the LOO-PIT check's band

@@ -558,6 +558,27 @@ def test_a_batch_simulated_on_another_versions_data_design_does_not_vouch_for_a_
     assert [r["passed"] for r in recs] == [None] and "other data" in recs[0]["detail"]
 
 
+def test_a_batch_without_its_summary_is_called_unfinished_not_missing(tmp_path):
+    """A study that is running (or was stopped) has task records and a manifest but no
+    summary: the check must say so, not that no study is stored."""
+    import json as _json
+
+    from densing_bayes.model.spec import load_spec
+
+    ctx = checks.CheckContext(idata=None, spec=load_spec("default"), run_folder=tmp_path)
+    (rec,) = checks.run_checks(ctx, names=["misspecification_coverage"])
+    assert rec["passed"] is None and rec["detail"].startswith("no misspecification study")
+    study = tmp_path / checks.MISSPECIFICATION_FOLDER
+    (study / "tasks").mkdir(parents=True)
+    (study / "batch.json").write_text(_json.dumps({"job": "misspecification"}))
+    for i in range(3):
+        (study / "tasks" / f"well_specified_{i:04d}.json").write_text("{}")
+    (rec,) = checks.run_checks(ctx, names=["misspecification_coverage"])
+    assert rec["passed"] is None
+    assert rec["detail"].startswith("a batch in misspecification/ holds 3 task record(s) and "
+                                    "no misspecification.json yet")
+
+
 def test_loo_pit_by_group_reads_too_wide_and_too_narrow():
     central = np.full(40, 0.5)  # every PIT in the middle: intervals far too wide
     edges = np.r_[np.full(20, 0.01), np.full(20, 0.99)]  # every PIT in a tail: too narrow

@@ -1398,6 +1398,19 @@ def _posterior_sbc_uniformity(ctx: CheckContext):
     return why_not or sbc_record(report, "posterior", name=name, label=label)
 
 
+def _unfinished_batch_note(ctx: CheckContext, folder: str, report_name: str) -> str | None:
+    """Why a batch folder beside the run has no report yet (a batch running or stopped before
+    its summary), or None when there is no such batch: 'no study stored' would misread it."""
+    if ctx.run_folder is None:
+        return None
+    path = Path(ctx.run_folder) / folder
+    if not (path / "batch.json").is_file():
+        return None
+    done = len(list((path / "tasks").glob("*.json"))) if (path / "tasks").is_dir() else 0
+    return (f"a batch in {folder}/ holds {done} task record(s) and no {report_name} yet "
+            "(still running, or stopped before its summary): finish it with --resume")
+
+
 def _vouching_batch(ctx: CheckContext, name: str, label: str, folder: str, report_name: str,
                     *, missing: str, also: Callable | None = None) -> tuple[dict | None,
                                                                            dict | None]:
@@ -1405,7 +1418,8 @@ def _vouching_batch(ctx: CheckContext, name: str, label: str, folder: str, repor
     (None, a not-computed record saying why: missing, another model, or ``also``'s reason)."""
     stored = _stored_batch(ctx, folder, report_name)
     if stored is None:
-        return None, record(name, label, passed=None, kind="calibration", detail=missing)
+        return None, record(name, label, passed=None, kind="calibration",
+                            detail=_unfinished_batch_note(ctx, folder, report_name) or missing)
     stale = (_stale_calibration(ctx, stored[0])
              or other_data_note(ctx.summary.get("data_hash"), stored[1], design=True)
              or (also(ctx, stored[0]) if also else None))

@@ -600,7 +600,7 @@ def test_loo_pit_by_group_reads_a_one_sided_shift_by_a_sign_test():
     """A group whose scores all sit above their predictions' medians is shifted, whatever its
     spread; ties at 0.5 carry no sign, so a group of exact medians is not called shifted."""
     uniform = (np.arange(200) + 0.5) / 200
-    high = 0.5 + uniform[:40] / 2  # spread over (0.5, 1): every score above its median
+    high = 0.5 + uniform[:40] / 2  # in (0.5, 0.6): every score above its median
     low = 0.5 - uniform[:40] / 2
     pit = np.r_[uniform, high, low, np.full(30, 0.5)]
     groups = ["u"] * 200 + ["h"] * 40 + ["l"] * 40 + ["t"] * 30

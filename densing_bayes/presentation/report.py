@@ -606,7 +606,7 @@ SIZE_BANDS = ((0.0, "under 3B"), (3e9, "3B to 10B"), (1e10, "10B to 30B"),
 
 def size_band_labels(log_params) -> list[str]:
     """The ``SIZE_BANDS`` label of each natural-log parameter count."""
-    edges = np.log([max(lower, 1.0) for lower, _ in SIZE_BANDS[1:]])
+    edges = np.log([lower for lower, _ in SIZE_BANDS[1:]])
     return [SIZE_BANDS[int(i)][1] for i in np.searchsorted(edges, np.asarray(log_params, float),
                                                             side="right")]
 

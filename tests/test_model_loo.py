@@ -98,6 +98,29 @@ def test_the_score_chain_has_drift_and_best_of_two_rows(bundled_prior_fit):
     np.testing.assert_allclose(ll, expected, rtol=1e-6, atol=1e-6)
 
 
+def test_the_score_chain_carries_a_precision_that_changes_with_size(paper_data, paper_spec):
+    """With [observation] size_precision each row's precision is phi_b exp(zeta (log N_m -
+    mean log N)), and the NumPy chain reproduces PyMC's log-likelihood with it."""
+    spec = paper_spec.with_overrides({"observation": {"size_precision": True}})
+    idata, _ = prior_draws_as_fit(paper_data, spec, draws=10, seed=11, prior_predictive=True)
+    chain = score_chain(idata, spec.data.d0_tokens)
+    post, const = idata.posterior, idata.constant_data
+    s = chain.draws[0]
+    zeta = post["score_precision_size_slope"].stack(sample=("chain", "draw")).values[s]
+    phi = post["score_precision_eval"].stack(sample=("chain", "draw")).transpose(
+        "sample", ...).values[s]
+    b = const["score_benchmark"].values.astype(int)
+    log_n = const["model_log_params"].values[const["score_model"].values.astype(int)]
+    phi = phi[b] if phi.ndim else np.full(b.shape, phi)
+    expected_phi = phi * np.exp(zeta * (log_n - const["model_log_params"].values.mean()))
+    assert abs(zeta) > 1e-3 and np.ptp(np.log(expected_phi / phi)) > 0.1
+    np.testing.assert_allclose(chain.precision[0], expected_phi, rtol=1e-10)
+    ll, _, _ = chain.loglik(chain.logit(chain.sampled_x_n(idata)))
+    expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))
+    expected = expected.transpose("sample", ...).values[chain.draws]
+    np.testing.assert_allclose(ll, expected, rtol=1e-7, atol=1e-7)
+
+
 def test_trend_is_density_minus_deviation(prior_fit):
     idata, spec = prior_fit
     index = np.arange(5)

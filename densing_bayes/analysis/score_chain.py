@@ -146,6 +146,12 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
         stated_mc = np.asarray(const["score_stated_mc"].values, int) == 1
         phi = np.where(stated_mc, phi * stack(post["score_precision_mc"], index)[:, None], phi)
     model = np.asarray(const["score_model"].values, int)
+    if "score_precision_size_slope" in post:
+        from densing_bayes.model.build import loading_pivot
+
+        log_params = np.asarray(const["model_log_params"].values, float)
+        size = (log_params - loading_pivot(log_params))[model]
+        phi = phi * np.exp(stack(post["score_precision_size_slope"], index)[:, None] * size)
     x_shift = None
     if "benchmark_drift" in post:
         time = np.asarray(const["model_time"].values, float)[model]

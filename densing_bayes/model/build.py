@@ -29,7 +29,8 @@ Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e
     (k_b: the harness's factor on the curve's slope, 1 unless [observation] protocol_scale;
      eta_k: who reported it, sums to zero; phi: one shared precision, or one per benchmark,
      times a factor for rows of unstated format with [observation] unstated_precision and
-     one for stated multiple-choice rows with [observation] mc_precision;
+     one for stated multiple-choice rows with [observation] mc_precision, and with
+     [observation] size_precision times exp(zeta (log N_m - mean log N));
      pi: outlier share, only with [observation] score_outliers; with [observation]
      score_favourable the second component is instead the same Beta around the curve with
      its logit moved up by xi > 0, share pi: a favourable protocol; with [observation]
@@ -669,6 +670,12 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
             stated_mc = pm.Data("score_stated_mc", stated_mc_rows(inputs), dims="score_row")
             factor = spec.prior("score_precision_mc").create_variable("score_precision_mc")
             phi_row = phi_row * pt.switch(pt.eq(stated_mc, 1), factor, 1.0)
+        if spec.observation.size_precision:
+            # larger models' reports scatter less (or more) about the chain than smaller ones'
+            zeta = spec.prior("score_precision_size_slope").create_variable(
+                "score_precision_size_slope")
+            size = log_params[m] - loading_pivot(inputs.model_log_params)
+            phi_row = phi_row * pt.exp(zeta * size)
         observed = pm.Data("score_value", inputs.score_value, dims="score_row")
         tail_models = [spec.observation.score_broad_tails, spec.observation.score_outliers,
                        spec.observation.score_precision_mixing_df is not None,

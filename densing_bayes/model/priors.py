@@ -173,6 +173,14 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "as multiple-choice, against stated cloze rows; 1 = as precise, 90% prior mass in "
         "[0.19, 5.2] (the same weakly informative prior as the unstated rows' factor).",
     ),
+    "score_precision_size_slope": PriorDoc(
+        Prior("Normal", mu=0.0, sigma=0.5),
+        "with [observation] size_precision: change of the reported scores' log precision per "
+        "e-fold of the model's actual size, about the evaluated models' mean log size. 0 = "
+        "equally precise at every size; at 0.5 (one SD) the precision differs 8-fold between "
+        "the mean size and 60 times it. Centred at 0: the direction is the data's to say.",
+        "per e-fold of N",
+    ),
     "score_pair_sd": PriorDoc(
         Prior("Gamma", alpha=2.0, beta=5.0, dims="benchmark"),
         "SD (logit), per benchmark, of the (model, benchmark) effect: how far one model's score "

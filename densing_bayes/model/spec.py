@@ -110,6 +110,7 @@ class LossLawSettings(_Section):
 OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "unstated_precision"): ("score_precision_unstated",),
                 ("observation", "mc_precision"): ("score_precision_mc",),
+                ("observation", "size_precision"): ("score_precision_size_slope",),
                 ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
                 ("observation", "score_favourable"): ("score_favourable_share",
                                                       "score_favourable_shift"),
@@ -190,6 +191,13 @@ class ObservationSettings(_Section):
         "fits; one precision for both made the cloze rows' LOO-PIT too wide (20 of 99 grid "
         "points outside) and the multiple-choice rows' too narrow. Off: fitted, it lets the MC "
         "reports go (factor 0.05) and predicts them worse, -84 ELPD (docs/model.md)")
+    size_precision: bool = Field(
+        False, description="the reported scores' Beta precision changes with the model's "
+        "actual size: phi times exp(zeta (log N_m - mean log N)), zeta per e-fold of N (prior "
+        "`score_precision_size_slope`). The reference run's LOO-PIT by size puts 18% of the "
+        "models under 3B in its 5% tails and 61-66% of those of 3-10B and 30-100B in its "
+        "central half: one precision at every size is too high for the small models and "
+        "too low for the large ones (docs/model.md)")
     score_precision_mixing_df: float | None = Field(
         None, gt=0, description="heavier tails than one Beta without a second mode of "
         "explanation: each score's precision is phi times w, w equally likely to be each of "

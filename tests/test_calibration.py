@@ -213,6 +213,14 @@ def test_the_weakly_identified_parameters_are_ranked_when_present():
     assert q["loss_log_alpha_mu"] == pytest.approx(np.full((1, 2), -1.0))
 
 
+def test_an_unstated_factor_per_benchmark_is_ranked_by_its_log_mean():
+    values = {"slope_pre": 0.1, "slope_post": 0.5, "alpha": np.array([0.3, 0.2]),
+              "score_precision_unstated": np.array([0.5, 2.0])}
+    q = sbc.rank_quantities(values, ["a", "b"], per_benchmark={"score_precision_unstated"})
+    assert "score_precision_unstated" not in q
+    assert q["score_precision_unstated_log_mean"] == pytest.approx(0.0)
+
+
 def test_the_level_is_ranked():
     values = {"slope_pre": 0.1, "slope_post": 0.5, "trend_intercept": -0.4,
               "alpha": np.array([0.3, 0.2])}

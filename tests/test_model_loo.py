@@ -121,6 +121,36 @@ def test_the_score_chain_carries_a_precision_that_changes_with_size(paper_data, 
     np.testing.assert_allclose(ll, expected, rtol=1e-7, atol=1e-7)
 
 
+def test_the_unstated_rows_factor_can_be_one_per_benchmark():
+    """With ``score_precision_unstated`` given dims = ["benchmark"], each unstated row's
+    precision is phi_b times its own benchmark's factor (stated rows keep phi_b), in PyMC's
+    likelihood and in the NumPy chain alike."""
+    from densing_bayes.data.load import load_data
+    from densing_bayes.model.spec import load_spec
+    from densing_bayes.resources import bundled_data_folder
+
+    spec = load_spec("default").with_overrides({"priors": {"score_precision_unstated": {
+        "dist": "LogNormal", "kwargs": {"mu": 0.0, "sigma": 1.0}, "dims": ["benchmark"]}}})
+    idata, _ = prior_draws_as_fit(load_data(bundled_data_folder("default")), spec, draws=4,
+                                  seed=3)
+    chain = score_chain(idata, spec.data.d0_tokens)
+    post, const = idata.posterior, idata.constant_data
+    s = chain.draws[0]
+    factor = post["score_precision_unstated"].stack(sample=("chain", "draw")).transpose(
+        "sample", ...).values[s]
+    phi = post["score_precision_eval"].stack(sample=("chain", "draw")).transpose(
+        "sample", ...).values[s]
+    b = const["score_benchmark"].values.astype(int)
+    unstated = const["score_unstated"].values == 1
+    assert factor.shape == (10,) and np.ptp(np.log(factor)) > 0.1 and unstated.any()
+    np.testing.assert_allclose(chain.precision[0], np.where(unstated, phi[b] * factor[b],
+                                                            phi[b]))
+    ll, _, _ = chain.loglik(chain.logit(chain.sampled_x_n(idata)))
+    expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))
+    expected = expected.transpose("sample", ...).values[chain.draws]
+    np.testing.assert_allclose(ll, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_trend_is_density_minus_deviation(prior_fit):
     idata, spec = prior_fit
     index = np.arange(5)

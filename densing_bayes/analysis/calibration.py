@@ -316,7 +316,9 @@ def rank_quantities(values: Mapping[str, Any], benchmarks: list[str],
     if "trend_intercept" in values:  # the level: what the protocol offsets trade against
         out["trend_intercept"] = np.asarray(values["trend_intercept"], dtype=float)
     for name in (*OPTIONAL_RANKED, *WEAKLY_IDENTIFIED_RANKED):
-        if name in values:
+        if name in values and name in per_benchmark:  # one per benchmark: their log-mean
+            out[f"{name}_log_mean"] = np.log(np.asarray(values[name], dtype=float)).mean(-1)
+        elif name in values:
             out[name] = np.asarray(values[name], dtype=float)
     if "protocol_offset" in values:
         out["protocol_offset_mean"] = np.asarray(values["protocol_offset"], float).mean(-1)

@@ -140,8 +140,9 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
     phi = phi[:, b] if phi.ndim == 2 else np.repeat(phi[:, None], len(b), axis=1)
     if "score_precision_unstated" in post:
         unstated = np.asarray(const["score_unstated"].values, int) == 1
-        phi = np.where(unstated, phi * stack(post["score_precision_unstated"], index)[:, None],
-                       phi)
+        factor = stack(post["score_precision_unstated"], index)
+        factor = factor[:, b] if factor.ndim == 2 else factor[:, None]  # per benchmark, or one
+        phi = np.where(unstated, phi * factor, phi)
     if "score_precision_mc" in post:
         stated_mc = np.asarray(const["score_stated_mc"].values, int) == 1
         phi = np.where(stated_mc, phi * stack(post["score_precision_mc"], index)[:, None], phi)

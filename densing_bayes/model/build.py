@@ -664,6 +664,8 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
                                dims="score_row")
             factor = spec.prior("score_precision_unstated").create_variable(
                 "score_precision_unstated")
+            if factor.ndim == 1:  # dims = ["benchmark"]: each benchmark's unstated rows
+                factor = factor[b]
             phi_row = phi_row * pt.switch(pt.eq(unstated, 1), factor, 1.0)
         if spec.observation.mc_precision and "mc" in inputs.formats:
             # a multiple-choice report scatters more around its (bridged) curve than a cloze one

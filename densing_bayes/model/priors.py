@@ -165,7 +165,8 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         Prior("LogNormal", mu=0.0, sigma=1.0),
         "with [observation] unstated_precision: factor on the precision of reported scores "
         "whose format is not stated ('unknown', 'best'); 1 = as precise as stated rows, 90% "
-        "prior mass in [0.19, 5.2].",
+        "prior mass in [0.19, 5.2]. Given dims = ['benchmark'], one factor per benchmark "
+        "(each benchmark's transcriptions mix other protocols).",
     ),
     "score_precision_mc": PriorDoc(
         Prior("LogNormal", mu=0.0, sigma=1.0),

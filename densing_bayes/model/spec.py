@@ -418,9 +418,11 @@ class ModelSpec(_Section):
                                    name=f"{self.name}:{variant_name}")
 
 
-#: Priors whose role allows other dims than the default's: the evaluated scores' precision may
-#: be one shared value or one per benchmark (the LOO comparison in docs/model.md).
+#: Priors whose role allows other dims than the default's: the evaluated scores' precision and
+#: the unstated rows' factor on it may be one shared value or one per benchmark (the LOO
+#: comparisons in docs/model.md).
 ALTERNATIVE_DIMS = {"score_precision_eval": ((), ("benchmark",)),
+                    "score_precision_unstated": ((), ("benchmark",)),
                     "score_pair_sd": ((), ("benchmark",))}
 
 

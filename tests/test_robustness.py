@@ -352,6 +352,8 @@ def test_report_from_records(tmp_path):
                           "per_model": {"m1": 1.0, "m2": 2.0, "m3": 3.0}}}},
         "family-Q": {"status": "ok", "error": None, "seconds": 1.0, "result": {
             "doubling_time_days": interval(210, 150, 300),
+            "heldout_elpd": {"per_model": {"q1": -1.5, "q2": 2.5},
+                             "mcse": {"q1": 0.3, "q2": 0.4}, "n_draws": 1000},
             "prediction": rb.prediction_summary(heldout),
             "heldout_scores": heldout.to_dict(orient="list"),
             "heldout_models": {"model": ["q1", "q2"], "release_date": ["2024-01-01"] * 2,
@@ -369,6 +371,10 @@ def test_report_from_records(tmp_path):
     assert family["prediction"]["coverage"] == pytest.approx(2 / 3)
     assert family["prediction"]["mean_error"] == pytest.approx((0.05 + 0.0 - 0.1) / 3)
     assert family["coverage_in_band"] is False
+    # the held-out models' log score: summed, its Monte Carlo SE in quadrature, per model
+    assert family["prediction"]["elpd"] == pytest.approx(1.0)
+    assert family["prediction"]["elpd_mcse"] == pytest.approx(0.5)
+    assert family["prediction"]["elpd_per_model"] == {"q1": -1.5, "q2": 2.5}
     # q1's full-fit density 0.5 inside [0.3, 0.9]; q2's 2.0 outside [0.5, 1.5]
     assert family["prediction"]["density_coverage"] == pytest.approx(0.5)
     diff = structure["model_loo"]["vs_baseline"]  # per model -1, -2, +1
@@ -423,6 +429,9 @@ def test_small_robustness_run(tmp_path, monkeypatch):
     assert future["n_models"] < base["n_models"]
     assert future["prediction"]["n_models"] == len(future["held_out"])
     assert 0 <= future["prediction"]["coverage"] <= 1
+    # leave-future-out's log score: one exact term per held-out model
+    assert set(future["prediction"]["elpd_per_model"]) == set(future["held_out"])
+    assert math.isfinite(future["prediction"]["elpd"]) and future["prediction"]["elpd_mcse"] > 0
     assert "reachable_mean" in pd.read_csv(tmp_path / "rob" / rb.HELDOUT_SCORES_CSV)
     assert (tmp_path / "rob" / rb.HELDOUT_MODELS_CSV).is_file()
 

@@ -463,9 +463,12 @@ def prediction_summary(scores: pd.DataFrame) -> dict:
 
 # ------------------------------------------------------------------- one refit (a task)
 def fit_refit(spec: ModelSpec, data_folder: str, held_out: Sequence[str] = (),
-              model_loo: bool = False, seed: int = 0, exact_loo: bool = False) -> dict:
+              model_loo: bool = False, seed: int = 0, exact_loo: bool = False,
+              log_score: bool = False) -> dict:
     """Fit one refit; predict its held-out models; with ``model_loo`` the per-model ELPD,
-    with ``exact_loo`` the held-out model's exact ELPD."""
+    with ``exact_loo`` the held-out model's exact ELPD, with ``log_score`` every held-out
+    model's (the leave-future-out log score: interval coverage alone cannot rank two score
+    models whose intervals differ in width)."""
     from densing_bayes.data.load import load_data
     from densing_bayes.workflow import fit_data
 
@@ -487,6 +490,11 @@ def fit_refit(spec: ModelSpec, data_folder: str, held_out: Sequence[str] = (),
         record["heldout_models"] = models.to_dict(orient="list")
     if exact_loo:
         record["exact_loo"] = heldout_elpd(result.idata, result.inputs, held_part, spec)
+    elif held_out and log_score:
+        try:
+            record["heldout_elpd"] = heldout_elpd(result.idata, result.inputs, held_part, spec)
+        except ValueError as exc:  # rows from a source kind the refit never saw
+            record["heldout_elpd"] = {"error": str(exc)}
     if model_loo:
         from densing_bayes.analysis.model_loo import model_loo as loo
 
@@ -532,6 +540,17 @@ def heldout_elpd(fit_idata, fit_inputs, heldout_data: DensingData, spec: ModelSp
             "n_rows": dict(zip(held.models, map(int, np.bincount(chain.model,
                                                                   minlength=len(held.models))))),
             "n_draws": int(n)}
+
+
+def log_score_summary(elpd: Mapping) -> dict:
+    """The held-out models' log predictive density (``heldout_elpd``): its sum over models
+    (``elpd``), the sum's Monte Carlo SE, and each model's term, so that two refits on the
+    same held-out models compare model by model (``elpd_difference``)."""
+    per_model = {m: float(v) for m, v in elpd["per_model"].items()}
+    mcse = elpd.get("mcse") or {}
+    return {"elpd": float(sum(per_model.values())),
+            "elpd_mcse": float(math.sqrt(sum(float(v) ** 2 for v in mcse.values()))),
+            "elpd_per_model": per_model, "elpd_n_draws": elpd.get("n_draws")}
 
 
 def with_model_data(idata, model):
@@ -593,7 +612,8 @@ def run_robustness(spec: ModelSpec, out: Path, *, resume: bool = False, force: b
         tasks = [batch.Task(r.task_id, fit_refit,
                             {"spec": r.spec, "data_folder": str(folder),
                              "held_out": list(r.held_out), "model_loo": r.model_loo,
-                             "seed": seed, "exact_loo": r.exact_loo})
+                             "seed": seed, "exact_loo": r.exact_loo,
+                             "log_score": r.kind == "future"})
                  for r, seed in zip(own, seeds, strict=True)]
         return batch.run_and_write(
             tasks, out, lambda records, seconds: write_robustness_outputs(
@@ -687,6 +707,9 @@ def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mappin
                 entry["prediction"] = {**(entry["prediction"] or {}),
                                        "density_coverage": float(
                                            models["full_fit_inside"].dropna().mean())}
+        if (result.get("heldout_elpd") or {}).get("per_model"):
+            entry["prediction"] = {**(entry["prediction"] or {}),
+                                   **log_score_summary(result["heldout_elpd"])}
         if result.get("exact_loo"):
             m = r.held_out[0]
             exact = result["exact_loo"]

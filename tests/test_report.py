@@ -346,7 +346,7 @@ ROBUSTNESS = {
          "doubling_time_days": _days(150, 100, None),
          "prediction": {"n_rows": 100, "n_models": 2, "n_inside": 80, "coverage": 0.80,
                         "nominal": 0.9, "mean_error": 0.01, "share_above": 0.15,
-                        "share_below": 0.05}},
+                        "share_below": 0.05, "elpd": 172.48, "elpd_mcse": 1.46}},
         {"name": "family:Qwen", "kind": "family", "status": "ok", "held_out": ["q"] * 4,
          "description": "Qwen left out", "diagnostics": {"passed": False},
          "doubling_time_days": _days(210, 150, 300),
@@ -403,6 +403,7 @@ def test_report_has_every_section(report_run):
     section = html[html.index('id="robustness"'):html.index('id="reproducibility"')]
     assert "leave-future-out at 2024-03-01" in section and "FAIL" in section  # 80/100
     assert "mean_trend" in section and "+7.0 (SE 3.0)" in section
+    assert "log score 172.5 (MCSE 1.5)" in section  # the leave-future-out log score
     assert 'id="fig-robustness"' in html or "robustness.png" in html
 
 

@@ -789,7 +789,8 @@ def robustness_table(entries: Sequence[dict]) -> pd.DataFrame:
             row.update({f"{q}_{k}": interval.get(k) for k in ("median", "lower", "upper")})
         p = e.get("prediction") or {}
         row.update({f"heldout_{k}": p.get(k) for k in ("n_rows", "coverage", "mean_error",
-                                                       "density_coverage")})
+                                                       "density_coverage", "elpd",
+                                                       "elpd_mcse")})
         loo = (e.get("model_loo") or {}).get("vs_baseline") or {}
         row.update(elpd_difference=loo.get("difference"), elpd_difference_se=loo.get("se"))
         diag = e["diagnostics"] or {}

@@ -471,7 +471,9 @@ def robustness_tables(run: FittedRun, records: Sequence[dict]) -> dict:
             e["name"], e.get("description", ""),
             _cell(e.get("doubling_time_days"), ci), _cell(e.get("slope_difference_per_year"), ci),
             (f"{p['n_inside']}/{p['n_rows']} ({p['coverage']:.0%}), error "
-             f"{p['mean_error']:+.3f}" if p.get("n_rows") else "-"),
+             f"{p['mean_error']:+.3f}" if p.get("n_rows") else "-")
+            + (f"; log score {p['elpd']:.1f} (MCSE {p['elpd_mcse']:.1f})"
+               if p.get("elpd") is not None else ""),
             _elpd_cell(loo, e.get("exact_loo")),
             _diagnostics_cell(e.get("diagnostics")), status])
     return out

@@ -166,7 +166,7 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "with [observation] unstated_precision: factor on the precision of reported scores "
         "whose format is not stated ('unknown', 'best'); 1 = as precise as stated rows, 90% "
         "prior mass in [0.19, 5.2]. Given dims = ['benchmark'], one factor per benchmark "
-        "(each benchmark's transcriptions mix other protocols).",
+        "(each benchmark's transcriptions may mix other protocols).",
     ),
     "score_precision_mc": PriorDoc(
         Prior("LogNormal", mu=0.0, sigma=1.0),

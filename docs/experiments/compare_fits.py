@@ -25,14 +25,25 @@ TREND = ("doubling_time_days", "doubling_time_days_pre", "doubling_time_ratio",
          "slope_difference_per_year", "prob_slope_difference_positive")
 
 
-def run_record(folder: Path) -> tuple[dict, object, np.ndarray]:
-    """A run's numbers, its InferenceData and its LOO-PIT values."""
+def pointwise_elpd(ctx) -> np.ndarray:
+    """Each score's PSIS-LOO elpd from the checks' context: with a (model, benchmark) effect
+    the pair's effect is integrated out (``analysis.pair_loo``), which ``az.compare`` on the
+    stored log-likelihood would not do."""
+    from scipy.special import logsumexp
+
+    log_weights = ctx.psis[0]
+    return logsumexp(log_weights + ctx.log_likelihood, axis=0)
+
+
+def run_record(folder: Path) -> tuple[dict, object, np.ndarray, np.ndarray]:
+    """A run's numbers, its InferenceData, its LOO-PIT values and its pointwise elpd."""
     from densing_bayes.analysis.checks import CheckContext
     from densing_bayes.inference.run_io import load_run
 
     summary = json.loads((folder / "summary.json").read_text())
     run = load_run(folder)
-    pit = np.asarray(CheckContext(idata=run.idata, spec=run.spec).loo_pit, float)
+    ctx = CheckContext(idata=run.idata, spec=run.spec)
+    pit = np.asarray(ctx.loo_pit, float)
     checks = {r["name"]: {"passed": r["passed"], "detail": r["detail"]}
               for r in summary["model_checks"] if r["name"] in CHECKS}
     record = {"config_hash": summary["config_hash"], "timing_seconds": summary["timing_seconds"],
@@ -48,8 +59,15 @@ def run_record(folder: Path) -> tuple[dict, object, np.ndarray]:
         from densing_bayes.analysis.derived import lineage_profile_summary
 
         record.update(lineage_profile_summary(run.idata.posterior, summary.get("ci_prob", 0.9)))
+    if "score_pair_sd" in run.idata.posterior:  # the pair effect's SD, per benchmark or one
+        sd = run.idata.posterior["score_pair_sd"]
+        q = sd.quantile([0.05, 0.5, 0.95], dim=("chain", "draw"))
+        record["score_pair_sd"] = (
+            {str(b): [round(float(v), 4) for v in q.sel(benchmark=b).values]
+             for b in sd["benchmark"].values} if "benchmark" in sd.dims
+            else [round(float(v), 4) for v in q.values])
     record["pit_by_format"] = pit_by_format(run.idata, pit)
-    return record, run.idata, pit
+    return record, run.idata, pit, pointwise_elpd(ctx)
 
 
 def pit_by_format(idata, pit: np.ndarray) -> list[dict]:
@@ -89,12 +107,24 @@ def main() -> None:
     parser.add_argument("--what", help="what the candidate is (default: the label)")
     args = parser.parse_args()
 
-    records, idatas, pits = {}, {}, {}
+    from densing_bayes.analysis.pair_loo import has_pair_effect
+
+    records, idatas, pits, pointwise = {}, {}, {}, {}
     for label, folder in ((args.label, args.candidate), ("default", args.baseline)):
-        records[label], idatas[label], pits[label] = run_record(folder)
+        records[label], idatas[label], pits[label], pointwise[label] = run_record(folder)
     same_rows = len({p.size for p in pits.values()}) == 1
     elpd, extreme = None, None
-    if same_rows:  # ELPD and row-by-row PITs compare only on the same measurements
+    if same_rows and any(has_pair_effect(i) for i in idatas.values()):
+        # az.compare would condition on the sampled pair effects: compare the integrated
+        # pointwise elpds instead (difference and its SE as az.compare computes them)
+        diff = pointwise[args.label] - pointwise["default"]
+        elpd = {label: {"elpd_loo": float(p.sum()), "se": float(np.sqrt(p.size * np.var(p)))}
+                for label, p in pointwise.items()}
+        elpd[args.label].update(elpd_diff=float(diff.sum()),
+                                dse=float(np.sqrt(diff.size * np.var(diff))),
+                                note="candidate minus default; pair effects integrated")
+        extreme = extreme_rows(idatas["default"], pits)
+    elif same_rows:  # ELPD and row-by-row PITs compare only on the same measurements
         compare = az.compare(idatas, var_name="score_obs")
         elpd = {label: {k: float(compare.loc[label, k])
                         for k in ("elpd_loo", "p_loo", "elpd_diff", "dse", "weight")}

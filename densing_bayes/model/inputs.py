@@ -305,11 +305,63 @@ def format_log_weights(code: np.ndarray, score_bidx: np.ndarray, mc_weight: np.n
     return np.maximum(log_weight, IMPOSSIBLE_LOG_WEIGHT)
 
 
+def _reported_decimals(text: str) -> int | None:
+    """Digits after the decimal point of a reported number's text ("87.8" -> 1, "89" -> 0),
+    None when the text is not a plain decimal number."""
+    text = str(text).strip()
+    body = text.lstrip("+-")
+    whole, _, frac = body.partition(".")
+    if not (whole or frac) or not (whole + frac).isdigit():
+        return None
+    return len(frac)
+
+
+def match_rounded_copies(scores: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Give an unstated-format report the score of the stated report it transcribes at lower
+    precision, so that :func:`collapse_copies` treats the two as one measurement.
+
+    The rule: an ``unknown``-format row whose reported text has d decimals is a transcription
+    of a stated (``rc``/``mc``/``best``) row of the same (model, benchmark) when that row's
+    reported text has more than d decimals and the two differ by at most half a unit of the
+    d-th decimal (in the reported units; the fraction is ``score``). A row that matches two
+    different stated values is left alone (it transcribes neither for sure). Needs the
+    ``score_reported`` column (the score as its source printed it); without it the table is
+    returned unchanged."""
+    if scores.empty or "score_reported" not in scores:
+        return scores
+    frame = scores.copy()
+    reported = frame["score_reported"].astype(str)
+    decimals = reported.map(_reported_decimals)
+    value = pd.to_numeric(reported, errors="coerce")
+    unit = frame["score"] / value  # 1 for fractions, 0.01 for percentages
+    changed = 0
+    for _, group in frame.groupby(["model", "benchmark"], sort=False):
+        stated = group.index[group["format"] != "unknown"]
+        for i in group.index[group["format"] == "unknown"]:
+            d, v = decimals[i], value[i]
+            if d is None or not np.isfinite(v) or not np.isfinite(unit[i]):
+                continue
+            half = 0.5 * 10.0 ** (-d)
+            hits = {float(frame.at[j, "score"]) for j in stated
+                    if decimals[j] is not None and decimals[j] > d
+                    and abs(value[j] * unit[j] / unit[i] - v) <= half + 1e-12}
+            if len(hits) == 1 and frame.at[i, "score"] not in hits:
+                frame.at[i, "score"] = hits.pop()
+                changed += 1
+    if changed:
+        notes.append(f"scores.csv: {changed} unstated-format reports transcribe a stated report "
+                     "of the same (model, benchmark) at lower precision and collapse into it "
+                     "([data] rounded_copies)")
+    return frame
+
+
 def collapse_copies(scores: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     """One row per distinct reported value of a (model, benchmark), by a written rule.
 
     Rows of one (model, benchmark) with the same score are copies of one measurement (an
-    aggregator transcribing the developer's number is the common case) and enter once:
+    aggregator transcribing the developer's number is the common case) and enter once
+    (with ``[data] rounded_copies``, :func:`match_rounded_copies` first gives a transcription
+    at lower precision the score it transcribes):
 
     * their stated formats (rc / mc) are collected; an ``unknown`` copy takes the stated format
       when exactly one is stated (it is a transcription of that report);
@@ -438,6 +490,8 @@ def _evaluated(data, spec, benchmarks, notes, curve_formats):
             scores = scores.drop_duplicates(["model", "benchmark"], keep="first")
     scores = _score_formats(scores, curve_formats, benchmarks, notes)
     if spec.data.score_rows in ("distinct", "pair_mean"):
+        if spec.data.rounded_copies:
+            scores = match_rounded_copies(scores, notes)
         scores = collapse_copies(scores, notes)
     if spec.data.score_rows == "pair_mean":
         scores = pair_means(scores, notes)

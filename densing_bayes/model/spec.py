@@ -74,6 +74,14 @@ class DataSettings(_Section):
         "developer's report) collapse into one row that lists all its sources; 'all': every "
         "reported row, copies included, as independent evidence; 'preferred': one row per "
         "(model, benchmark) by the documented selection rule")
+    rounded_copies: bool = Field(
+        False, description="with 'distinct' or 'pair_mean' rows: an unstated-format report "
+        "that equals a stated report of the same (model, benchmark) once that report is rounded "
+        "to the unstated one's reported digits (|difference| <= half a unit of its last digit, "
+        "read from the `score_reported` column) is a transcription of it at lower precision, "
+        "and collapses into it like an exact copy. Without `score_reported` only exact copies "
+        "collapse. On the bundled data 33 unstated reports are such transcriptions "
+        "(docs/results.md, 2026-12-05)")
     exclude_flags: tuple[str, ...] = Field(
         (), description="drop evaluated models carrying any of these flags (e.g. chat_only)")
     benchmarks: tuple[str, ...] = Field(
@@ -378,6 +386,8 @@ class ModelSpec(_Section):
             content["observation"].pop("score_precision_mixing_df", None)  # off: as before
         if content["trend"].get("drift_coordinates") == "non_centred":
             content["trend"].pop("drift_coordinates")  # as before the choice existed
+        if not content["data"].get("rounded_copies"):
+            content["data"].pop("rounded_copies", None)  # off: as before it existed
         if not content["sampler"].get("pilot_draws"):
             content["sampler"].pop("pilot_draws", None)  # no pilot: as before it existed
         for (section, flag), priors in OPT_IN_TERMS.items():

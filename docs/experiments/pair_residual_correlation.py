@@ -12,6 +12,9 @@ values correlate. This script measures that on a fitted run:
 * the same within models across benchmarks, for contrast: a model's latent density is shared
   by all its rows, and each row's LOO prediction leans on the others, so under the default's
   own assumptions both ICCs are at or below zero;
+* for the pairs measured both in cloze and in an unstated format, the correlation of their
+  probit-PITs by how far apart the two measurements are (a transcription at lower precision
+  differs by rounding only), and where the PITs of pairs 0.005 apart or less fall;
 * a permutation null for the within-pair ICC: probit-PITs shuffled across models within each
   (benchmark, format) cell, which keeps every cell's PIT distribution and breaks any pairing.
   It centres at or above the model's own null (no leaning), so its p-value is conservative.
@@ -85,6 +88,31 @@ def main() -> None:
     multi = pd.Series(pair).map(pd.Series(pair).value_counts()) > 1
     combos = (pd.DataFrame({"pair": pair[multi], "fmt": fmt[multi]}).groupby("pair")["fmt"]
               .apply(lambda s: " + ".join(sorted(s))).value_counts())
+    # cloze + unstated pairs by how far apart their two measurements are: a transcription at
+    # lower precision differs by rounding only, two evaluations by more
+    y = np.asarray(run.idata.observed_data["score_obs"].values, float)
+    frame = pd.DataFrame({"pair": pair, "fmt": fmt, "y": y, "z": z})
+    wide_y = frame.pivot_table(index="pair", columns="fmt", values="y")
+    wide_z = frame.pivot_table(index="pair", columns="fmt", values="z")
+    both = wide_y[["cloze (RC)", "unstated"]].dropna().index
+    gap = (wide_y.loc[both, "cloze (RC)"] - wide_y.loc[both, "unstated"]).abs()
+    by_gap = []
+    for lo, hi in ((0.0, 0.005), (0.005, 0.02), (0.02, 1.0)):
+        rows = gap.index[((gap >= lo) if lo == 0 else (gap > lo)) & (gap <= hi)]
+        corr = (float(np.corrcoef(wide_z.loc[rows, "cloze (RC)"],
+                                  wide_z.loc[rows, "unstated"])[0, 1]) if len(rows) > 2 else None)
+        by_gap.append({"gap_above": lo, "gap_at_most": hi, "pairs": int(len(rows)),
+                       "probit_pit_correlation": corr})
+    # where those near-copies put their PITs: central half (nominal 0.5), two 5% tails (0.1)
+    near = set(gap.index[gap <= 0.005])
+    shares = []
+    for label in ("cloze (RC)", "unstated"):
+        rows = frame[frame["fmt"] == label]
+        for has_copy in (True, False):
+            sub = np.asarray(pit)[rows.index[rows["pair"].isin(near) == has_copy]]
+            shares.append({"format": label, "near_copy_in_pair": has_copy, "n": int(sub.size),
+                           "central_half": float(np.mean((sub > 0.25) & (sub < 0.75))),
+                           "tails_5pct": float(np.mean((sub < 0.05) | (sub > 0.95)))})
     out = {
         "what": "intraclass correlation of probit(LOO-PIT) within (model, benchmark) pairs "
                 "measured in more than one format, against a permutation null and against the "
@@ -103,6 +131,8 @@ def main() -> None:
                         "permutation_p": float((1 + np.sum(null >= pair_icc))
                                                / (1 + null.size)),
                         "format_combinations": {k: int(v) for k, v in combos.items()}},
+        "cloze_and_unstated_pairs_by_gap": by_gap,
+        "pit_shares_by_near_copy": shares,
         "within_model_across_benchmarks": {"icc": model_icc, "f": model_f, "models": n_models},
     }
     args.out.write_text(json.dumps(out, indent=1) + "\n")

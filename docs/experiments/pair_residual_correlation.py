@@ -15,6 +15,7 @@ values correlate. This script measures that on a fitted run:
 * for the pairs measured both in cloze and in an unstated format, the correlation of their
   probit-PITs by how far apart the two measurements are (a transcription at lower precision
   differs by rounding only), and where the PITs of pairs 0.005 apart or less fall;
+* the LOO-PIT's central and tail shares by the kind of source that reported the measurement;
 * a permutation null for the within-pair ICC: probit-PITs shuffled across models within each
   (benchmark, format) cell, which keeps every cell's PIT distribution and breaks any pairing.
   It centres at or above the model's own null (no leaning), so its p-value is conservative.
@@ -113,6 +114,17 @@ def main() -> None:
             shares.append({"format": label, "near_copy_in_pair": has_copy, "n": int(sub.size),
                            "central_half": float(np.mean((sub > 0.25) & (sub < 0.75))),
                            "tails_5pct": float(np.mean((sub < 0.05) | (sub > 0.95)))})
+    # and by who reported the measurement (the source-kind dim of the source offsets)
+    kinds = np.asarray([str(k) for k in run.idata.posterior["source_kind"].values])
+    kind = kinds[np.asarray(const["score_source"].values, int)]
+    by_kind = []
+    for label in dict.fromkeys(sorted(kind)):
+        sub = np.asarray(pit)[kind == label]
+        by_kind.append({"source_kind": label, "n": int(sub.size),
+                        "central_half": float(np.mean((sub > 0.25) & (sub < 0.75))),
+                        "tails_5pct": float(np.mean((sub < 0.05) | (sub > 0.95))),
+                        "p_central": float(stats.binomtest(
+                            int(np.sum((sub > 0.25) & (sub < 0.75))), sub.size, 0.5).pvalue)})
     out = {
         "what": "intraclass correlation of probit(LOO-PIT) within (model, benchmark) pairs "
                 "measured in more than one format, against a permutation null and against the "
@@ -133,6 +145,7 @@ def main() -> None:
                         "format_combinations": {k: int(v) for k, v in combos.items()}},
         "cloze_and_unstated_pairs_by_gap": by_gap,
         "pit_shares_by_near_copy": shares,
+        "pit_shares_by_source_kind": by_kind,
         "within_model_across_benchmarks": {"icc": model_icc, "f": model_f, "models": n_models},
     }
     args.out.write_text(json.dumps(out, indent=1) + "\n")

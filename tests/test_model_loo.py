@@ -151,6 +151,34 @@ def test_the_unstated_rows_factor_can_be_one_per_benchmark():
     np.testing.assert_allclose(ll, expected, rtol=1e-6, atol=1e-6)
 
 
+def test_the_score_chain_carries_a_precision_per_source_kind(paper_data, paper_spec):
+    """With [observation] source_precision each row's precision is phi_b exp(lambda_k), the
+    log factors summing to zero over the source kinds, and the NumPy chain reproduces PyMC's
+    log-likelihood with it."""
+    spec = paper_spec.with_overrides({"observation": {"source_precision": True}})
+    idata, _ = prior_draws_as_fit(paper_data, spec, draws=10, seed=12, prior_predictive=True)
+    post, const = idata.posterior, idata.constant_data
+    log_factor = post["score_precision_source_log"].stack(sample=("chain", "draw")).transpose(
+        "sample", ...).values
+    if log_factor.shape[1] < 2:
+        pytest.skip("the simulated data have one source kind")
+    np.testing.assert_allclose(log_factor.sum(axis=1), 0.0, atol=1e-9)  # zero-sum
+    chain = score_chain(idata, spec.data.d0_tokens)
+    s = chain.draws[0]
+    phi = post["score_precision_eval"].stack(sample=("chain", "draw")).transpose(
+        "sample", ...).values[s]
+    b = const["score_benchmark"].values.astype(int)
+    k = const["score_source"].values.astype(int)
+    phi = phi[b] if phi.ndim else np.full(b.shape, phi)
+    expected_phi = phi * np.exp(log_factor[s][k])
+    assert np.ptp(np.log(expected_phi / phi)) > 0.1
+    np.testing.assert_allclose(chain.precision[0], expected_phi, rtol=1e-10)
+    ll, _, _ = chain.loglik(chain.logit(chain.sampled_x_n(idata)))
+    expected = idata.log_likelihood["score_obs"].stack(sample=("chain", "draw"))
+    expected = expected.transpose("sample", ...).values[chain.draws]
+    np.testing.assert_allclose(ll, expected, rtol=1e-7, atol=1e-7)
+
+
 def test_trend_is_density_minus_deviation(prior_fit):
     idata, spec = prior_fit
     index = np.arange(5)

@@ -146,6 +146,9 @@ def score_chain(idata, d0_tokens: float, max_draws: int = MAX_DRAWS) -> ScoreCha
     if "score_precision_mc" in post:
         stated_mc = np.asarray(const["score_stated_mc"].values, int) == 1
         phi = np.where(stated_mc, phi * stack(post["score_precision_mc"], index)[:, None], phi)
+    if "score_precision_source" in post:
+        phi = phi * stack(post["score_precision_source"], index)[
+            :, np.asarray(const["score_source"].values, int)]
     model = np.asarray(const["score_model"].values, int)
     if "score_precision_size_slope" in post:
         from densing_bayes.model.build import loading_pivot

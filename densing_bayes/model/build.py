@@ -30,7 +30,8 @@ Evaluated model m, with a latent log density r_m (effective size N_hat_m = N_m e
      eta_k: who reported it, sums to zero; phi: one shared precision, or one per benchmark,
      times a factor for rows of unstated format with [observation] unstated_precision and
      one for stated multiple-choice rows with [observation] mc_precision, and with
-     [observation] size_precision times exp(zeta (log N_m - mean log N));
+     [observation] size_precision times exp(zeta (log N_m - mean log N)); with
+     [observation] source_precision times exp(lambda_k), zero-sum over source kinds;
      pi: outlier share, only with [observation] score_outliers; with [observation]
      score_favourable the second component is instead the same Beta around the curve with
      its logit moved up by xi > 0, share pi: a favourable protocol; with [observation]
@@ -672,6 +673,13 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
             stated_mc = pm.Data("score_stated_mc", stated_mc_rows(inputs), dims="score_row")
             factor = spec.prior("score_precision_mc").create_variable("score_precision_mc")
             phi_row = phi_row * pt.switch(pt.eq(stated_mc, 1), factor, 1.0)
+        if spec.observation.source_precision and len(inputs.source_kinds) > 1:
+            # a harness run scatters less about the chain than an aggregator's transcription
+            log_factor = spec.prior("score_precision_source_log").create_variable(
+                "score_precision_source_log")
+            factor = pm.Deterministic("score_precision_source", pt.exp(log_factor),
+                                      dims="source_kind")
+            phi_row = phi_row * factor[k]
         if spec.observation.size_precision:
             # larger models' reports scatter less (or more) about the chain than smaller ones'
             zeta = spec.prior("score_precision_size_slope").create_variable(

@@ -182,6 +182,15 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "the mean size and 60 times it. Centred at 0: the direction is the data's to say.",
         "per e-fold of N",
     ),
+    "score_precision_source_log": PriorDoc(
+        Prior("ZeroSumNormal", sigma=0.7, dims="source_kind"),
+        "with [observation] source_precision: log factor on the reported scores' precision per "
+        "kind of source (own, other developer, aggregator, harness, mixed), summing to zero "
+        "over the kinds so that it cannot move the benchmarks' precisions as a whole. SD 0.7: "
+        "one kind 2x as precise as another is one SD apart, 90% prior mass of a kind's factor "
+        "in [0.32, 3.2].",
+        "log factor",
+    ),
     "score_pair_sd": PriorDoc(
         Prior("Gamma", alpha=2.0, beta=5.0, dims="benchmark"),
         "SD (logit), per benchmark, of the (model, benchmark) effect: how far one model's score "

@@ -119,6 +119,7 @@ OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("observation", "unstated_precision"): ("score_precision_unstated",),
                 ("observation", "mc_precision"): ("score_precision_mc",),
                 ("observation", "size_precision"): ("score_precision_size_slope",),
+                ("observation", "source_precision"): ("score_precision_source_log",),
                 ("observation", "score_broad_tails"): ("score_broad_share", "score_broad_factor"),
                 ("observation", "score_favourable"): ("score_favourable_share",
                                                       "score_favourable_shift"),
@@ -206,6 +207,14 @@ class ObservationSettings(_Section):
         "models under 3B in its 5% tails and 61-66% of those of 3-10B and 30-100B in its "
         "central half: one precision at every size is too high for the small models and "
         "too low for the large ones (docs/model.md)")
+    source_precision: bool = Field(
+        False, description="the reported scores' Beta precision differs by the kind of source "
+        "that reported them: phi times exp(lambda_k), lambda_k zero-sum over the source kinds "
+        "(prior `score_precision_source_log`), so phi_b stays the kinds' geometric mean. The "
+        "reference run's LOO-PIT puts 70% of the harness runs' measurements in its central "
+        "half and 42% of the aggregators' (docs/model.md, 2026-12-05): a harness evaluates a "
+        "model the way the reference curves were measured, an aggregator's number carries "
+        "every protocol difference")
     score_precision_mixing_df: float | None = Field(
         None, gt=0, description="heavier tails than one Beta without a second mode of "
         "explanation: each score's precision is phi times w, w equally likely to be each of "

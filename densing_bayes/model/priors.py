@@ -186,9 +186,9 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         Prior("ZeroSumNormal", sigma=0.7, dims="source_kind"),
         "with [observation] source_precision: log factor on the reported scores' precision per "
         "kind of source (own, other developer, aggregator, harness, mixed), summing to zero "
-        "over the kinds so that it cannot move the benchmarks' precisions as a whole. SD 0.7: "
-        "one kind 2x as precise as another is one SD apart, 90% prior mass of a kind's factor "
-        "in [0.32, 3.2].",
+        "over the kinds so that it cannot move the benchmarks' precisions as a whole. sigma 0.7: "
+        "over five kinds each factor's log has marginal SD 0.63 (90% prior mass of a factor in "
+        "[0.36, 2.8]) and two kinds' log ratio SD 0.99 (a ratio of e at one SD).",
         "log factor",
     ),
     "score_pair_sd": PriorDoc(

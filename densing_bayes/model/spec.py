@@ -80,8 +80,8 @@ class DataSettings(_Section):
         "to the unstated one's reported digits (|difference| <= half a unit of its last digit, "
         "read from the `score_reported` column) is a transcription of it at lower precision, "
         "and collapses into it like an exact copy. Without `score_reported` only exact copies "
-        "collapse. On the bundled data 33 unstated reports are such transcriptions "
-        "(docs/results.md, 2026-12-05)")
+        "collapse. On the bundled data 35 unstated reports are such transcriptions "
+        "(docs/model.md, 2026-12-05)")
     exclude_flags: tuple[str, ...] = Field(
         (), description="drop evaluated models carrying any of these flags (e.g. chat_only)")
     benchmarks: tuple[str, ...] = Field(

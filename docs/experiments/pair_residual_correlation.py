@@ -125,6 +125,9 @@ def main() -> None:
                         "tails_5pct": float(np.mean((sub < 0.05) | (sub > 0.95))),
                         "p_central": float(stats.binomtest(
                             int(np.sum((sub > 0.25) & (sub < 0.75))), sub.size, 0.5).pvalue)})
+    near_rows = pd.Series(pair).isin(near).to_numpy()
+    near_kinds = (pd.DataFrame({"fmt": fmt[near_rows], "kind": kind[near_rows]})
+                  .value_counts().sort_index())
     out = {
         "what": "intraclass correlation of probit(LOO-PIT) within (model, benchmark) pairs "
                 "measured in more than one format, against a permutation null and against the "
@@ -146,6 +149,7 @@ def main() -> None:
         "cloze_and_unstated_pairs_by_gap": by_gap,
         "pit_shares_by_near_copy": shares,
         "pit_shares_by_source_kind": by_kind,
+        "near_copy_source_kinds": {f"{f} / {k}": int(n) for (f, k), n in near_kinds.items()},
         "within_model_across_benchmarks": {"icc": model_icc, "f": model_f, "models": n_models},
     }
     args.out.write_text(json.dumps(out, indent=1) + "\n")

@@ -89,6 +89,7 @@ def test_a_transcription_at_lower_precision_collapses_into_the_stated_report():
     ("87.8", "87.9", False),   # same precision: two reports that differ
     ("0.8789", "87.9", True),  # a fraction transcribed as a percentage
     ("88.89", "89", True),
+    ("0.88", "88.4", False),   # the stated report printed more coarsely: not its source
 ])
 def test_the_rounding_rule(stated, unstated, copy):
     from densing_bayes.model.inputs import match_rounded_copies

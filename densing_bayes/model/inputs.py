@@ -320,31 +320,31 @@ def match_rounded_copies(scores: pd.DataFrame, notes: list[str]) -> pd.DataFrame
     """Give an unstated-format report the score of the stated report it transcribes at lower
     precision, so that :func:`collapse_copies` treats the two as one measurement.
 
-    The rule: an ``unknown``-format row whose reported text has d decimals is a transcription
-    of a stated (``rc``/``mc``/``best``) row of the same (model, benchmark) when that row's
-    reported text has more than d decimals and the two differ by at most half a unit of the
-    d-th decimal (in the reported units; the fraction is ``score``). A row that matches two
+    The rule: an ``unknown``-format row is a transcription of a stated (``rc``/``mc``/
+    ``best``) row of the same (model, benchmark) when the stated row was printed more finely
+    (its last digit is worth less, in fraction units, than the unstated row's) and the two
+    differ by at most half a unit of the unstated row's last digit. A row that matches two
     different stated values is left alone (it transcribes neither for sure). Needs the
-    ``score_reported`` column (the score as its source printed it); without it the table is
-    returned unchanged."""
+    ``score_reported`` column (the score as its source printed it, in percent or as a
+    fraction); without it the table is returned unchanged."""
     if scores.empty or "score_reported" not in scores:
         return scores
     frame = scores.copy()
     reported = frame["score_reported"].astype(str)
-    decimals = reported.map(_reported_decimals)
     value = pd.to_numeric(reported, errors="coerce")
-    unit = frame["score"] / value  # 1 for fractions, 0.01 for percentages
+    # the worth of the printed last digit, in the fraction units of ``score``
+    resolution = (10.0 ** -reported.map(_reported_decimals).astype(float)
+                  * frame["score"] / value)
     changed = 0
     for _, group in frame.groupby(["model", "benchmark"], sort=False):
         stated = group.index[group["format"] != "unknown"]
         for i in group.index[group["format"] == "unknown"]:
-            d, v = decimals[i], value[i]
-            if d is None or not np.isfinite(v) or not np.isfinite(unit[i]):
+            if not np.isfinite(resolution[i]):
                 continue
-            half = 0.5 * 10.0 ** (-d)
             hits = {float(frame.at[j, "score"]) for j in stated
-                    if decimals[j] is not None and decimals[j] > d
-                    and abs(value[j] * unit[j] / unit[i] - v) <= half + 1e-12}
+                    if resolution[j] < resolution[i]
+                    and abs(frame.at[j, "score"] - frame.at[i, "score"])
+                    <= 0.5 * resolution[i] * (1 + 1e-9)}
             if len(hits) == 1 and frame.at[i, "score"] not in hits:
                 frame.at[i, "score"] = hits.pop()
                 changed += 1

@@ -1013,3 +1013,53 @@ def test_an_sbc_rejection_of_a_nuisance_parameter_only_says_so_in_its_caveat():
     rec = checks.sbc_record({**report, "uniformity": tests_with("slope_post")}, "posterior",
                             name="posterior_sbc_uniformity")
     assert rec["passed"] is False and rec["caveat"] == ""
+
+
+def test_pot_c_combines_order_statistic_p_values_in_closed_form():
+    """POT-C (Tesso and Vehtari 2026): the i-th of n sorted PIT values against Beta(i,
+    n + 1 - i), two-sided, combined by the Cauchy combination. One value: its own p. Two
+    values 0.25 and 0.5: Beta(1, 2) and Beta(2, 1) CDFs 1 - 0.75^2 and 0.5^2 by hand."""
+    assert checks.pot_c_test(np.array([0.1]))["p"] == pytest.approx(0.2)
+    p1, p2 = 2 * (1 - 0.75**2), 2 * 0.5**2
+    statistic = (np.tan((0.5 - p1) * np.pi) + np.tan((0.5 - p2) * np.pi)) / 2
+    expected = 0.5 - np.arctan(statistic) / np.pi
+    result = checks.pot_c_test(np.array([0.5, 0.25, np.nan]))
+    assert result["p"] == pytest.approx(expected) and result["n"] == 2
+    assert result["worst_rank"] == 2 and result["worst_pointwise_p"] == pytest.approx(p2)
+    with pytest.raises(ValueError, match="at least one finite"):
+        checks.pot_c_test(np.array([np.nan]))
+
+
+def _truncated_pot_c_p(u: np.ndarray) -> float:
+    """The truncated combination (only pointwise p below 1/2) of the R reference code."""
+    u = np.sort(u)
+    rank = np.arange(1, u.size + 1)
+    cdf = stats.beta.cdf(u, rank, u.size + 1 - rank)
+    p = 2 * np.minimum(cdf, 1 - cdf)
+    return float(stats.cauchy.sf(np.mean(np.tan((0.5 - p[p < 0.5]) * np.pi))))
+
+
+def test_pot_c_is_calibrated_on_uniforms_where_the_truncated_form_is_not():
+    """On independent uniforms the shipped (untruncated) combination rejects about 5% at
+    0.05; the truncated one, which drops every p above 1/2 and so compares a half-Cauchy
+    mean against a Cauchy tail, about twice as often: the reason the check does not use it."""
+    rng = np.random.default_rng(11)
+    samples = rng.random((1500, 200))
+    full = np.array([checks.pot_c_test(u)["p"] for u in samples])
+    truncated = np.array([_truncated_pot_c_p(u) for u in samples])
+    assert 0.033 <= np.mean(full < 0.05) <= 0.07  # binomial(1500, 0.05): beyond 99.9%
+    assert np.mean(truncated < 0.05) >= 0.075
+
+
+def test_pot_c_rejects_peaked_and_u_shaped_pit_and_the_record_states_it():
+    rng = np.random.default_rng(5)
+    assert checks.pot_c_test(rng.beta(0.6, 0.6, 721))["p"] < 0.001  # over-confident
+    assert checks.pot_c_test(rng.beta(2.0, 2.0, 721))["p"] < 0.001  # under-confident
+    n = 400
+    uniform = (np.arange(n) + 0.5) / n
+    assert checks.pot_c_test(uniform)["p"] > 0.5
+    assert f"POT-C test (Tesso and Vehtari 2026) p {checks.pot_c_test(uniform)['p']:.3f}" in \
+        checks.loo_pit_record(uniform)["detail"]
+    u_shaped = np.concatenate([np.full(n // 2, 0.02), np.full(n // 2, 0.98)])
+    assert "POT-C test (Tesso and Vehtari 2026) p < 0.001" in \
+        checks.loo_pit_record(u_shaped)["detail"]

@@ -533,6 +533,35 @@ def ecdf_uniformity_p(pit: np.ndarray, grid: np.ndarray = LOO_PIT_GRID, *,
     return float((1 + np.searchsorted(null, observed, side="right")) / (1 + null.size))
 
 
+def pot_c_test(pit: np.ndarray) -> dict:
+    """Dependence-aware uniformity test of LOO-PIT values: pointwise order tests combined by
+    the Cauchy combination (POT-C, Tesso and Vehtari 2026, arXiv:2603.02928).
+
+    LOO-PIT values are not independent (every LOO predictive rests on nearly the same data),
+    and tests that assume independence, the ECDF band among them, then reject a calibrated
+    model less often than their nominal level: a band exit is not an artefact of the
+    dependence. This test stays valid under it. Under uniformity the i-th smallest of n
+    values is Beta(i, n + 1 - i); each order statistic gets the two-sided p of its own Beta,
+    and the n p-values are combined as the mean of tan((1/2 - p) pi), whose tail is standard
+    Cauchy under arbitrary dependence (Liu and Xie 2020). All n, not only those below 1/2 (the
+    truncated combination of the paper's R code): on independent uniforms the truncated form
+    rejected 8.5-11% of samples of 50-721 values at 0.05, the full one 5.2-5.4% (2,000 samples
+    each; the test suite checks both). Returns the combined p, and the order statistic with the
+    smallest pointwise p (its value, its rank and that p): where the misfit is strongest."""
+    u = np.sort(np.asarray(pit, float)[np.isfinite(pit)])
+    n = u.size
+    if n == 0:
+        raise ValueError("pot_c_test needs at least one finite PIT value")
+    rank = np.arange(1, n + 1)
+    cdf = stats.beta.cdf(u, rank, n + 1 - rank)
+    pointwise = np.clip(2.0 * np.minimum(cdf, 1.0 - cdf), 1e-300, 1.0)
+    statistic = np.mean(np.tan((0.5 - pointwise) * np.pi))
+    i = int(np.argmin(pointwise))
+    return {"p": float(stats.cauchy.sf(statistic)), "n": int(n), "worst_value": float(u[i]),
+            "worst_rank": i + 1, "worst_pointwise_p": float(pointwise[i]),
+            "worst_expected": float((i + 1) / (n + 1))}
+
+
 #: What a LOO-PIT outside its band means, by the shape of the misfit (the check's caveat).
 LOO_PIT_CAVEATS = {
     "narrow": "The LOO-PIT of the reported scores leaves its simultaneous band with too many "
@@ -686,8 +715,18 @@ def loo_pit_record(pit: np.ndarray, *, label: str = "LOO-PIT", n_draws: int | No
                           f"{diff[i_hi]:+.3f} at {grid[i_hi]:.2f} and {diff[i_lo]:+.3f} at "
                           f"{grid[i_lo]:.2f} (band half-width about "
                           f"{np.median((upper - lower) / 2):.3f}); {extreme}; simultaneous "
-                          f"test p {p_text(ecdf_uniformity_p(pit))}; {shape}"
+                          f"test p {p_text(ecdf_uniformity_p(pit))}; "
+                          f"{pot_c_text(pot_c_test(pit))}; {shape}"
                           f"{thinned_note(n_draws, thinned_from_draws)}"))
+
+
+def pot_c_text(result: dict) -> str:
+    """The POT-C test in the LOO-PIT check's detail: its p and where the misfit is strongest."""
+    return (f"dependence-aware POT-C test (Tesso and Vehtari 2026) p "
+            f"{p_text(result['p'])}, its largest departure at the value of rank "
+            f"{result['worst_rank']} of {result['n']}, {result['worst_value']:.2g} where "
+            f"{result['worst_expected']:.3f} is expected (pointwise p "
+            f"{result['worst_pointwise_p']:.1e})")
 
 
 def thinned_note(n_draws: int | None, thinned_from_draws: int | None) -> str:

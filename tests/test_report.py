@@ -783,6 +783,74 @@ def test_the_loo_pit_is_split_by_format_as_well_as_by_benchmark(report_run):
     assert "The same split by the format" in report_run[1]
 
 
+def test_score_source_labels_name_each_rows_source_kind():
+    """Each score row is labelled with the source kind its index points at; a run without
+    the record gives no labels (and the report no split)."""
+    import xarray as xr
+
+    const = xr.Dataset({"score_source": ("score_row", np.array([2, 0, 1, 1, 2]))})
+    posterior = xr.Dataset(coords={"source_kind": ["aggregator", "harness", "own"]})
+    assert report.score_source_labels(const, posterior) == \
+        ["own", "aggregator", "harness", "harness", "own"]
+    assert report.score_source_labels(const, xr.Dataset()) == []
+    assert report.score_source_labels(xr.Dataset(), posterior) == []
+
+
+def test_the_loo_pit_is_split_by_source_kind_on_the_reference_run():
+    """The reference run's measurements come from five source kinds (harness runs, the
+    developers' own reports, aggregators, other papers, mixed): every row lands in its kind's
+    row of the split, and the counts add up to the measurements."""
+    import types
+    from pathlib import Path
+
+    import arviz as az
+
+    thin = Path(__file__).resolve().parents[1] / "reports" / "default" / "posterior_thin.nc"
+    idata = az.from_netcdf(thin)
+    n = idata.constant_data["score_source"].size
+    pit = (np.arange(n) + 0.5) / n
+    table = report.loo_pit_table(types.SimpleNamespace(idata=idata),
+                                 types.SimpleNamespace(loo_pit=pit))
+    labels = report.score_source_labels(idata.constant_data, idata.posterior)
+    counts = {r["group"]: r["n"] for r in table["by_source"]}
+    assert counts == {k: labels.count(k) for k in set(labels)}
+    assert set(counts) == {str(k) for k in idata.posterior["source_kind"].values}
+    assert sum(counts.values()) == n
+
+
+def test_the_report_prints_the_source_split_with_more_than_one_kind(report_run):
+    """The simulated paper design records its reports' source kinds: the report prints the
+    split, one row per kind present."""
+    from densing_bayes.analysis.checks import CheckContext
+    from densing_bayes.inference.run_io import load_run
+
+    run = load_run(report_run[0])
+    table = report.loo_pit_table(run, CheckContext.from_run(run))
+    kinds = set(report.score_source_labels(run.idata.constant_data, run.idata.posterior))
+    assert len(kinds) > 1
+    assert {r["group"] for r in table["by_source"]} == kinds
+    assert "The same split by who produced the score" in report_run[1]
+
+
+def test_one_source_kind_gives_no_source_split():
+    """A run whose scores all come from one kind gets no one-row "split"."""
+    import types
+
+    import xarray as xr
+
+    const = xr.Dataset({"score_source": ("score_row", np.zeros(6, int)),
+                        "score_benchmark": ("score_row", np.array([0, 1, 0, 1, 0, 1])),
+                        "score_format_log_weight": (("score_row", "format"), np.zeros((6, 1)))},
+                       coords={"format": ["rc"]})
+    posterior = xr.Dataset(coords={"source_kind": ["harness"], "benchmark": ["a", "b"]})
+    idata = types.SimpleNamespace(constant_data=const, posterior=posterior,
+                                  groups=lambda: ["posterior", "constant_data"])
+    table = report.loo_pit_table(types.SimpleNamespace(idata=idata),
+                                 types.SimpleNamespace(loo_pit=np.linspace(0.05, 0.95, 6)))
+    assert table["by_source"] == []
+    assert len(table["rows"]) == 2
+
+
 def test_size_bands_have_exact_edges():
     """Each band holds its lower edge and stops short of the next one."""
     labels = report.size_band_labels(np.log([1.1e9, 2.99e9, 3e9, 9.9e9, 1e10, 7e10, 1e11, 4e11]))

@@ -614,11 +614,13 @@ def size_band_labels(log_params) -> list[str]:
 
 
 def loo_pit_table(run: FittedRun, ctx: model_checks.CheckContext) -> dict | None:
-    """The LOO-PIT split by benchmark, by scoring format and by the model's size
-    (``checks.loo_pit_by_group``), or None without it: a shared score precision that fits one
-    format and not another shows as "too wide" in one row of the format table and "too
-    narrow" in another; a misfit that grows with size (the extrapolation the held-out runs
-    test) shows in the size table."""
+    """The LOO-PIT split by benchmark, by scoring format, by the model's size and by who
+    produced the score (``checks.loo_pit_by_group``), or None without it: a shared score
+    precision that fits one format and not another shows as "too wide" in one row of the
+    format table and "too narrow" in another; a misfit that grows with size (the
+    extrapolation the held-out runs test) shows in the size table; a harness run measured the
+    way the reference curves were beside an aggregator's transcription shows in the source
+    table (docs/model.md, "Pairs measured in more than one format")."""
     const = run.idata.constant_data if "constant_data" in run.idata.groups() else {}
     if "score_benchmark" not in const:
         return None
@@ -633,6 +635,9 @@ def loo_pit_table(run: FittedRun, ctx: model_checks.CheckContext) -> dict | None
         log_params = np.asarray(const["model_log_params"].values, float)
         splits["size"] = size_band_labels(log_params[np.asarray(const["score_model"].values,
                                                                 int)])
+    sources = score_source_labels(const, run.idata.posterior)
+    if len(set(sources)) > 1:
+        splits["source"] = sources
     band_order = {label: i for i, (_, label) in enumerate(SIZE_BANDS)}
 
     def shown(rows, key):
@@ -647,7 +652,17 @@ def loo_pit_table(run: FittedRun, ctx: model_checks.CheckContext) -> dict | None
               for key, groups in splits.items() if len(groups) == len(pit)}
     return {"tail": f"{model_checks.PIT_TAIL:g}", "nominal_tails": f"{2 * model_checks.PIT_TAIL:.2f}",
             "rows": tables["benchmark"], "by_format": tables.get("format", []),
-            "by_size": tables.get("size", [])}
+            "by_size": tables.get("size", []), "by_source": tables.get("source", [])}
+
+
+def score_source_labels(const, posterior) -> list[str]:
+    """Who produced each score row (the ``source_kind`` of its reports: a harness run, the
+    developer's own report, an aggregator's transcription; "mixed" when a measurement's
+    reports come from more than one kind), or [] when the run does not record it."""
+    if "score_source" not in const or "source_kind" not in posterior.coords:
+        return []
+    kinds = [str(k) for k in posterior["source_kind"].values]
+    return [kinds[int(i)] for i in np.asarray(const["score_source"].values, int)]
 
 
 #: PIT values below it or above 1 minus it are listed one by one (the LOO-PIT check's band

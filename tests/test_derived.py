@@ -172,6 +172,25 @@ def test_refreshing_a_saved_run_replaces_the_slope_ratio_without_refitting(tmp_p
     run_io.load_run(out)  # the marker's checksums were updated with the files
 
 
+def test_lineage_level_summary_orders_lineages_by_their_level():
+    import xarray as xr
+
+    from densing_bayes.analysis.derived import lineage_level_summary
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    level = rng.normal(0.0, 0.1, (1, n, 3)) + np.array([-0.4, 0.8, 0.1])
+    post = xr.Dataset({"lineage_level": (("chain", "draw", "lineage"), level),
+                       "lineage_level_sd": (("chain", "draw"), np.full((1, n), 0.6))},
+                      coords={"lineage": ["Falcon", "Qwen", "Llama"]})
+    out = lineage_level_summary(post, 0.9)
+    assert list(out["lineage_level"]) == ["Qwen", "Llama", "Falcon"]
+    assert out["lineage_level"]["Qwen"]["median"] == pytest.approx(0.8, abs=0.01)
+    assert out["lineage_level"]["Falcon"]["upper"] == pytest.approx(-0.4 + 1.645 * 0.1,
+                                                                     abs=0.02)
+    assert out["lineage_level_sd"]["median"] == pytest.approx(0.6)
+
+
 def test_lineage_profile_summary_lists_the_offsets_whose_interval_excludes_zero():
     import xarray as xr
 

@@ -278,6 +278,95 @@ def test_a_new_lineages_drawn_profile_carries_the_profiles_uncertainty(lineage_w
         sc.lineage_profile_rows = original
 
 
+def test_lineage_levels_of_held_out_models_are_the_fits_or_new_shared_draws():
+    """A seen lineage keeps its posterior level; two models of one unseen lineage share one
+    new draw per posterior draw, two unseen lineages draw independently, with the learnt SD;
+    without the term there is nothing to add."""
+    n_draws = 4000
+    post = xr.Dataset({
+        "lineage_level": (("chain", "draw", "lineage"),
+                          np.broadcast_to([0.3, -1.2], (1, n_draws, 2)).copy()),
+        "lineage_level_sd": (("chain", "draw"), np.full((1, n_draws), 0.7))})
+    level = rb.lineage_level_at(post, np.arange(n_draws), np.array([1, -1, -1, -2, 0]),
+                                np.random.default_rng(3))
+    assert level.shape == (n_draws, 5)
+    assert (level[:, 0] == -1.2).all() and (level[:, 4] == 0.3).all()
+    np.testing.assert_array_equal(level[:, 1], level[:, 2])
+    assert abs(np.corrcoef(level[:, 1], level[:, 3])[0, 1]) < 0.1
+    assert abs(level[:, 1].std() - 0.7) < 0.03 and abs(level[:, 1].mean()) < 0.04
+    assert rb.lineage_level_at(post.drop_vars("lineage_level"), np.arange(3),
+                               np.array([0]), np.random.default_rng(0)) is None
+
+
+@pytest.fixture(scope="module")
+def level_world(default_data):
+    """Prior draws with [trend] lineage_level on 10 bundled models of 5 lineages, levels of
+    about 8 e-folds (so that they, not the models' own deviations, set the spread)."""
+    keep = ["Llama-1-7B", "Llama-2-13B", "Llama-3-8B", "Qwen1.5-7B", "Qwen2-7B", "Qwen2.5-3B",
+            "Gemma-7B", "Gemma2-9B", "Yi-6B", "Mistral-7B"]
+    _, data = rb.split_models(default_data, keep)
+    spec = load_spec("default").with_overrides({
+        "trend": {"lineage_level": True},
+        "priors": {"lineage_level_sd": {"dist": "Gamma", "kwargs": {"alpha": 20.0,
+                                                                   "beta": 2.5}}}})
+    idata, inputs = prior_draws_as_fit(data, spec, draws=330, seed=29, prior_predictive=True)
+    return idata, inputs, spec
+
+
+def test_a_lineage_level_moves_every_model_of_its_lineage_by_one_value(level_world):
+    """log density = trend + the lineage's level + the model's own deviation: the levels sum
+    to zero over lineages, and the models of one lineage share theirs exactly."""
+    idata, inputs, _ = level_world
+    post = idata.posterior
+    level = post["lineage_level"]
+    assert level.dims[2:] == ("lineage",) and level.sizes["lineage"] == 5
+    np.testing.assert_allclose(level.sum("lineage").values, 0.0, atol=1e-8)
+    own = post["log_density"] - level.isel(lineage=xr.DataArray(inputs.model_lineage,
+                                                                dims="model"))
+    # what is left is the trend plus each model's deviation: no lineage structure remains,
+    # while the levels (SD about 8) dominate the log densities themselves
+    qwen = [i for i, m in enumerate(inputs.models) if m.startswith("Qwen")]
+    gap = post["log_density"].isel(model=qwen).mean("model") \
+        - post["log_density"].mean("model")
+    gap_own = own.isel(model=qwen).mean("model") - own.mean("model")
+    assert float(gap.std()) > 3 * float(gap_own.std())
+
+
+def test_held_out_families_draw_their_level_and_are_calibrated(level_world):
+    """Every parameter known (the truth's draw) except the levels: held-out models of
+    lineages the fit has not seen must draw one level per lineage from the learnt SD. Then
+    about 90% of scores fall inside their 90% intervals; a prediction that leaves the new
+    levels at 0 puts far fewer inside."""
+    idata, inputs, spec = level_world
+    post = idata.posterior.isel(draw=slice(30, None))
+    simulated = idata.prior_predictive["score_obs"].values[0]
+    new = replace(inputs, model_lineage=-1 - inputs.model_lineage)
+
+    def coverage() -> float:
+        inside = []
+        for j in range(30):
+            truth = idata.posterior.isel(draw=j)
+            known = post.copy()
+            for name in post.data_vars:
+                if not name.startswith("lineage_level") or name == "lineage_level_sd":
+                    known[name] = truth[name].broadcast_like(post[name]).transpose(
+                        *post[name].dims)
+            fit = idata.isel(draw=slice(30, None))
+            fit.posterior = known
+            scores, _ = rb.predict_rows(fit, replace(new, score_value=simulated[j]), spec,
+                                        seed=j)
+            inside.append(scores["inside"].to_numpy())
+        return float(np.concatenate(inside).mean())
+
+    assert 0.85 <= coverage() <= 0.97
+    original = rb.lineage_level_at
+    try:
+        rb.lineage_level_at = lambda *args: 0.0 * original(*args)
+        assert coverage() < 0.8
+    finally:
+        rb.lineage_level_at = original
+
+
 @pytest.fixture(scope="module")
 def posterior_world(default_data):
     """The committed reference run's thinned posterior (reports/default/posterior_thin.nc) as

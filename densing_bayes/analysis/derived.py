@@ -43,6 +43,16 @@ def interval(draws, ci_prob: float) -> dict[str, float]:
     return {"median": float(med), "lower": float(lo), "upper": float(hi)}
 
 
+def lineage_level_summary(posterior, ci_prob: float) -> dict:
+    """The lineage levels' SD and each lineage's level about the trend (log density), highest
+    first: which developers' models are denser than the trend at their dates."""
+    level = posterior["lineage_level"]
+    levels = {str(lin): interval(level.sel(lineage=lin), ci_prob)
+              for lin in level["lineage"].values}
+    return {"lineage_level_sd": interval(posterior["lineage_level_sd"], ci_prob),
+            "lineage_level": dict(sorted(levels.items(), key=lambda kv: -kv[1]["median"]))}
+
+
 def lineage_profile_summary(posterior, ci_prob: float) -> dict:
     """The lineage profiles' SD and every (lineage, benchmark) offset whose interval excludes 0,
     largest first: which developers' models read larger or smaller on which benchmark."""
@@ -178,6 +188,8 @@ def trend_summary(idata: az.InferenceData, spec: ModelSpec, model_time=None) -> 
                                     for b in loading["benchmark"].values}
     if "lineage_profile" in idata.posterior:
         out.update(lineage_profile_summary(idata.posterior, ci))
+    if "lineage_level" in idata.posterior:
+        out.update(lineage_level_summary(idata.posterior, ci))
     if "inefficiency_trend" in idata.posterior:
         out.update(inefficiency_trend_summary(idata, s["post"], ci, model_time))
     if "changepoint_shift" in idata.posterior:

@@ -216,6 +216,25 @@ def split_models(data: DensingData, held_out: Sequence[str]) -> tuple[DensingDat
 
 
 # ------------------------------------------------------------------- predictions for new models
+def lineage_level_at(posterior, index: np.ndarray, codes: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray | None:
+    """(S, M) each held-out model's lineage level delta_l per retained draw ([trend]
+    lineage_level), or None without the term: a lineage the fit has seen keeps its posterior
+    level; the k-th unseen one (code -1 - k, ``fit_lineage_codes``) draws one new level per
+    draw from N(0, sd), shared by all its models, so a held-out family is one cluster."""
+    from densing_bayes.analysis.score_chain import stack
+
+    if "lineage_level" not in posterior:
+        return None
+    codes = np.asarray(codes, int)
+    level = stack(posterior["lineage_level"].transpose("chain", "draw", "lineage"), index)
+    sd = stack(posterior["lineage_level_sd"], index)
+    n_new = int(max(0, -codes.min(initial=0)))
+    new = sd[:, None] * rng.standard_normal((len(index), n_new))
+    return np.where(codes[None, :] >= 0, level[:, np.maximum(codes, 0)],
+                    new[:, np.maximum(-1 - codes, 0)] if n_new else 0.0)
+
+
 def trend_at(posterior, spec: ModelSpec, time: np.ndarray, index: np.ndarray,
              log_params: np.ndarray | None = None) -> np.ndarray:
     """(S, M) f(t) per retained draw at ``time`` (years since the changepoint date) and, with
@@ -329,6 +348,9 @@ def predict_rows(fit_idata, held, spec: ModelSpec, *, seed: int,
     f = trend_at(post, spec, np.asarray(held.model_time, float), chain.draws,
                  held.model_log_params)  # (S, M)
     rng = np.random.default_rng(seed)
+    level = lineage_level_at(post, chain.draws, held.model_lineage, rng)
+    if level is not None:
+        f = f + level
     if skew is None:
         z = rng.standard_normal(f.shape)
     else:
@@ -509,11 +531,12 @@ def fit_refit(spec: ModelSpec, data_folder: str, held_out: Sequence[str] = (),
 
 
 def heldout_elpd(fit_idata, fit_inputs, heldout_data: DensingData, spec: ModelSpec, *,
-                 max_draws: int = MAX_DRAWS) -> dict:
+                 max_draws: int = MAX_DRAWS, seed: int = 0) -> dict:
     """Each held-out model's exact ELPD from a fit without it: log mean over draws of
     p(y_m | theta_s), the model's density integrated over the fitted trend's population at
     its date and size (``model_loo.integrated_model_loglik``, the same integral the PSIS
-    estimate uses). Returns the per-model ELPD, its Monte Carlo SE and the rows used."""
+    estimate uses). Returns the per-model ELPD, its Monte Carlo SE and the rows used.
+    ``seed`` draws the level of a lineage the fit has not seen ([trend] lineage_level)."""
     from scipy.special import logsumexp
 
     from densing_bayes.analysis.model_loo import deviation_scale, integrated_model_loglik
@@ -528,6 +551,10 @@ def heldout_elpd(fit_idata, fit_inputs, heldout_data: DensingData, spec: ModelSp
     scale, skew = deviation_scale(fit_idata, chain.draws, spec.trend, held.model_time)
     f = trend_at(post, spec, np.asarray(held.model_time, float), chain.draws,
                  held.model_log_params)
+    level = lineage_level_at(post, chain.draws, held.model_lineage,
+                             np.random.default_rng(seed))
+    if level is not None:
+        f = f + level
     x_n_trend = f + held.model_log_params[None, :] - post.attrs["centre_log_params"]
     loglik = integrated_model_loglik(chain, x_n_trend, scale, skew)  # (S, M)
     n = loglik.shape[0]

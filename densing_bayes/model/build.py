@@ -496,6 +496,11 @@ def _trend_block(inputs: ModelInputs, spec: ModelSpec):
                                     - np.log(REFERENCE_PARAMS), dims="model"),
                             time, spec.prior("size_slope").create_variable("size_slope"),
                             spec.prior("size_slope_post").create_variable("size_slope_post"))
+    if spec.trend.lineage_level:
+        # A developer's models share a level about the trend (their data and recipes): the
+        # trend is then the average lineage's, and a family is one cluster, not n models.
+        lineage = pm.Data("model_lineage", inputs.model_lineage, dims="model")
+        f = f + _lineage_level(spec)[lineage]
     if spec.trend.kind == "frontier":
         if spec.trend.inefficiency_trend:
             # sigma_u(t) = sigma_u exp(psi t): sigma_u stays the scale at the changepoint, so
@@ -583,6 +588,14 @@ def _benchmark_loading(spec: ModelSpec):
     return pm.Deterministic("benchmark_loading", pt.exp(sd * z), dims="benchmark")
 
 
+def _lineage_level(spec: ModelSpec):
+    """delta_l = sd * z_l, z zero-sum over lineages (non-centred, as the drift): lineage l's
+    models lie delta_l above the trend in log density."""
+    sd = spec.prior("lineage_level_sd").create_variable("lineage_level_sd")
+    z = spec.prior("lineage_level_std").create_variable("lineage_level_std")
+    return pm.Deterministic("lineage_level", sd * z, dims="lineage")
+
+
 def _lineage_profile(spec: ModelSpec):
     """omega_lb = sd * z_lb, z zero-sum over benchmarks within each lineage (non-centred, as
     the drift): benchmark b reads a model of lineage l at log N_eff + omega_lb."""
@@ -615,7 +628,8 @@ def build_model(inputs: ModelInputs, spec: ModelSpec) -> pm.Model:
         if spec.trend.benchmark_drift:
             x_n = x_n + _benchmark_drift(spec)[b] * model["model_time"][m]
         if spec.trend.lineage_profile:
-            lineage = pm.Data("model_lineage", inputs.model_lineage, dims="model")
+            lineage = (model["model_lineage"] if "model_lineage" in model.named_vars
+                       else pm.Data("model_lineage", inputs.model_lineage, dims="model"))
             x_n = x_n + _lineage_profile(spec)[lineage[m], b]
         loss = loss_law_centred(x_n, inputs.log_d0_centred, E[b], A[b], B[b], alpha[b], beta[b])
         extrapolation = _extrapolation_tilt(spec)

@@ -572,7 +572,8 @@ def prepare_inputs(data: DensingData, spec: ModelSpec) -> ModelInputs:
     pairs = list(dict.fromkeys(pair_label))
     # Only a model that reads lineages carries them: the stored metric's key hashes every
     # input array, so an unused one would orphan the metrics of models without the term.
-    model_lineage = (model_lineages(models) if spec.trend.lineage_profile
+    model_lineage = (model_lineages(models)
+                     if spec.trend.lineage_profile or spec.trend.lineage_level
                      else pd.Series([], dtype=str))
     lineages = sorted(model_lineage.unique())
     copies = (scores["copies"].to_numpy(int) if "copies" in scores

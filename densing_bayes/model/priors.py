@@ -323,6 +323,21 @@ DEFAULT_PRIORS: dict[str, PriorDoc] = {
         "over benchmarks within each lineage, so that a profile cannot move a lineage's mean "
         "reading (its latent densities carry that) (non-centred: omega = sd * z).",
     ),
+    "lineage_level_sd": PriorDoc(
+        Prior("Gamma", alpha=2.0, beta=4.0),
+        "with [trend] lineage_level: SD of the lineages' levels about the trend in log "
+        "density; mean 0.5 e-folds (a developer's models 1.6 times denser or sparser than "
+        "the trend at their dates), 90% in [0.09, 1.19], about the size of the models' own "
+        "spread about the trend; boundary-avoiding, like the other scales, so that a fit "
+        "with few lineages cannot collapse it onto 0.",
+        "log density",
+    ),
+    "lineage_level_std": PriorDoc(
+        Prior("ZeroSumNormal", sigma=1.0, dims="lineage"),
+        "with [trend] lineage_level: standardised levels delta_l / sd, summing to zero over "
+        "lineages so that the trend's intercept keeps its meaning (the average lineage's "
+        "level) (non-centred: delta = sd * z).",
+    ),
     "mc_drift": PriorDoc(
         Prior("Normal", mu=0.0, sigma=0.5),
         "with [observation] mc_drift: change per year of the logit of multiple-choice scores "

@@ -127,6 +127,7 @@ OPT_IN_TERMS = {("observation", "protocol_scale"): ("protocol_scale",),
                 ("trend", "benchmark_drift"): ("benchmark_drift_sd", "benchmark_drift_std"),
                 ("trend", "benchmark_loading"): ("benchmark_loading_sd", "benchmark_loading_std"),
                 ("trend", "lineage_profile"): ("lineage_profile_sd", "lineage_profile_std"),
+                ("trend", "lineage_level"): ("lineage_level_sd", "lineage_level_std"),
                 ("observation", "mc_drift"): ("mc_drift",),
                 ("trend", "size_covariate"): ("size_slope", "size_slope_post"),
                 ("trend", "inefficiency_trend"): ("inefficiency_trend",)}
@@ -263,6 +264,16 @@ class TrendSettings(_Section):
         "sit above their LOO intervals for Qwen and Baichuan models and below for Falcon, MPT, "
         "OPT and Llama ones. Zero-sum, so it moves no lineage's mean reading and no trend "
         "(docs/model.md, 'Observation model')")
+    lineage_level: bool = Field(
+        False, description="each lineage (a developer's series of model families, "
+        "data/lineage.py) lies above or below the trend by its own level delta_l on log "
+        "density, shared by all its models: r_m = f(t_m) + delta_l(m) + deviation_m, delta "
+        "summing to zero over lineages (priors `lineage_level_sd`, `lineage_level_std`). "
+        "Models of one developer share training data and recipes, so they are not "
+        "independent draws about the trend: without the term a family that enters late and "
+        "dense moves the slope as if each of its models were separate evidence, and leaving "
+        "one family out moved the doubling time beyond its interval (docs/model.md, 'A "
+        "density level per lineage')")
     drift_coordinates: Literal["non_centred", "centred"] = Field(
         "non_centred", description="with benchmark_drift: the coordinates in which the drift "
         "rates are sampled, 'non_centred' (kappa = sd * z, z ~ `benchmark_drift_std`) or "

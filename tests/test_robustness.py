@@ -205,19 +205,26 @@ def test_heldout_predictions_are_calibrated_when_truth_and_fit_are_exchangeable(
     assert np.concatenate(agree).mean() > 0.95
 
 
+LINEAGE_WORLD_MODELS = ["Llama-1-7B", "Llama-2-13B", "Llama-3-8B", "Qwen1.5-7B", "Qwen2-7B",
+                        "Qwen2.5-3B", "Gemma-7B", "Gemma2-9B", "Yi-6B", "Mistral-7B"]
+
+
+def lineage_term_world(default_data, term: str, seed: int):
+    """Prior draws with the [trend] switch ``term`` on 10 bundled models of 5 lineages, its
+    SD about 8 e-folds (Gamma(20, 2.5)), so that the term, not the prior's other spread, sets
+    the scores' spread."""
+    _, data = rb.split_models(default_data, LINEAGE_WORLD_MODELS)
+    spec = load_spec("default").with_overrides({
+        "trend": {term: True},
+        "priors": {f"{term}_sd": {"dist": "Gamma", "kwargs": {"alpha": 20.0, "beta": 2.5}}}})
+    idata, inputs = prior_draws_as_fit(data, spec, draws=330, seed=seed, prior_predictive=True)
+    return idata, inputs, spec
+
+
 @pytest.fixture(scope="module")
 def lineage_world(default_data):
-    """Prior draws with [trend] lineage_profile on 10 bundled models of 5 lineages, profiles
-    of about 8 e-folds (so that they, not the prior's other spread, set the scores' spread)."""
-    keep = ["Llama-1-7B", "Llama-2-13B", "Llama-3-8B", "Qwen1.5-7B", "Qwen2-7B", "Qwen2.5-3B",
-            "Gemma-7B", "Gemma2-9B", "Yi-6B", "Mistral-7B"]
-    _, data = rb.split_models(default_data, keep)
-    spec = load_spec("default").with_overrides({
-        "trend": {"lineage_profile": True},
-        "priors": {"lineage_profile_sd": {"dist": "Gamma", "kwargs": {"alpha": 20.0,
-                                                                     "beta": 2.5}}}})
-    idata, inputs = prior_draws_as_fit(data, spec, draws=330, seed=23, prior_predictive=True)
-    return idata, inputs, spec
+    """Lineage profiles of about 8 e-folds (``lineage_term_world``)."""
+    return lineage_term_world(default_data, "lineage_profile", seed=23)
 
 
 def test_heldout_predictions_with_lineage_profiles_are_calibrated(lineage_world):
@@ -241,76 +248,47 @@ def test_heldout_predictions_with_lineage_profiles_are_calibrated(lineage_world)
     assert abs(z) < 3.5, (means.mean(), z)
 
 
-def test_a_new_lineages_drawn_profile_carries_the_profiles_uncertainty(lineage_world):
+def coverage_with_new_lineages(world, unknown: str) -> float:
+    """Share of 30 truths' scores inside their 90% intervals when every parameter is the
+    truth's draw except the lineage term ``unknown`` (its SD kept), and every model's lineage
+    is one the fit has not seen: the prediction must draw that term itself."""
+    idata, inputs, spec = world
+    post = idata.posterior.isel(draw=slice(30, None))
+    simulated = idata.prior_predictive["score_obs"].values[0]
+    new = replace(inputs, model_lineage=-1 - inputs.model_lineage)
+    inside = []
+    for j in range(30):
+        truth = idata.posterior.isel(draw=j)
+        known = post.copy()
+        for name in post.data_vars:
+            if not name.startswith(unknown) or name == f"{unknown}_sd":
+                known[name] = truth[name].broadcast_like(post[name]).transpose(
+                    *post[name].dims)
+        fit = idata.isel(draw=slice(30, None))
+        fit.posterior = known
+        scores, _ = rb.predict_rows(fit, replace(new, score_value=simulated[j]), spec, seed=j)
+        inside.append(scores["inside"].to_numpy())
+    return float(np.concatenate(inside).mean())
+
+
+def test_a_new_lineages_drawn_profile_carries_the_profiles_uncertainty(lineage_world,
+                                                                      monkeypatch):
     """Every parameter known (the truth's draw) except the profiles of lineages the fit has
     not seen: the prediction must draw them from the SD, centred and shared within a lineage.
     Then 90% of scores fall inside their 90% intervals; leaving the new profiles at 0 (a
     prediction that ignores them) puts far fewer inside."""
     import densing_bayes.analysis.score_chain as sc
 
-    idata, inputs, spec = lineage_world
-    post = idata.posterior.isel(draw=slice(30, None))
-    simulated = idata.prior_predictive["score_obs"].values[0]
-    new = replace(inputs, model_lineage=-1 - inputs.model_lineage)
-
-    def coverage(monkeypatched: bool) -> float:
-        inside = []
-        for j in range(30):
-            truth = idata.posterior.isel(draw=j)
-            known = post.copy()
-            for name in post.data_vars:
-                if not name.startswith("lineage_profile") or name == "lineage_profile_sd":
-                    known[name] = truth[name].broadcast_like(post[name]).transpose(
-                        *post[name].dims)
-            fit = idata.isel(draw=slice(30, None))
-            fit.posterior = known
-            scores, _ = rb.predict_rows(fit, replace(new, score_value=simulated[j]), spec,
-                                        seed=j)
-            inside.append(scores["inside"].to_numpy())
-        return float(np.concatenate(inside).mean())
-
-    assert 0.85 <= coverage(False) <= 0.95
+    assert 0.85 <= coverage_with_new_lineages(lineage_world, "lineage_profile") <= 0.95
     original = sc.lineage_profile_rows
-    try:
-        sc.lineage_profile_rows = lambda *args: 0.0 * original(*args)
-        assert coverage(True) < 0.8
-    finally:
-        sc.lineage_profile_rows = original
-
-
-def test_lineage_levels_of_held_out_models_are_the_fits_or_new_shared_draws():
-    """A seen lineage keeps its posterior level; two models of one unseen lineage share one
-    new draw per posterior draw, two unseen lineages draw independently, with the learnt SD;
-    without the term there is nothing to add."""
-    n_draws = 4000
-    post = xr.Dataset({
-        "lineage_level": (("chain", "draw", "lineage"),
-                          np.broadcast_to([0.3, -1.2], (1, n_draws, 2)).copy()),
-        "lineage_level_sd": (("chain", "draw"), np.full((1, n_draws), 0.7))})
-    level = rb.lineage_level_at(post, np.arange(n_draws), np.array([1, -1, -1, -2, 0]),
-                                np.random.default_rng(3))
-    assert level.shape == (n_draws, 5)
-    assert (level[:, 0] == -1.2).all() and (level[:, 4] == 0.3).all()
-    np.testing.assert_array_equal(level[:, 1], level[:, 2])
-    assert abs(np.corrcoef(level[:, 1], level[:, 3])[0, 1]) < 0.1
-    assert abs(level[:, 1].std() - 0.7) < 0.03 and abs(level[:, 1].mean()) < 0.04
-    assert rb.lineage_level_at(post.drop_vars("lineage_level"), np.arange(3),
-                               np.array([0]), np.random.default_rng(0)) is None
+    monkeypatch.setattr(sc, "lineage_profile_rows", lambda *args: 0.0 * original(*args))
+    assert coverage_with_new_lineages(lineage_world, "lineage_profile") < 0.8
 
 
 @pytest.fixture(scope="module")
 def level_world(default_data):
-    """Prior draws with [trend] lineage_level on 10 bundled models of 5 lineages, levels of
-    about 8 e-folds (so that they, not the models' own deviations, set the spread)."""
-    keep = ["Llama-1-7B", "Llama-2-13B", "Llama-3-8B", "Qwen1.5-7B", "Qwen2-7B", "Qwen2.5-3B",
-            "Gemma-7B", "Gemma2-9B", "Yi-6B", "Mistral-7B"]
-    _, data = rb.split_models(default_data, keep)
-    spec = load_spec("default").with_overrides({
-        "trend": {"lineage_level": True},
-        "priors": {"lineage_level_sd": {"dist": "Gamma", "kwargs": {"alpha": 20.0,
-                                                                   "beta": 2.5}}}})
-    idata, inputs = prior_draws_as_fit(data, spec, draws=330, seed=29, prior_predictive=True)
-    return idata, inputs, spec
+    """Lineage levels of about 8 e-folds (``lineage_term_world``)."""
+    return lineage_term_world(default_data, "lineage_level", seed=29)
 
 
 def test_a_lineage_level_moves_every_model_of_its_lineage_by_one_value(level_world):
@@ -332,39 +310,15 @@ def test_a_lineage_level_moves_every_model_of_its_lineage_by_one_value(level_wor
     assert float(gap.std()) > 3 * float(gap_own.std())
 
 
-def test_held_out_families_draw_their_level_and_are_calibrated(level_world):
+def test_held_out_families_draw_their_level_and_are_calibrated(level_world, monkeypatch):
     """Every parameter known (the truth's draw) except the levels: held-out models of
     lineages the fit has not seen must draw one level per lineage from the learnt SD. Then
     about 90% of scores fall inside their 90% intervals; a prediction that leaves the new
     levels at 0 puts far fewer inside."""
-    idata, inputs, spec = level_world
-    post = idata.posterior.isel(draw=slice(30, None))
-    simulated = idata.prior_predictive["score_obs"].values[0]
-    new = replace(inputs, model_lineage=-1 - inputs.model_lineage)
-
-    def coverage() -> float:
-        inside = []
-        for j in range(30):
-            truth = idata.posterior.isel(draw=j)
-            known = post.copy()
-            for name in post.data_vars:
-                if not name.startswith("lineage_level") or name == "lineage_level_sd":
-                    known[name] = truth[name].broadcast_like(post[name]).transpose(
-                        *post[name].dims)
-            fit = idata.isel(draw=slice(30, None))
-            fit.posterior = known
-            scores, _ = rb.predict_rows(fit, replace(new, score_value=simulated[j]), spec,
-                                        seed=j)
-            inside.append(scores["inside"].to_numpy())
-        return float(np.concatenate(inside).mean())
-
-    assert 0.85 <= coverage() <= 0.97
+    assert 0.85 <= coverage_with_new_lineages(level_world, "lineage_level") <= 0.97
     original = rb.lineage_level_at
-    try:
-        rb.lineage_level_at = lambda *args: 0.0 * original(*args)
-        assert coverage() < 0.8
-    finally:
-        rb.lineage_level_at = original
+    monkeypatch.setattr(rb, "lineage_level_at", lambda *args: 0.0 * original(*args))
+    assert coverage_with_new_lineages(level_world, "lineage_level") < 0.8
 
 
 @pytest.fixture(scope="module")

@@ -191,3 +191,24 @@ def test_progress_counts_only_what_workers_can_execute():
     bar = Bar()
     batch._show(bar, Client(), {Future(k): None for k in "abcde"}, failed=1)
     assert bar.text == "running 2, queued 3, failed 1"
+
+
+def test_a_resumed_batch_reports_what_its_records_cost_not_only_its_own_wall_time():
+    """A resume that only summarises earlier records ran for milliseconds: robustness.json of
+    2026-12-05 said 0.006 s for a 46-minute batch. The timing now also sums the records'
+    seconds and spans their first start to their last finish (a failed record without a
+    start or seconds is skipped)."""
+    from densing_bayes.inference.batch import records_timing
+
+    records = {
+        "a": {"seconds": 1231.5, "started": "2026-12-05T07:55:35.865+00:00",
+              "finished": "2026-12-05T08:16:07.492+00:00"},
+        "b": {"seconds": 760.0, "started": "2026-12-05T08:29:17.533+00:00",
+              "finished": "2026-12-05T08:41:57.475+00:00"},
+        "c": {"seconds": None, "started": None, "finished": "2026-12-05T08:42:00.000+00:00"},
+    }
+    timing = records_timing(records, 0.006)
+    assert timing == {"wall_seconds": 0.006, "task_seconds": 1991.5,
+                      "first_started": "2026-12-05T07:55:35.865+00:00",
+                      "last_finished": "2026-12-05T08:42:00.000+00:00"}
+    assert records_timing({}, 1.0)["first_started"] is None

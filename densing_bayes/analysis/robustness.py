@@ -757,7 +757,7 @@ def write_robustness_outputs(out: Path, refits: Sequence[Refit], records: Mappin
         "predictive_prob": PREDICTIVE_PROB,
         "coverage_band": list(COVERAGE_BAND),
         "refits": entries,
-        "timing": {"wall_seconds": wall_seconds},
+        "timing": batch.records_timing(records, wall_seconds),
     }
     batch.write_json_atomic(out / ROBUSTNESS_JSON, report)
     robustness_table(entries).to_csv(out / ROBUSTNESS_CSV, index=False)

@@ -57,7 +57,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -391,6 +391,19 @@ def run_batch(tasks: Sequence[Task], out: Path, *, manifest: dict, resume: bool 
                     dask_client(None, n_workers, processes, dashboard=dashboard))
             done.update(_run_on(client, todo, out, len(tasks), progress, desc))
     return {task_id: done[task_id] for task_id in ids if task_id in done}
+
+
+def records_timing(records: Mapping[str, dict], wall_seconds: float) -> dict:
+    """A batch's timing from its records, old and new: ``wall_seconds`` is this invocation's
+    (a resume that only summarises takes milliseconds), so the records' own times say what the
+    batch cost: the sum of their seconds and the span from the first start to the last
+    finish (ISO strings; None where no record has one)."""
+    seconds = [r["seconds"] for r in records.values() if r.get("seconds") is not None]
+    started = [r["started"] for r in records.values() if r.get("started")]
+    finished = [r["finished"] for r in records.values() if r.get("finished")]
+    return {"wall_seconds": wall_seconds, "task_seconds": float(sum(seconds)),
+            "first_started": min(started) if started else None,
+            "last_finished": max(finished) if finished else None}
 
 
 def run_and_write(tasks: Sequence[Task], out: Path, write: Callable[[dict, float], dict], *,

@@ -270,10 +270,10 @@ class TrendSettings(_Section):
         "density, shared by all its models: r_m = f(t_m) + delta_l(m) + deviation_m, delta "
         "summing to zero over lineages (priors `lineage_level_sd`, `lineage_level_std`). "
         "Models of one developer share training data and recipes, so they are not "
-        "independent draws about the trend: without the term a family that enters late and "
-        "dense moves the slope as if each of its models were separate evidence, and leaving "
-        "one family out moved the doubling time beyond its interval (docs/model.md, 'A "
-        "density level per lineage')")
+        "independent draws about the trend. Off: tried because leaving Qwen or Llama out "
+        "moved the doubling time beyond its interval, it found levels (SD 0.46) but near 0 "
+        "for those two, and left the family check failing (docs/model.md, 'Which families "
+        "set the slope, and a density level per lineage')")
     drift_coordinates: Literal["non_centred", "centred"] = Field(
         "non_centred", description="with benchmark_drift: the coordinates in which the drift "
         "rates are sampled, 'non_centred' (kappa = sd * z, z ~ `benchmark_drift_std`) or "
